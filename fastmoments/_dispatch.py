@@ -1,0 +1,69 @@
+"""The one place that picks a backend (CPU or GPU wing) for the arrays given.
+
+A backend is a module that provides the functions below. Every array it takes
+or returns is of its own array type (NumPy for ``fastmoments.cpu``, CuPy for
+``fastmoments.gpu``); the layers above never touch kernels directly.
+
+``xp``
+    The array module (``numpy`` or ``cupy``).
+``asarray(x)``
+    Coerce ``x`` to a backend array of an accepted dtype (bool, integer,
+    float16/32/64), raising TypeError naming the dtype otherwise. Never
+    modifies ``x``.
+``moments(x, axes, skipna) -> (count, mean, m2)``
+    One pass over ``x``. ``axes`` is a sorted tuple of non-negative axes to
+    reduce (empty: every element is its own state). The results have the shape
+    of ``x`` without ``axes``: count int64, mean and m2 float64.
+``summarize(x, axes) -> (count, mean, m2, min, max, n_nonfinite, n_zero)``
+    As ``moments``, over the finite values only; counts are int64, the rest
+    float64; min and max are NaN where count is 0.
+``summarize_each(arrays) -> the same 7 fields, each of shape (len(arrays),)``
+``merge(kind, a, b) -> fields``
+    Elementwise merge of two field tuples of ``kind`` ("moments" or "summary"),
+    with NumPy broadcasting.
+``reduce(kind, fields, axes) -> fields``
+    Merge the states of a field tuple along ``axes`` (a pairwise tree).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+__all__ = ["backend_for", "is_gpu_array"]
+
+_BACKENDS: dict[str, object] = {}
+
+
+def is_gpu_array(x) -> bool:
+    """True for CuPy arrays, found without importing CuPy."""
+    return type(x).__module__.split(".", 1)[0] == "cupy"
+
+
+def _load(name: str):
+    mod = _BACKENDS.get(name)
+    if mod is None:
+        mod = importlib.import_module(f"fastmoments.{name}")
+        _BACKENDS[name] = mod
+    return mod
+
+
+def backend_for(*values):
+    """Return the backend module for ``values``.
+
+    Python and NumPy scalars and lists go with either backend; NumPy arrays with the CPU
+    and CuPy arrays with the GPU. Mixing NumPy and CuPy arrays is a TypeError.
+    """
+    gpu = cpu = False
+    for v in values:
+        if is_gpu_array(v):
+            gpu = True
+        elif isinstance(v, np.ndarray):
+            cpu = True
+    if gpu and cpu:
+        raise TypeError(
+            "cannot mix NumPy and CuPy arrays in one call; move the data to one "
+            "device first (cupy.asarray or cupy.asnumpy)"
+        )
+    return _load("gpu" if gpu else "cpu")

@@ -1,0 +1,36 @@
+"""Input checks shared by both backends: axes and dtypes."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_tuple
+
+__all__ = ["normalize_axes", "check_dtype"]
+
+
+def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
+    """Sorted non-negative axes; None means all. Raises NumPy's AxisError."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (bool, np.bool_)) or not (
+        isinstance(axis, (int, np.integer, tuple, list))
+    ):
+        raise TypeError(f"axis must be None, an int or a tuple of ints, got {axis!r}")
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    return tuple(sorted(normalize_axis_tuple(axis, ndim, "axis")))
+
+
+def check_dtype(dtype) -> None:
+    """Accept bool, integer and real floating dtypes; TypeError for the rest."""
+    if dtype.kind not in "biuf":
+        what = {
+            "c": "complex numbers have no single variance",
+            "O": "object arrays are not numeric",
+            "U": "strings are not numeric",
+            "S": "bytes are not numeric",
+            "V": "structured/void arrays are not numeric",
+            "M": "datetimes are not supported",
+            "m": "timedeltas are not supported",
+        }.get(dtype.kind, "not a real numeric dtype")
+        raise TypeError(f"unsupported dtype {dtype}: {what}")

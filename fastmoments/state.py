@@ -1,0 +1,298 @@
+"""Mergeable state types: :class:`Moments` and :class:`Summary`.
+
+A state holds, per element of its shape, the count, the mean and M2 (the sum
+of squared deviations from the mean) of some batch of values. Two states merge
+exactly (Chan, Golub & LeVeque), so statistics of data split across blocks,
+batches, devices or machines combine without loss. The variance is derived on
+demand, so ``ddof`` stays the caller's choice and ``count <= 1`` is no error.
+
+Fields are NumPy arrays for CPU data and CuPy arrays for GPU data; the kernels
+behind ``merge`` and ``reduce`` are chosen by that type.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._dispatch import backend_for
+from ._inputs import normalize_axes
+
+__all__ = ["Moments", "Summary"]
+
+
+def _xp(a):
+    return backend_for(a).xp
+
+
+class _State:
+    """Machinery shared by the state types: fields, shape, indexing, pickling."""
+
+    _fields: tuple[str, ...] = ()
+    _int_fields: frozenset[str] = frozenset()
+    _kind = ""
+    __slots__ = ()
+
+    @classmethod
+    def _wrap(cls, fields):
+        """Build from backend arrays we own, skipping validation and copies."""
+        self = object.__new__(cls)
+        for name, arr in zip(cls._fields, fields):
+            if isinstance(arr, np.ndarray):
+                arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+        return self
+
+    @classmethod
+    def from_fields(cls, **fields):
+        """Build a state from its field arrays (copied), e.g. after a transfer.
+
+        Args:
+            **fields: one array per name in ``_fields``; they broadcast together.
+        """
+        missing = set(cls._fields) - set(fields)
+        extra = set(fields) - set(cls._fields)
+        if missing or extra:
+            raise TypeError(
+                f"{cls.__name__} fields are {cls._fields}; "
+                f"missing {sorted(missing)}, unexpected {sorted(extra)}"
+            )
+        xp = backend_for(*fields.values()).xp
+        arrays = [
+            xp.asarray(fields[n]).astype(np.int64 if n in cls._int_fields else np.float64)
+            for n in cls._fields
+        ]
+        return cls._wrap(_broadcast_fields(cls._fields, arrays, xp))
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    @property
+    def fields(self) -> tuple:
+        """The field arrays, in the order of ``_fields``."""
+        return tuple(getattr(self, f) for f in self._fields)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.count.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError(f"len() of a 0-d {type(self).__name__}")
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        return self._wrap(tuple(f[index] for f in self.fields))
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.fields))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def merge(self, other):
+        """Return the state of both batches together (elementwise, broadcasting).
+
+        Args:
+            other: a state of the same type whose shape broadcasts with this one.
+        """
+        if not isinstance(other, type(self)):
+            raise TypeError(
+                f"cannot merge {type(self).__name__} with {type(other).__name__}"
+            )
+        try:
+            np.broadcast_shapes(self.shape, other.shape)
+        except ValueError:
+            raise ValueError(
+                f"cannot merge states of shapes {self.shape} and {other.shape}: "
+                "they do not broadcast"
+            ) from None
+        be = backend_for(*self.fields, *other.fields)
+        return self._wrap(be.merge(self._kind, self.fields, other.fields))
+
+    def reduce(self, axis=None):
+        """Merge the states along ``axis`` (None: all), as a pairwise tree.
+
+        Args:
+            axis: None, an int or a tuple of ints; negative values count from
+                the end.
+        """
+        axes = normalize_axes(axis, self.ndim)
+        be = backend_for(*self.fields)
+        return self._wrap(be.reduce(self._kind, self.fields, axes))
+
+    def to_numpy(self):
+        """A copy of this state with NumPy fields (a device-to-host copy for GPU states)."""
+        out = []
+        for f in self.fields:
+            out.append(np.array(f.get() if hasattr(f, "get") and not isinstance(f, np.ndarray) else f))
+        return self._wrap(tuple(out))
+
+    def _moment_repr(self):
+        if self.ndim == 0:
+            return ", ".join(f"{k}={getattr(self, k)[()]!r}" for k in self._fields)
+        return f"shape={self.shape}"
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self._moment_repr()})"
+
+    # -- derived statistics ----------------------------------------------------
+    def var(self, ddof=0):
+        """Variance ``m2 / (count - ddof)``; NaN where ``count <= ddof``, as NumPy."""
+        xp = _xp(self.m2)
+        denom = self.count - ddof
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = xp.where(denom > 0, self.m2 / xp.where(denom > 0, denom, 1), xp.nan)
+        return out[()] if out.ndim == 0 and xp is np else out
+
+    def std(self, ddof=0):
+        """Standard deviation, the square root of :meth:`var`."""
+        return _xp(self.m2).sqrt(self.var(ddof))
+
+
+def _rebuild(cls, fields):
+    return cls._wrap(tuple(fields))
+
+
+def _as_count(count, xp):
+    c = xp.asarray(count)
+    if c.dtype.kind == "f":
+        if bool(xp.any(c != xp.floor(c))):
+            raise ValueError("count must hold whole numbers")
+    elif c.dtype.kind not in "iub":
+        raise TypeError(f"count must be integers, got dtype {c.dtype}")
+    if bool(xp.any(c < 0)):
+        raise ValueError("count must be non-negative")
+    return c.astype(np.int64)
+
+
+def _float_field(name, value, xp):
+    a = xp.asarray(value)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be real numbers, got dtype {a.dtype}")
+    return a.astype(np.float64)  # astype copies: the caller's array stays theirs
+
+
+def _broadcast_fields(names, arrays, xp):
+    try:
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    except ValueError:
+        shapes = ", ".join(f"{n} {a.shape}" for n, a in zip(names, arrays))
+        raise ValueError(f"mismatched shapes: {shapes}") from None
+    return tuple(xp.ascontiguousarray(xp.broadcast_to(a, shape)) for a in arrays)
+
+
+class Moments(_State):
+    """Count, mean and M2 (sum of squared deviations) of batches of values.
+
+    Args:
+        count: number of values (non-negative integers).
+        mean: their mean (ignored where count is 0).
+        m2: sum of squared deviations from the mean (non-negative).
+
+    All three broadcast to one shape. The arrays are copied, so the state
+    never shares memory with the caller.
+    """
+
+    _fields = ("count", "mean", "m2")
+    _int_fields = frozenset({"count"})
+    _kind = "moments"
+    __slots__ = _fields
+
+    def __init__(self, count, mean, m2):
+        xp = backend_for(count, mean, m2).xp
+        c = _as_count(count, xp)
+        mu = _float_field("mean", mean, xp)
+        m2 = _float_field("m2", m2, xp)
+        if bool(xp.any(m2 < 0)):
+            raise ValueError("m2 must be non-negative")
+        c, mu, m2 = _broadcast_fields(self._fields, (c, mu, m2), xp)
+        mu = xp.where(c == 0, xp.nan, mu)
+        m2 = xp.where(c == 0, 0.0, m2)
+        fields = (c, mu, m2)
+        for name, arr in zip(self._fields, fields):
+            if isinstance(arr, np.ndarray):
+                arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+
+    @classmethod
+    def empty(cls, shape=(), *, like=None):
+        """States with count 0: the identity of :meth:`merge`.
+
+        Args:
+            shape: the shape of the state.
+            like: an array whose type (NumPy or CuPy) the fields take.
+        """
+        xp = backend_for(like).xp if like is not None else np
+        return cls._wrap(
+            (xp.zeros(shape, np.int64), xp.full(shape, np.nan), xp.zeros(shape, np.float64))
+        )
+
+    @classmethod
+    def from_mean_std(cls, mean, std, count, ddof=1):
+        """Build states from published summaries (mean, standard deviation, count).
+
+        A group with count 0 is empty whatever its mean; a group whose count is
+        at most ``ddof`` has zero spread whatever ``std`` says (NaN included),
+        since one value has none.
+
+        Args:
+            mean: group means.
+            std: group standard deviations, computed with ``ddof``.
+            count: group sizes (non-negative integers).
+            ddof: the delta degrees of freedom ``std`` was computed with.
+        """
+        xp = backend_for(mean, std, count).xp
+        c = _as_count(count, xp)
+        mu = _float_field("mean", mean, xp)
+        s = _float_field("std", std, xp)
+        if bool(xp.any(s < 0)):
+            raise ValueError("std must be non-negative")
+        c, mu, s = _broadcast_fields(("mean", "std", "count"), (c, mu, s), xp)
+        dof = c - ddof
+        m2 = xp.where(dof > 0, s * s * xp.where(dof > 0, dof, 0), 0.0)
+        mu = xp.where(c == 0, xp.nan, mu)
+        return cls._wrap((c, mu, m2))
+
+
+class Summary(_State):
+    """What a person watching gradients needs, mergeable like :class:`Moments`.
+
+    Fields: ``count`` (finite values), ``mean`` and ``m2`` of the finite values,
+    ``min`` and ``max`` of the finite values (NaN where count is 0),
+    ``n_nonfinite`` (NaN and +-Inf, left out of all the others) and ``n_zero``.
+    """
+
+    _fields = ("count", "mean", "m2", "min", "max", "n_nonfinite", "n_zero")
+    _int_fields = frozenset({"count", "n_nonfinite", "n_zero"})
+    _kind = "summary"
+    __slots__ = _fields
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Summary states come from fastmoments.summarize / summarize_each")
+
+    @property
+    def moments(self) -> Moments:
+        """The count/mean/m2 part as a :class:`Moments`."""
+        return Moments._wrap((self.count, self.mean, self.m2))
+
+    def norm(self):
+        """L2 norm of the finite values, ``sqrt(m2 + count * mean**2)``."""
+        xp = _xp(self.m2)
+        sq = self.m2 + self.count * xp.where(self.count > 0, self.mean, 0.0) ** 2
+        out = xp.sqrt(sq)
+        return out[()] if out.ndim == 0 and xp is np else out
+
