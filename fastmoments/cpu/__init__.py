@@ -1,0 +1,133 @@
+"""The CPU wing: NumPy arrays reduced by the Numba kernels in :mod:`.kernels`.
+
+Implements the backend protocol described in :mod:`fastmoments._dispatch`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._inputs import check_dtype
+from . import kernels as K
+from .layout import plan
+
+__all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "merge", "reduce"]
+
+xp = np
+
+_KIND = {"moments": K.MOMENTS, "summary": K.SUMMARY}
+
+
+def asarray(x) -> np.ndarray:
+    """A NumPy array of a dtype the kernels read; never modifies ``x``."""
+    a = np.asarray(x)
+    check_dtype(a.dtype)
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    if a.dtype == np.bool_:
+        a = a.view(np.uint8)
+    elif a.dtype == np.float16:
+        # Numba has no float16 arithmetic on the CPU: widen once, exactly.
+        a = a.astype(np.float32)
+    return a
+
+
+def _unpack(kind, si, sf, shape):
+    if kind == K.SUMMARY:
+        fields = (si[0], sf[0], sf[1], sf[2], sf[3], si[1], si[2])
+    else:
+        fields = (si[0], sf[0], sf[1])
+    return tuple(f.reshape(shape) for f in fields)
+
+
+def _elementwise(kind, x):
+    """States of single values (an empty tuple of axes)."""
+    v = x.astype(np.float64)
+    finite = np.isfinite(v)
+    if kind == K.SUMMARY:
+        one = finite.astype(np.int64)
+        return (one, np.where(finite, v, np.nan), np.zeros(v.shape),
+                np.where(finite, v, np.nan), np.where(finite, v, np.nan),
+                1 - one, (v == 0).astype(np.int64))
+    if kind == K.MOMENTS_SKIPNA:
+        ok = ~np.isnan(v)
+        return ok.astype(np.int64), np.where(ok, v, np.nan), np.zeros(v.shape)
+    return np.ones(v.shape, np.int64), v, np.where(finite, 0.0, np.nan)
+
+
+def _reduce_data(kind, x, axes):
+    if not axes:
+        return _elementwise(kind, x)
+    mode, x2, out_shape = plan(x, axes)
+    if mode == "rows":
+        si, sf = K.reduce_rows(kind, x2)
+    else:
+        si, sf = K.reduce_cols(kind, x2)
+    return _unpack(kind, si, sf, out_shape)
+
+
+def moments(x, axes, skipna):
+    return _reduce_data(K.MOMENTS_SKIPNA if skipna else K.MOMENTS, x, axes)
+
+
+def summarize(x, axes):
+    return _reduce_data(K.SUMMARY, x, axes)
+
+
+def summarize_each(arrays):
+    keep = []  # holds converted copies alive while the kernel reads them by address
+    n = len(arrays)
+    addresses = np.empty(n, np.intp)
+    sizes = np.empty(n, np.int64)
+    codes = np.empty(n, np.int8)
+    for i, a in enumerate(arrays):
+        if a.dtype != np.float64 and a.dtype != np.float32:
+            a = a.astype(np.float64 if a.dtype.itemsize > 4 or a.dtype.kind != "f" else np.float32)
+        if not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a)
+        keep.append(a)
+        addresses[i] = a.__array_interface__["data"][0]
+        sizes[i] = a.size
+        codes[i] = a.dtype == np.float64
+    si, sf = K.reduce_table(K.SUMMARY, addresses, sizes, codes)
+    del keep
+    return _unpack(K.SUMMARY, si, sf, (n,))
+
+
+def _flat_broadcast(a_fields, b_fields):
+    shape = np.broadcast_shapes(a_fields[0].shape, b_fields[0].shape)
+
+    def flat(f):
+        if f.shape != shape:
+            f = np.broadcast_to(f, shape)
+        return np.ascontiguousarray(f).reshape(-1)
+
+    return shape, [flat(f) for f in a_fields], [flat(f) for f in b_fields]
+
+
+def merge(kind, a, b):
+    shape, a, b = _flat_broadcast(a, b)
+    n, m, q = K.merge_moment_arrays(a[0], a[1], a[2], b[0], b[1], b[2])
+    if kind == "moments":
+        return n.reshape(shape), m.reshape(shape), q.reshape(shape)
+    lo, hi = K.merge_extremes_arrays(a[3], a[4], b[3], b[4])
+    return tuple(f.reshape(shape) for f in (n, m, q, lo, hi, a[5] + b[5], a[6] + b[6]))
+
+
+def reduce(kind, fields, axes):
+    if not axes:
+        return fields
+    code = _KIND[kind]
+    ndim = fields[0].ndim
+    kept = [i for i in range(ndim) if i not in axes]
+    out_shape = tuple(fields[0].shape[i] for i in kept)
+    order = kept + list(axes)
+    m = int(np.prod(out_shape, dtype=np.int64))
+    # In field order the ints are (count[, n_nonfinite, n_zero]) and the floats
+    # (mean, m2[, min, max]): exactly the kernels' state layout.
+    ints = [f for f in fields if f.dtype == np.int64]
+    floats = [f for f in fields if f.dtype != np.int64]
+    si = np.stack([f.transpose(order).reshape(m, -1) for f in ints])
+    sf = np.stack([f.transpose(order).reshape(m, -1) for f in floats])
+    si_out, sf_out = K.reduce_state_rows(code, si, sf)
+    return _unpack(code, si_out, sf_out, out_shape)

@@ -1,0 +1,597 @@
+"""Numba kernels for the CPU wing. Plain loops that read like the math.
+
+A *state* is (count, mean, m2) and, for summaries, also min, max, n_nonfinite
+and n_zero. Integer fields live in ``si[field]`` (int64), float fields in
+``sf[field]`` (float64):
+
+    si: 0 count, 1 n_nonfinite, 2 n_zero
+    sf: 0 mean,  1 m2,          2 min,   3 max
+
+Work is split into fixed blocks of ``BLOCK`` contiguous values. Each block is
+reduced with the corrected two-pass algorithm while it sits in cache (so the
+data is read from memory once); block states are merged with the pairwise
+formula of Chan, Golub & LeVeque in a fixed binary tree (a carry stack). The
+partition and the tree depend only on the input's shape, never on the thread
+count, so results are bit-identical for any number of threads.
+
+``kind`` selects what a block computes: 0 moments, 1 moments skipping NaN,
+2 summary (finite values only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import carray, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+BLOCK = 8192  # values per block: 64 KiB of float64, resident in L2 during its two passes
+CHUNK = 64  # blocks (or tiles) per parallel task; a power of two keeps the tree unchanged
+STACK = 64  # carry-stack depth: enough for 2**64 blocks
+
+MOMENTS, MOMENTS_SKIPNA, SUMMARY = 0, 1, 2
+N_INT, N_FLOAT = 3, 4
+
+_INF = np.inf
+_MAXF = np.finfo(np.float64).max
+# Reassociation lets LLVM vectorize the block sums; it is confined to the
+# functions below that loop over one block, never the merges.
+_FAST = {"reassoc", "contract"}
+_opts = dict(cache=True, nogil=True)
+
+
+# -- one block, in cache ---------------------------------------------------------
+
+
+@njit(fastmath=_FAST, **_opts)
+def _block_moments(y):
+    n = y.size
+    s = 0.0
+    for i in range(n):
+        s += y[i]
+    mean = s / n
+    if not (abs(mean) <= _MAXF):  # NaN or Inf in the block: as NumPy, m2 is NaN
+        return n, mean, np.nan
+    m2 = 0.0
+    c = 0.0
+    for i in range(n):
+        d = y[i] - mean
+        c += d
+        m2 += d * d
+    # Corrected two-pass: removes the error of the first pass's rounded mean.
+    return n, mean + c / n, m2 - c * c / n
+
+
+@njit(fastmath=_FAST, **_opts)
+def _block_moments_skipna(y):
+    s = 0.0
+    k = 0
+    for i in range(y.size):
+        v = y[i]
+        ok = v == v
+        s += v if ok else 0.0
+        k += ok
+    if k == 0:
+        return 0, np.nan, 0.0
+    mean = s / k
+    if not (abs(mean) <= _MAXF):
+        return k, mean, np.nan
+    m2 = 0.0
+    c = 0.0
+    for i in range(y.size):
+        v = y[i]
+        d = v - mean if v == v else 0.0
+        c += d
+        m2 += d * d
+    return k, mean + c / k, m2 - c * c / k
+
+
+@njit(fastmath=_FAST, **_opts)
+def _block_summary(y):
+    s = 0.0
+    k = 0
+    nz = 0
+    lo = _INF
+    hi = -_INF
+    for i in range(y.size):
+        v = np.float64(y[i])
+        ok = abs(v) <= _MAXF  # False for NaN and +-Inf
+        s += v if ok else 0.0
+        k += ok
+        nz += v == 0.0
+        lo = min(lo, v if ok else _INF)
+        hi = max(hi, v if ok else -_INF)
+    if k == 0:
+        return 0, np.nan, 0.0, np.nan, np.nan, y.size, 0
+    mean = s / k
+    m2 = 0.0
+    c = 0.0
+    for i in range(y.size):
+        v = np.float64(y[i])
+        d = v - mean if abs(v) <= _MAXF else 0.0
+        c += d
+        m2 += d * d
+    return k, mean + c / k, m2 - c * c / k, lo, hi, y.size - k, nz
+
+
+@njit(**_opts)
+def block_state(kind, y, si, sf, j):
+    """Reduce the 1-D contiguous block ``y`` into state slot ``j``."""
+    if kind == SUMMARY:
+        n, mean, m2, lo, hi, nnf, nz = _block_summary(y)
+        si[0, j] = n
+        si[1, j] = nnf
+        si[2, j] = nz
+        sf[0, j] = mean
+        sf[1, j] = m2
+        sf[2, j] = lo
+        sf[3, j] = hi
+        return
+    if kind == MOMENTS:
+        n, mean, m2 = _block_moments(y)
+    else:
+        n, mean, m2 = _block_moments_skipna(y)
+    si[0, j] = n
+    sf[0, j] = mean
+    sf[1, j] = m2
+
+
+# -- merging states ----------------------------------------------------------------
+
+
+@njit(**_opts)
+def merge_moments(na, ma, qa, nb, mb, qb):
+    """Chan, Golub & LeVeque: the (count, mean, m2) of the union of two batches."""
+    if nb == 0:
+        return na, ma, qa
+    if na == 0:
+        return nb, mb, qb
+    n = na + nb
+    if not (abs(ma) <= _MAXF and abs(mb) <= _MAXF):
+        # Infinite or NaN means: follow the sum's IEEE rules, spread undefined.
+        return n, ma + mb, np.nan
+    d = mb - ma
+    fb = nb / n
+    return n, ma + d * fb, qa + qb + d * d * (na * fb)
+
+
+@njit(**_opts)
+def _fmin(a, b):
+    # NaN marks "no finite value" and must not win.
+    return b if a != a else (a if b != b else min(a, b))
+
+
+@njit(**_opts)
+def _fmax(a, b):
+    return b if a != a else (a if b != b else max(a, b))
+
+
+@njit(**_opts)
+def merge_into(kind, si_a, sf_a, a, si_b, sf_b, b, si_out, sf_out, o):
+    """Merge slot ``a`` of one state array with slot ``b`` of another into slot ``o``."""
+    n, m, q = merge_moments(si_a[0, a], sf_a[0, a], sf_a[1, a], si_b[0, b], sf_b[0, b], sf_b[1, b])
+    if kind == SUMMARY:
+        nnf = si_a[1, a] + si_b[1, b]
+        nz = si_a[2, a] + si_b[2, b]
+        lo = _fmin(sf_a[2, a], sf_b[2, b])
+        hi = _fmax(sf_a[3, a], sf_b[3, b])
+        si_out[1, o] = nnf
+        si_out[2, o] = nz
+        sf_out[2, o] = lo
+        sf_out[3, o] = hi
+    si_out[0, o] = n
+    sf_out[0, o] = m
+    sf_out[1, o] = q
+
+
+@njit(**_opts)
+def n_fields(kind):
+    """(int fields, float fields) of an output state array of this kind."""
+    return (N_INT, N_FLOAT) if kind == SUMMARY else (1, 2)
+
+
+@njit(**_opts)
+def set_empty(kind, si, sf, j):
+    si[0, j] = 0
+    sf[0, j] = np.nan
+    sf[1, j] = 0.0
+    if si.shape[0] > 1:
+        si[1, j] = 0
+        si[2, j] = 0
+        sf[2, j] = np.nan
+        sf[3, j] = np.nan
+
+
+@njit(**_opts)
+def copy_slot(si, sf, a, si_out, sf_out, o):
+    for f in range(min(si.shape[0], si_out.shape[0])):
+        si_out[f, o] = si[f, a]
+    for f in range(min(sf.shape[0], sf_out.shape[0])):
+        sf_out[f, o] = sf[f, a]
+
+
+@njit(**_opts)
+def carry_push(kind, si, sf, top, index):
+    """The state just written at slot ``top`` is item ``index`` of a sequence:
+    merge it pairwise (binary carries of index+1) and return the new top."""
+    top += 1
+    k = index + 1
+    while k & 1 == 0:
+        merge_into(kind, si, sf, top - 2, si, sf, top - 1, si, sf, top - 2)
+        top -= 1
+        k >>= 1
+    return top
+
+
+@njit(**_opts)
+def carry_finish(kind, si, sf, top):
+    """Fold what is left on the stack, right to left, into slot 0."""
+    if top == 0:
+        set_empty(kind, si, sf, 0)
+        return
+    while top > 1:
+        merge_into(kind, si, sf, top - 2, si, sf, top - 1, si, sf, top - 2)
+        top -= 1
+
+
+# -- rows: reduce the last axis of a C-contiguous (m, k) array --------------------
+
+
+@njit(**_opts)
+def _row_chunk(kind, y, b0, b1, si_out, sf_out, o):
+    """State of blocks b0..b1 of the row ``y``, written to slot ``o``."""
+    if b1 - b0 == 1:
+        block_state(kind, y[b0 * BLOCK : min(y.size, b1 * BLOCK)], si_out, sf_out, o)
+        return
+    si = np.empty((N_INT, STACK), np.int64)
+    sf = np.empty((N_FLOAT, STACK), np.float64)
+    top = 0
+    for b in range(b0, b1):
+        block_state(kind, y[b * BLOCK : min(y.size, (b + 1) * BLOCK)], si, sf, top)
+        top = carry_push(kind, si, sf, top, b - b0)
+    carry_finish(kind, si, sf, top)
+    copy_slot(si, sf, 0, si_out, sf_out, o)
+
+
+@njit(**_opts)
+def _fold_chunks(kind, si_c, sf_c, c0, nc, si_out, sf_out, o):
+    """Carry-merge the ``nc`` chunk states starting at slot ``c0`` into slot ``o``."""
+    if nc == 1:
+        copy_slot(si_c, sf_c, c0, si_out, sf_out, o)
+        return
+    si = np.empty((N_INT, STACK), np.int64)
+    sf = np.empty((N_FLOAT, STACK), np.float64)
+    top = 0
+    for c in range(nc):
+        copy_slot(si_c, sf_c, c0 + c, si, sf, top)
+        top = carry_push(kind, si, sf, top, c)
+    carry_finish(kind, si, sf, top)
+    copy_slot(si, sf, 0, si_out, sf_out, o)
+
+
+def _n_chunks(k):
+    nb = (k + BLOCK - 1) // BLOCK
+    return max(1, (nb + CHUNK - 1) // CHUNK)
+
+
+_n_chunks = njit(**_opts)(_n_chunks)
+
+
+@njit(parallel=True, **_opts)
+def reduce_rows(kind, x):
+    """States of each row of the C-contiguous 2-D array ``x`` (shape (m, k))."""
+    m, k = x.shape
+    ni, nf = n_fields(kind)
+    si_out = np.empty((ni, m), np.int64)
+    sf_out = np.empty((nf, m), np.float64)
+    if k == 0:
+        for i in range(m):
+            set_empty(kind, si_out, sf_out, i)
+        return si_out, sf_out
+    nb = (k + BLOCK - 1) // BLOCK
+    nc = _n_chunks(k)
+    if nc == 1:
+        for i in prange(m):
+            _row_chunk(kind, x[i], 0, nb, si_out, sf_out, i)
+        return si_out, sf_out
+    # Long rows: parallel over (row, chunk) tasks, then fold each row's chunks.
+    si_c = np.empty((N_INT, m * nc), np.int64)
+    sf_c = np.empty((N_FLOAT, m * nc), np.float64)
+    for t in prange(m * nc):
+        i = t // nc
+        c = t - i * nc
+        _row_chunk(kind, x[i], c * CHUNK, min(nb, (c + 1) * CHUNK), si_c, sf_c, t)
+    for i in prange(m):
+        _fold_chunks(kind, si_c, sf_c, i * nc, nc, si_out, sf_out, i)
+    return si_out, sf_out
+
+
+# -- columns: reduce the first axis of a C-contiguous (k, m) array ----------------
+
+TILE_COLS = 1024  # columns per tile; rows per tile fill it to about BLOCK values
+
+
+@njit(fastmath=_FAST, **_opts)
+def _tile_moments(kind, x, r0, r1, c0, si, sf, top):
+    """Per-column states of rows r0..r1, columns c0..c0+w of ``x`` into ``top``."""
+    w = si.shape[2]
+    s = np.zeros(w)
+    cnt = np.zeros(w, np.int64)
+    for r in range(r0, r1):
+        row = x[r, c0 : c0 + w]
+        if kind == MOMENTS:
+            for j in range(w):
+                s[j] += row[j]
+        else:
+            for j in range(w):
+                v = row[j]
+                ok = v == v
+                s[j] += v if ok else 0.0
+                cnt[j] += ok
+    if kind == MOMENTS:
+        for j in range(w):
+            cnt[j] = r1 - r0
+    mean = np.empty(w)
+    for j in range(w):
+        mean[j] = s[j] / cnt[j] if cnt[j] > 0 else np.nan
+    c = np.zeros(w)
+    q = np.zeros(w)
+    for r in range(r0, r1):
+        row = x[r, c0 : c0 + w]
+        if kind == MOMENTS:
+            for j in range(w):
+                d = row[j] - mean[j]
+                c[j] += d
+                q[j] += d * d
+        else:
+            for j in range(w):
+                v = row[j]
+                d = v - mean[j] if v == v else 0.0
+                c[j] += d
+                q[j] += d * d
+    for j in range(w):
+        n = cnt[j]
+        si[0, top, j] = n
+        if n == 0:
+            sf[0, top, j] = np.nan
+            sf[1, top, j] = 0.0
+        elif not (abs(mean[j]) <= _MAXF):
+            sf[0, top, j] = mean[j]
+            sf[1, top, j] = np.nan
+        else:
+            sf[0, top, j] = mean[j] + c[j] / n
+            sf[1, top, j] = q[j] - c[j] * c[j] / n
+
+
+@njit(fastmath=_FAST, **_opts)
+def _tile_summary(x, r0, r1, c0, si, sf, top):
+    w = si.shape[2]
+    s = np.zeros(w)
+    cnt = np.zeros(w, np.int64)
+    nz = np.zeros(w, np.int64)
+    lo = np.full(w, _INF)
+    hi = np.full(w, -_INF)
+    for r in range(r0, r1):
+        row = x[r, c0 : c0 + w]
+        for j in range(w):
+            v = np.float64(row[j])
+            ok = abs(v) <= _MAXF
+            s[j] += v if ok else 0.0
+            cnt[j] += ok
+            nz[j] += v == 0.0
+            lo[j] = min(lo[j], v if ok else _INF)
+            hi[j] = max(hi[j], v if ok else -_INF)
+    mean = np.empty(w)
+    for j in range(w):
+        mean[j] = s[j] / cnt[j] if cnt[j] > 0 else np.nan
+    c = np.zeros(w)
+    q = np.zeros(w)
+    for r in range(r0, r1):
+        row = x[r, c0 : c0 + w]
+        for j in range(w):
+            v = np.float64(row[j])
+            d = v - mean[j] if abs(v) <= _MAXF else 0.0
+            c[j] += d
+            q[j] += d * d
+    for j in range(w):
+        n = cnt[j]
+        si[0, top, j] = n
+        si[1, top, j] = (r1 - r0) - n
+        si[2, top, j] = nz[j]
+        if n == 0:
+            sf[0, top, j] = np.nan
+            sf[1, top, j] = 0.0
+            sf[2, top, j] = np.nan
+            sf[3, top, j] = np.nan
+        else:
+            sf[0, top, j] = mean[j] + c[j] / n
+            sf[1, top, j] = q[j] - c[j] * c[j] / n
+            sf[2, top, j] = lo[j]
+            sf[3, top, j] = hi[j]
+
+
+@njit(**_opts)
+def _merge_cols(kind, si, sf, a, b, o):
+    """merge_into for every column of the tile stacks (axis 1 is the slot)."""
+    for j in range(si.shape[2]):
+        n, m, q = merge_moments(si[0, a, j], sf[0, a, j], sf[1, a, j],
+                                si[0, b, j], sf[0, b, j], sf[1, b, j])
+        si[0, o, j] = n
+        sf[0, o, j] = m
+        sf[1, o, j] = q
+    if kind == SUMMARY:
+        for j in range(si.shape[2]):
+            si[1, o, j] = si[1, a, j] + si[1, b, j]
+            si[2, o, j] = si[2, a, j] + si[2, b, j]
+            sf[2, o, j] = _fmin(sf[2, a, j], sf[2, b, j])
+            sf[3, o, j] = _fmax(sf[3, a, j], sf[3, b, j])
+
+
+@njit(**_opts)
+def _col_chunk(kind, x, t0, t1, rows_per_tile, c0, w, si_out, sf_out, o):
+    """Per-column states of tiles t0..t1 (rows) at columns c0..c0+w, into chunk ``o``."""
+    k = x.shape[0]
+    si = np.empty((N_INT, STACK, w), np.int64)
+    sf = np.empty((N_FLOAT, STACK, w), np.float64)
+    top = 0
+    for t in range(t0, t1):
+        r0 = t * rows_per_tile
+        r1 = min(k, r0 + rows_per_tile)
+        if kind == SUMMARY:
+            _tile_summary(x, r0, r1, c0, si, sf, top)
+        else:
+            _tile_moments(kind, x, r0, r1, c0, si, sf, top)
+        top += 1
+        kk = t - t0 + 1
+        while kk & 1 == 0:
+            _merge_cols(kind, si, sf, top - 2, top - 1, top - 2)
+            top -= 1
+            kk >>= 1
+    while top > 1:
+        _merge_cols(kind, si, sf, top - 2, top - 1, top - 2)
+        top -= 1
+    for f in range(si_out.shape[0]):
+        for j in range(w):
+            si_out[f, o, c0 + j] = si[f, 0, j]
+    for f in range(sf_out.shape[0]):
+        for j in range(w):
+            sf_out[f, o, c0 + j] = sf[f, 0, j]
+
+
+@njit(parallel=True, **_opts)
+def reduce_cols(kind, x):
+    """States of each column of the C-contiguous 2-D array ``x`` (shape (k, m))."""
+    k, m = x.shape
+    ni, nf = n_fields(kind)
+    si_out = np.empty((ni, m), np.int64)
+    sf_out = np.empty((nf, m), np.float64)
+    if k == 0 or m == 0:
+        for j in range(m):
+            set_empty(kind, si_out, sf_out, j)
+        return si_out, sf_out
+    w_max = min(m, TILE_COLS)
+    rows_per_tile = max(1, BLOCK // w_max)
+    n_tiles = (k + rows_per_tile - 1) // rows_per_tile
+    n_chunks = (n_tiles + CHUNK - 1) // CHUNK
+    n_colblocks = (m + w_max - 1) // w_max
+    si_c = np.empty((ni, n_chunks, m), np.int64)
+    sf_c = np.empty((nf, n_chunks, m), np.float64)
+    for task in prange(n_chunks * n_colblocks):
+        ch = task // n_colblocks
+        cb = task - ch * n_colblocks
+        c0 = cb * w_max
+        w = min(m, c0 + w_max) - c0
+        _col_chunk(kind, x, ch * CHUNK, min(n_tiles, (ch + 1) * CHUNK), rows_per_tile,
+                   c0, w, si_c, sf_c, ch)
+    for j in prange(m):
+        _fold_chunks(kind, si_c[:, :, j], sf_c[:, :, j], 0, n_chunks, si_out, sf_out, j)
+    return si_out, sf_out
+
+
+# -- many arrays at once, from a table of addresses --------------------------------
+
+
+@intrinsic
+def _as_voidptr(typingctx, address):
+    """An integer address as a void pointer, so carray can view foreign memory."""
+    sig = types.voidptr(types.intp)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return sig, codegen
+
+
+@njit(**_opts)
+def _table_chunk(kind, address, size, code, b0, b1, si, sf, o):
+    if code == 1:
+        _row_chunk(kind, carray(_as_voidptr(address), size, np.float64), b0, b1, si, sf, o)
+    else:
+        _row_chunk(kind, carray(_as_voidptr(address), size, np.float32), b0, b1, si, sf, o)
+
+
+@njit(parallel=True, **_opts)
+def reduce_table(kind, addresses, sizes, codes):
+    """States of many 1-D contiguous float32/float64 arrays given by address.
+
+    Each array is split exactly as one row of :func:`reduce_rows`, so its state
+    is bit-identical to reducing it alone.
+    """
+    n = addresses.size
+    first = np.empty(n + 1, np.int64)
+    first[0] = 0
+    for a in range(n):
+        first[a + 1] = first[a] + _n_chunks(sizes[a])
+    total = first[n]
+    owner = np.empty(total, np.int64)
+    for a in range(n):
+        for t in range(first[a], first[a + 1]):
+            owner[t] = a
+    si_c = np.empty((N_INT, total), np.int64)
+    sf_c = np.empty((N_FLOAT, total), np.float64)
+    for t in prange(total):
+        a = owner[t]
+        size = sizes[a]
+        if size == 0:
+            set_empty(kind, si_c, sf_c, t)
+            continue
+        nb = (size + BLOCK - 1) // BLOCK
+        c = t - first[a]
+        _table_chunk(kind, addresses[a], size, codes[a], c * CHUNK,
+                     min(nb, (c + 1) * CHUNK), si_c, sf_c, t)
+    ni, nf = n_fields(kind)
+    si_out = np.empty((ni, n), np.int64)
+    sf_out = np.empty((nf, n), np.float64)
+    for a in prange(n):
+        _fold_chunks(kind, si_c, sf_c, first[a], first[a + 1] - first[a], si_out, sf_out, a)
+    return si_out, sf_out
+
+
+# -- elementwise merge and pairwise reduction of existing states ------------------
+
+
+@njit(parallel=True, **_opts)
+def merge_moment_arrays(na, ma, qa, nb, mb, qb):
+    """Elementwise merge of two equally shaped, flat (count, mean, m2) arrays."""
+    n = na.size
+    nn = np.empty(n, np.int64)
+    mm = np.empty(n, np.float64)
+    qq = np.empty(n, np.float64)
+    for i in prange(n):
+        nn[i], mm[i], qq[i] = merge_moments(na[i], ma[i], qa[i], nb[i], mb[i], qb[i])
+    return nn, mm, qq
+
+
+@njit(parallel=True, **_opts)
+def merge_extremes_arrays(lo_a, hi_a, lo_b, hi_b):
+    """Elementwise merge of the min and max fields of summaries."""
+    n = lo_a.size
+    lo = np.empty(n, np.float64)
+    hi = np.empty(n, np.float64)
+    for i in prange(n):
+        lo[i] = _fmin(lo_a[i], lo_b[i])
+        hi[i] = _fmax(hi_a[i], hi_b[i])
+    return lo, hi
+
+
+@njit(parallel=True, **_opts)
+def reduce_state_rows(kind, si_in, sf_in):
+    """Pairwise-merge each row of (field, m, k) state arrays along k."""
+    m = si_in.shape[1]
+    k = si_in.shape[2]
+    ni, nf = n_fields(kind)
+    si_out = np.empty((ni, m), np.int64)
+    sf_out = np.empty((nf, m), np.float64)
+    for i in prange(m):
+        si = np.empty((N_INT, STACK), np.int64)
+        sf = np.empty((N_FLOAT, STACK), np.float64)
+        top = 0
+        for j in range(k):
+            for f in range(ni):
+                si[f, top] = si_in[f, i, j]
+            for f in range(nf):
+                sf[f, top] = sf_in[f, i, j]
+            top = carry_push(kind, si, sf, top, j)
+        carry_finish(kind, si, sf, top)
+        copy_slot(si, sf, 0, si_out, sf_out, i)
+    return si_out, sf_out
