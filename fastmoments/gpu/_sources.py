@@ -1,0 +1,124 @@
+"""The CUDA sources of the GPU wing and the kernel names taken from them.
+
+Pure Python (no CuPy), so that the sources can be assembled and compile-checked
+with nvcc on machines without a GPU (tests/test_cuda_sources.py).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "HERE",
+    "STATE_HEADER",
+    "REDUCE_SOURCE",
+    "CTYPES",
+    "DTYPE_CODES",
+    "KINDS",
+    "FINALIZE_TPO",
+    "ctype_of",
+    "dtype_code",
+    "read_source",
+    "partial_names",
+    "each_name",
+    "finalize_name",
+    "all_kernel_names",
+]
+
+HERE = Path(__file__).resolve().parent
+STATE_HEADER = HERE / "fm_state.cuh"
+REDUCE_SOURCE = HERE / "fm_reduce.cu"
+
+# Storage type of each accepted dtype, as named in the kernels' templates, and
+# its code in the summarize_each table (FM_DT_* in fm_reduce.cu).
+CTYPES = {
+    np.dtype(np.bool_): "bool",
+    np.dtype(np.int8): "signed char",
+    np.dtype(np.uint8): "unsigned char",
+    np.dtype(np.int16): "short",
+    np.dtype(np.uint16): "unsigned short",
+    np.dtype(np.int32): "int",
+    np.dtype(np.uint32): "unsigned int",
+    np.dtype(np.int64): "long long",
+    np.dtype(np.uint64): "unsigned long long",
+    np.dtype(np.float16): "fm_half",
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+}
+DTYPE_CODES = {dt: code for code, dt in enumerate(CTYPES)}
+
+MOMENTS, MOMENTS_SKIPNA, SUMMARY = 0, 1, 2
+KINDS = (MOMENTS, MOMENTS_SKIPNA, SUMMARY)
+THREADS = 256  # FM_THREADS
+FINALIZE_TPO = (1, 32, THREADS)
+
+_INCLUDE = re.compile(r'^#include "([^"]+)"\s*$', re.M)
+
+
+def _canonical(dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    # intc/longlong and friends: the same storage as the sized type.
+    for known in CTYPES:
+        if dt.kind == known.kind and dt.itemsize == known.itemsize:
+            return known
+    raise TypeError(f"unsupported dtype {dt}")
+
+
+def ctype_of(dtype) -> str:
+    """The C type the kernels use to read values of ``dtype``."""
+    return CTYPES[_canonical(dtype)]
+
+
+def dtype_code(dtype) -> int:
+    """The FM_DT_* code of ``dtype`` for the summarize_each table."""
+    return DTYPE_CODES[_canonical(dtype)]
+
+
+def read_source(path: Path = REDUCE_SOURCE) -> str:
+    """The text of ``path`` with our own ``#include "x.cuh"`` lines inlined.
+
+    Inlining (instead of an include path) keys CuPy's kernel cache on the whole
+    text, so an edit of the header can never reuse a stale binary.
+    """
+    seen: set[Path] = set()
+
+    def expand(p: Path) -> str:
+        if p in seen:  # the headers have include guards; once is enough
+            return ""
+        seen.add(p)
+        text = p.read_text()
+        return _INCLUDE.sub(lambda m: expand(p.parent / m.group(1)), text)
+
+    return expand(Path(path))
+
+
+def partial_names(dtype, kind: int) -> tuple[str, str]:
+    """Name expressions of the segment and lane kernels for ``dtype`` and ``kind``."""
+    t = ctype_of(dtype)
+    return (f"fm_segment_partial<{t}, {kind}>", f"fm_lane_partial<{t}, {kind}>")
+
+
+def each_name() -> str:
+    return f"fm_each_partial<{SUMMARY}>"
+
+
+def finalize_name(kind: int, tpo: int) -> str:
+    """``kind`` is MOMENTS or SUMMARY (skipna does not change merging)."""
+    k = SUMMARY if kind == SUMMARY else MOMENTS
+    return f"fm_finalize<{k}, {tpo}>"
+
+
+def all_kernel_names() -> list[str]:
+    """Every kernel instantiation the GPU wing may ask for."""
+    names = []
+    for dt in CTYPES:
+        for kind in KINDS:
+            names.extend(partial_names(dt, kind))
+    names.append(each_name())
+    for kind in (MOMENTS, SUMMARY):
+        for tpo in FINALIZE_TPO:
+            names.append(finalize_name(kind, tpo))
+    return names

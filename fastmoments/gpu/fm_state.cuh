@@ -1,0 +1,239 @@
+// Mergeable moment states on the device: the one source of truth for the GPU wing.
+//
+// Included (as text, by fastmoments/gpu/_kernels.py) into the RawModule of
+// fm_reduce.cu and into the preamble of the merge ElementwiseKernels, and
+// compiled on its own by tests/test_cuda_sources.py. It includes no header so
+// that it compiles the same under nvcc, under NVRTC and inside CuPy's own
+// generated kernel sources; every name starts with fm_ to stay out of theirs.
+//
+// A state is (n, mean, m2) and, for summaries, also (lo, hi, nnf, nz): min,
+// max, number of non-finite values and number of exact zeros. An empty state
+// has n = 0, mean = NaN, m2 = 0, lo = hi = NaN, so it is written out as is.
+//
+// KIND: 0 moments, 1 moments skipping NaN, 2 summary (finite values only).
+#ifndef FASTMOMENTS_FM_STATE_CUH
+#define FASTMOMENTS_FM_STATE_CUH
+
+#define FM_MOMENTS 0
+#define FM_MOMENTS_SKIPNA 1
+#define FM_SUMMARY 2
+// Values a thread loads before folding them into its state: enough loads in
+// flight to hide memory latency, and one division per group, not per value.
+#define FM_GROUP 8
+
+struct fm_state {
+    long long n;
+    double mean;
+    double m2;
+    double lo;
+    double hi;
+    long long nnf;
+    long long nz;
+};
+
+// float16 as raw bits: no cuda_fp16.h, so the same text compiles everywhere.
+struct fm_half {
+    unsigned short bits;
+};
+
+__device__ __forceinline__ double fm_nan() { return __longlong_as_double(0x7ff8000000000000LL); }
+
+// False for NaN and +-Inf (written without isfinite so no header is needed).
+__device__ __forceinline__ bool fm_finite(double v) { return fabs(v) <= 1.7976931348623157e308; }
+
+__device__ __forceinline__ fm_state fm_empty() {
+    fm_state s;
+    s.n = 0;
+    s.mean = fm_nan();
+    s.m2 = 0.0;
+    s.lo = fm_nan();
+    s.hi = fm_nan();
+    s.nnf = 0;
+    s.nz = 0;
+    return s;
+}
+
+// -- conversion of one stored value to float64 --------------------------------
+
+__device__ __forceinline__ double fm_to_double(bool v) { return v ? 1.0 : 0.0; }
+__device__ __forceinline__ double fm_to_double(signed char v) { return (double)v; }
+__device__ __forceinline__ double fm_to_double(unsigned char v) { return (double)v; }
+__device__ __forceinline__ double fm_to_double(short v) { return (double)v; }
+__device__ __forceinline__ double fm_to_double(unsigned short v) { return (double)v; }
+__device__ __forceinline__ double fm_to_double(int v) { return (double)v; }
+__device__ __forceinline__ double fm_to_double(unsigned int v) { return (double)v; }
+__device__ __forceinline__ double fm_to_double(long long v) { return (double)v; }
+__device__ __forceinline__ double fm_to_double(unsigned long long v) { return (double)v; }
+__device__ __forceinline__ double fm_to_double(float v) { return (double)v; }
+__device__ __forceinline__ double fm_to_double(double v) { return v; }
+
+// IEEE binary16 -> binary64, exact for every input (subnormals, Inf, NaN).
+__device__ __forceinline__ double fm_to_double(fm_half h) {
+    unsigned int b = h.bits;
+    unsigned long long sign = (unsigned long long)(b >> 15) << 63;
+    unsigned int e = (b >> 10) & 0x1f;
+    unsigned long long m = b & 0x3ff;
+    if (e == 0) {  // zero or subnormal: m * 2^-24, exact in float64
+        double v = (double)m * 5.9604644775390625e-08;
+        return sign ? -v : v;
+    }
+    unsigned long long bits;
+    if (e == 31) {
+        bits = sign | (0x7ffULL << 52) | (m << 42);  // Inf, or NaN keeping its payload
+    } else {
+        bits = sign | ((unsigned long long)(e - 15 + 1023) << 52) | (m << 42);
+    }
+    return __longlong_as_double((long long)bits);
+}
+
+// -- merging (Chan, Golub & LeVeque) ------------------------------------------
+
+// Fold the moments (nb, mb, qb), nb > 0, into s. Non-finite means follow the
+// sum's IEEE rules and leave the spread undefined, as on the CPU.
+__device__ __forceinline__ void fm_merge_moments_into(fm_state& s, long long nb, double mb, double qb) {
+    if (s.n == 0) {
+        s.n = nb;
+        s.mean = mb;
+        s.m2 = qb;
+        return;
+    }
+    long long n = s.n + nb;
+    if (!(fm_finite(s.mean) && fm_finite(mb))) {
+        s.n = n;
+        s.mean = s.mean + mb;
+        s.m2 = fm_nan();
+        return;
+    }
+    double d = mb - s.mean;
+    double fb = (double)nb / (double)n;
+    s.mean = s.mean + d * fb;
+    s.m2 = s.m2 + qb + d * d * ((double)s.n * fb);
+    s.n = n;
+}
+
+// fmin/fmax return the other operand for NaN, so "no finite value" never wins.
+template <int KIND>
+__device__ __forceinline__ fm_state fm_merge(fm_state a, const fm_state& b) {
+    if (b.n > 0) fm_merge_moments_into(a, b.n, b.mean, b.m2);
+    if (KIND == FM_SUMMARY) {
+        a.lo = fmin(a.lo, b.lo);
+        a.hi = fmax(a.hi, b.hi);
+        a.nnf += b.nnf;
+        a.nz += b.nz;
+    }
+    return a;
+}
+
+// -- accumulating values ---------------------------------------------------------
+
+// One value: a state of count one merged in (the slow path, for the groups
+// that hold NaN/Inf and for the tails).
+template <int KIND>
+__device__ __forceinline__ void fm_push1(fm_state& s, double v) {
+    if (KIND == FM_SUMMARY) {
+        s.nz += (v == 0.0);
+        if (!fm_finite(v)) {
+            s.nnf += 1;
+            return;
+        }
+        s.lo = fmin(s.lo, v);
+        s.hi = fmax(s.hi, v);
+        fm_merge_moments_into(s, 1, v, 0.0);
+        return;
+    }
+    if (KIND == FM_MOMENTS_SKIPNA && v != v) return;
+    // One non-finite value has an undefined spread, as NumPy's var([inf]).
+    fm_merge_moments_into(s, 1, v, fm_finite(v) ? 0.0 : fm_nan());
+}
+
+// FM_GROUP values: corrected two-pass in registers, then one Chan merge. A
+// group with a non-finite value (or NaN, for skipna) takes the slow path.
+template <int KIND>
+__device__ __forceinline__ void fm_push_group(fm_state& s, const double* v) {
+    const double inv = 1.0 / FM_GROUP;
+    double sum = 0.0;
+    bool ok = true;
+#pragma unroll
+    for (int j = 0; j < FM_GROUP; ++j) {
+        sum += v[j];
+        if (KIND == FM_SUMMARY) ok = ok && fm_finite(v[j]);
+    }
+    double m = sum * inv;
+    // A NaN or Inf makes the sum non-finite; so does overflow, rare and safe.
+    ok = ok && fm_finite(m);
+    if (!ok) {
+#pragma unroll
+        for (int j = 0; j < FM_GROUP; ++j) fm_push1<KIND>(s, v[j]);
+        return;
+    }
+    double c = 0.0, q = 0.0;
+#pragma unroll
+    for (int j = 0; j < FM_GROUP; ++j) {
+        double d = v[j] - m;
+        c += d;
+        q += d * d;
+    }
+    if (KIND == FM_SUMMARY) {
+        double lo = v[0], hi = v[0];
+        long long nz = 0;
+#pragma unroll
+        for (int j = 0; j < FM_GROUP; ++j) {
+            lo = fmin(lo, v[j]);
+            hi = fmax(hi, v[j]);
+            nz += (v[j] == 0.0);
+        }
+        s.lo = fmin(s.lo, lo);
+        s.hi = fmax(s.hi, hi);
+        s.nz += nz;
+    }
+    fm_merge_moments_into(s, FM_GROUP, m + c * inv, q - c * c * inv);
+}
+
+// Fold p[0], p[stride], ..., p[(cnt-1)*stride] into s.
+template <typename T, int KIND>
+__device__ __forceinline__ void fm_accumulate(const T* p, long long stride, long long cnt, fm_state& s) {
+    long long i = 0;
+    for (; i + FM_GROUP <= cnt; i += FM_GROUP) {
+        double v[FM_GROUP];
+#pragma unroll
+        for (int j = 0; j < FM_GROUP; ++j) v[j] = fm_to_double(p[(i + j) * stride]);
+        fm_push_group<KIND>(s, v);
+    }
+    for (; i < cnt; ++i) fm_push1<KIND>(s, fm_to_double(p[i * stride]));
+}
+
+// -- the elementwise merges of whole field arrays (cupy.ElementwiseKernel) -----
+
+__device__ __forceinline__ fm_state fm_state_from(long long n, double mean, double m2) {
+    fm_state s = fm_empty();
+    s.n = n;
+    if (n > 0) {
+        s.mean = mean;
+        s.m2 = m2;
+    }
+    return s;
+}
+
+__device__ __forceinline__ fm_state fm_merge_moments_ew(long long na, double ma, double qa, long long nb,
+                                                        double mb, double qb) {
+    return fm_merge<FM_MOMENTS>(fm_state_from(na, ma, qa), fm_state_from(nb, mb, qb));
+}
+
+__device__ __forceinline__ fm_state fm_merge_summary_ew(long long na, double ma, double qa, double loa, double hia,
+                                                        long long nnfa, long long nza, long long nb, double mb,
+                                                        double qb, double lob, double hib, long long nnfb,
+                                                        long long nzb) {
+    fm_state a = fm_state_from(na, ma, qa);
+    a.lo = loa;
+    a.hi = hia;
+    a.nnf = nnfa;
+    a.nz = nza;
+    fm_state b = fm_state_from(nb, mb, qb);
+    b.lo = lob;
+    b.hi = hib;
+    b.nnf = nnfb;
+    b.nz = nzb;
+    return fm_merge<FM_SUMMARY>(a, b);
+}
+
+#endif  // FASTMOMENTS_FM_STATE_CUH

@@ -1,0 +1,29 @@
+import pathlib
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+def exact_mean_var(values):
+    """Exact mean and population variance (ddof=0) of float values, as Fractions."""
+    fr = [Fraction(float(v)) for v in np.asarray(values, dtype=np.float64).ravel()]
+    n = len(fr)
+    mean = sum(fr) / n
+    return mean, sum((v - mean) ** 2 for v in fr) / n
+
+
+def ref_moments(x, axis=None):
+    """NumPy float64 reference: (count, mean, m2)."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=axis)
+    count = x.size if axis is None else np.prod([x.shape[a] for a in np.atleast_1d(axis)])
+    m2 = ((x - x.mean(axis=axis, keepdims=True)) ** 2).sum(axis=axis)
+    return count, mean, m2
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)

@@ -1,0 +1,117 @@
+"""Accuracy against certified and exact references (NIST StRD, fractions)."""
+
+import math
+import numpy as np
+import pytest
+
+import fastmoments as fm
+from conftest import DATA, exact_mean_var
+
+
+def _read_nist(name):
+    certified = {}
+    values = []
+    for line in (DATA / name).read_text().splitlines():
+        if line.startswith("#"):
+            words = line[1:].split()
+            if words[:2] == ["certified", "mean"]:
+                certified["mean"] = float(words[2])
+            elif words[:2] == ["certified", "std"]:
+                certified["std"] = float(words[-1])
+        elif line.strip():
+            values.extend(float(w) for w in line.split())
+    return np.array(values), certified
+
+
+@pytest.mark.parametrize("name,n", [("Lew.txt", 200), ("Lottery.txt", 218),
+                                    ("Mavro.txt", 50), ("Michelso.txt", 100)])
+def test_nist_certified(name, n):
+    x, cert = _read_nist(name)
+    assert x.size == n
+    m = fm.moments(x)
+    assert m.count == n
+    assert m.mean == pytest.approx(cert["mean"], rel=1e-13)
+    assert m.std(ddof=1) == pytest.approx(cert["std"], rel=1e-13)
+    s = fm.summarize(x)
+    assert s.std(ddof=1) == pytest.approx(cert["std"], rel=1e-13)
+
+
+def _numacc(k):
+    if k == 1:
+        return np.array([10000001.0, 10000003.0, 10000002.0])
+    base = {2: (1.2, 1.1, 1.3), 3: (1000000.2, 1000000.1, 1000000.3),
+            4: (10000000.2, 10000000.1, 10000000.3)}[k]
+    return np.array([base[0]] + [base[1], base[2]] * 500)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("split", [None, 7])
+def test_numacc_exact(k, split):
+    x = _numacc(k)
+    mean, var = exact_mean_var(x)
+    n = x.size
+    exact_std = math.sqrt(float(var * n / (n - 1)))
+    if split is None:
+        m = fm.moments(x)
+    else:  # the same data merged from uneven pieces
+        parts = np.array_split(x, split)
+        m = fm.moments(parts[0])
+        for p in parts[1:]:
+            m = m.merge(fm.moments(p))
+    assert m.mean == pytest.approx(float(mean), rel=1e-15)
+    # One pass keeps 1e-12. Merging pieces adds the rounding of each piece's
+    # stored float64 mean (ulp(1e7) = 2e-9) to the mean differences: 1e-10.
+    assert m.std(ddof=1) == pytest.approx(exact_std, rel=1e-12 if split is None else 1e-10)
+
+
+def test_numacc4_certified_difference():
+    # The stored doubles are not the decimals: their exact std is 0.10000000055879354.
+    m = fm.moments(_numacc(4))
+    assert m.std(ddof=1) == pytest.approx(0.10000000055879354, rel=1e-12)
+
+
+@pytest.mark.parametrize("n", [10_000, 100_003])
+def test_large_offset_float64(rng, n):
+    x = 1e8 + rng.standard_normal(n)
+    mean, var = exact_mean_var(x)
+    m = fm.moments(x)
+    assert m.mean == pytest.approx(float(mean), rel=1e-15)
+    assert m.var() == pytest.approx(float(var), rel=1e-9)
+
+
+def test_large_offset_float32_input(rng):
+    x = (1e4 + rng.standard_normal(200_000)).astype(np.float32)
+    mean, var = exact_mean_var(x)
+    m = fm.moments(x)
+    assert m.mean == pytest.approx(float(mean), rel=1e-12)
+    assert m.var() == pytest.approx(float(var), rel=1e-8)
+    s = fm.summarize(x)
+    assert s.var() == pytest.approx(float(var), rel=1e-8)
+
+
+@pytest.mark.parametrize("pos", [0, 8192, 8192 * 3, 8192 * 64])
+def test_outlier_at_block_start(rng, pos):
+    x = rng.standard_normal(8192 * 70)
+    x[pos] = 1e12
+    mean, var = exact_mean_var(x)
+    m = fm.moments(x)
+    assert m.mean == pytest.approx(float(mean), rel=1e-13)
+    assert m.var() == pytest.approx(float(var), rel=1e-12)
+
+
+def test_many_blocks_float32_counts_exact():
+    # 2**24 + 3 float32 ones: a float32 count would round; ours is exact int64.
+    x = np.ones(2**24 + 3, np.float32)
+    m = fm.moments(x)
+    assert m.count.dtype == np.int64 and int(m.count) == 2**24 + 3
+    assert m.mean == 1.0 and m.m2 == 0.0
+
+
+def test_columns_large_offset(rng):
+    x = 1e8 + rng.standard_normal((5000, 7))
+    m = fm.moments(x, axis=0)
+    for j in range(7):
+        mean, var = exact_mean_var(x[:, j])
+        assert m.mean[j] == pytest.approx(float(mean), rel=1e-15)
+        assert m.var()[j] == pytest.approx(float(var), rel=1e-8)
+

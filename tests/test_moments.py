@@ -1,0 +1,135 @@
+"""moments() against NumPy float64 on many shapes, axes, dtypes and layouts."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastmoments as fm
+
+
+def check(x, axis=None, skipna=False, rel=1e-10):
+    xf = np.asarray(x, dtype=np.float64)
+    m = fm.moments(x, axis=axis, skipna=skipna)
+    if skipna:
+        count = np.sum(~np.isnan(xf), axis=axis)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.nanmean(xf, axis=axis) if xf.size else np.full(count.shape, np.nan)
+            var = np.nanvar(xf, axis=axis) if xf.size else np.full(count.shape, np.nan)
+    else:
+        count = np.sum(np.ones_like(xf, dtype=np.int64), axis=axis)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.mean(xf, axis=axis)
+            var = np.var(xf, axis=axis)
+    assert m.count.dtype == np.int64 and m.mean.dtype == np.float64
+    assert m.shape == np.shape(count)
+    np.testing.assert_array_equal(m.count, count)
+    scale = np.nanmax(np.abs(xf)) if xf.size and np.isfinite(xf).any() else 1.0
+    np.testing.assert_allclose(m.mean, mean, rtol=rel, atol=rel * scale)
+    var_ok = m.var()
+    np.testing.assert_allclose(var_ok, var, rtol=rel, atol=rel * scale * scale)
+    return m
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, np.int64, np.int32,
+                                   np.uint8, np.int16, np.bool_])
+def test_dtypes(rng, dtype):
+    x = (rng.standard_normal(30_001) * 50).astype(dtype)
+    m = check(x)
+    np.testing.assert_array_equal(check(x[:30_000].reshape(-1, 6)[:, :4], axis=0).count, 5_000)
+    check(x[:30_000].reshape(-1, 6)[:, :4], axis=1)
+
+
+@pytest.mark.parametrize("shape,axis", [
+    ((100_000,), None), ((100_000,), 0), ((37, 41, 5), None), ((37, 41, 5), 0),
+    ((37, 41, 5), 1), ((37, 41, 5), 2), ((37, 41, 5), (0, 2)), ((37, 41, 5), (-1, -2)),
+    ((3, 20_000), 1), ((20_000, 3), 0), ((20_000, 3), 1), ((600, 1000), 0), ((1000, 600), 1),
+    ((5, 1, 300_000), 2), ((2, 3), ()), ((0, 4), 0), ((4, 0), 0), ((4, 0), 1), ((0,), None),
+    ((1, 9000, 3), (0, 1)),
+])
+def test_shapes_axes(rng, shape, axis):
+    x = rng.standard_normal(shape) * 3 + 1
+    check(x, axis)
+
+
+def test_layouts(rng):
+    base = rng.standard_normal((300, 200)) + 2
+    for x in (np.asfortranarray(base), base[::2, ::3], base.T, base[:, 50:150], base[::-1]):
+        for axis in (None, 0, 1, (0, 1)):
+            check(x, axis)
+    x3 = rng.standard_normal((20, 30, 40)).transpose(2, 0, 1)[:, ::2]
+    for axis in (0, 1, 2, (0, 2), (1, 2), None):
+        check(x3, axis)
+
+
+def test_non_native_byte_order(rng):
+    x = rng.standard_normal(10_000)
+    big = x.astype(">f8")
+    check(big)
+    np.testing.assert_array_equal(big, x)  # the caller's data is untouched
+
+
+def test_python_inputs():
+    check([1, 2, 3, 4.5])
+    check(3.5)
+    check([[1, 2], [3, 4]], axis=1)
+    m = fm.moments(7.0)
+    assert m.count == 1 and m.mean == 7.0 and m.m2 == 0.0 and np.isnan(m.var(ddof=1))
+
+
+def test_keepdims(rng):
+    x = rng.standard_normal((4, 5, 6))
+    m = fm.moments(x, axis=(0, 2), keepdims=True)
+    assert m.shape == (1, 5, 1)
+    np.testing.assert_allclose(m.var(), x.var(axis=(0, 2), keepdims=True), rtol=1e-12)
+
+
+def test_nan_propagates_and_skipna(rng):
+    x = rng.standard_normal((50_000, 3))
+    x[12_345, 1] = np.nan
+    m = check(x, axis=0)
+    assert np.isnan(m.mean[1]) and np.isnan(m.var()[1]) and np.isfinite(m.var()[0])
+    check(x, axis=0, skipna=True)
+    check(x.ravel(), skipna=True)
+    check(x.T.copy(), axis=1, skipna=True)
+    allnan = np.full(10, np.nan)
+    m = fm.moments(allnan, skipna=True)
+    assert m.count == 0 and np.isnan(m.mean)
+
+
+def test_infinities_follow_numpy():
+    with np.errstate(invalid="ignore"):
+        for x in ([1.0, np.inf, 3.0], [np.inf, -np.inf], [-np.inf, 2.0]):
+            m = fm.moments(x)
+            np.testing.assert_equal(m.mean, np.mean(x))
+            np.testing.assert_equal(m.var(), np.var(x))
+        big = np.zeros(100_000)
+        big[70_000] = np.inf
+        assert fm.moments(big).mean == np.inf
+
+
+def test_empty():
+    m = fm.moments(np.array([]))
+    assert m.count == 0 and np.isnan(m.mean) and np.isnan(m.var())
+    other = fm.moments([1.0, 2.0])
+    for merged in (m.merge(other), other.merge(m)):
+        assert merged.count == 2 and merged.mean == 1.5 and merged.m2 == 0.5
+
+
+def test_input_not_modified(rng):
+    x = rng.standard_normal(20_000).astype(np.float32)
+    before = x.copy()
+    fm.moments(x, skipna=True)
+    fm.summarize(x)
+    np.testing.assert_array_equal(x, before)
+    assert x.flags.writeable
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=30),
+                  elements=st.floats(-1e6, 1e6)),
+       st.data())
+def test_hypothesis_vs_numpy(x, data):
+    axis = data.draw(st.one_of(st.none(), st.integers(-x.ndim, x.ndim - 1)))
+    check(x, axis, rel=1e-9)
