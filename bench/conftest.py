@@ -1,0 +1,277 @@
+"""Shared machinery of the core benchmark suite (``bench/test_core_*.py``).
+
+Every figure is reported against the *streaming bound* measured in the same
+run on the same bytes: a parallel Numba kernel that only reads the data (a sum)
+or, for merges, reads six arrays and writes three. Absolute times on shared
+2-core machines are noisy; ratios taken minutes apart on the same machine are
+much less so.
+
+With ``--benchmark-disable`` (the CI mode) each benchmark body runs once as a
+plain test on small arrays and its result is checked against NumPy; the big
+sizes below are used only when timing.
+
+Nothing here is autouse: the other suites in ``bench/`` (Chainer, Dask, GPU)
+share this directory and must not pay for it.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import statistics
+import time
+
+import numpy as np
+import pytest
+from numba import njit, prange
+
+# -- sizes -------------------------------------------------------------------------
+
+MB = 1_000_000
+#: Bytes of each 2-D workload when timing (the issue: "about 400 MB each").
+BYTES_2D = 400 * MB
+#: Elements of each 1-D workload when timing (the issue: at least 50 million).
+N_1D = 50_000_000
+#: Rounds of the big workloads (each ~0.02-0.6 s): few, so the suite stays short.
+ROUNDS_BIG = 5
+#: Runs of the bound kernel whose median gives the bound time of a workload.
+ROUNDS_BOUND = 9
+
+
+@pytest.fixture(scope="session")
+def timing(request) -> bool:
+    """True when pytest-benchmark measures; False under ``--benchmark-disable``."""
+    cfg = request.config
+    disabled = cfg.getoption("benchmark_disable", False) or cfg.getoption("benchmark_skip", False)
+    return not disabled
+
+
+# -- the streaming bounds -----------------------------------------------------------
+
+_CHUNK = 1 << 16  # elements per parallel task of the bound kernels
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def stream_sum(x):
+    """Sum of a contiguous 1-D array: one read of its bytes at full speed.
+
+    The inner loop runs over a slice with a non-negative index so that LLVM
+    vectorizes it; the accumulator has the input's dtype (the cheapest read).
+    """
+    n = x.size
+    nchunk = (n + _CHUNK - 1) // _CHUNK
+    parts = np.zeros(max(nchunk, 1))
+    for c in prange(nchunk):
+        y = x[c * _CHUNK : min((c + 1) * _CHUNK, n)]
+        s = y.dtype.type(0)
+        for i in range(y.size):
+            s += y[i]
+        parts[c] = s
+    return parts.sum()
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def stream_merge9(n1, m1, q1, n2, m2, q2):
+    """Read six arrays, write three new ones: the traffic of an elementwise merge.
+
+    The outputs are allocated here, as any merge returning new arrays must
+    (their first touch is part of the cost).
+    """
+    n = n1.size
+    on = np.empty(n, n1.dtype)
+    om = np.empty(n, m1.dtype)
+    oq = np.empty(n, q1.dtype)
+    nchunk = (n + _CHUNK - 1) // _CHUNK
+    for c in prange(nchunk):
+        lo = c * _CHUNK
+        hi = min(lo + _CHUNK, n)
+        a, b, d, e, f, g = n1[lo:hi], m1[lo:hi], q1[lo:hi], n2[lo:hi], m2[lo:hi], q2[lo:hi]
+        xn, xm, xq = on[lo:hi], om[lo:hi], oq[lo:hi]
+        for i in range(a.size):
+            xn[i] = a[i] + e[i]
+            xm[i] = b[i] + f[i]
+            xq[i] = d[i] + g[i]
+    return on, om, oq
+
+
+def bound_of_array(x):
+    """The bound kernel applied to all of ``x``'s bytes (C-contiguous, any shape)."""
+    return stream_sum(x.reshape(-1))
+
+
+# -- recording -------------------------------------------------------------------------
+
+
+class Recorder:
+    """Times bounds once per workload and fills ``benchmark.extra_info``.
+
+    ``extra_info`` keys (read by ``bench/report.py``):
+        workload, variant, role ("fastmoments" | "baseline" | "bound"),
+        bytes (input bytes read per call), gbps, frac_bound (bound time /
+        this median), bound_s, ns_per_elem (where elements are given),
+        target (the issue's target fraction of the bound, if any), primary
+        (the fastmoments row that baselines are compared with), var_rel_err
+        (relative error of the variance against NumPy in float64).
+    """
+
+    def __init__(self, timing: bool):
+        self.timing = timing
+        self._bounds: dict[str, float] = {}
+
+    def bound_time(self, key: str, fn, *args) -> float | None:
+        """Median seconds of ``fn(*args)`` over ROUNDS_BOUND runs, cached under ``key``.
+
+        ``key`` must name the workload's arrays: the cache lives for the session
+        while the arrays are freed per module, so it never outlives its meaning
+        within one run. Returns None when not timing.
+        """
+        if not self.timing:
+            return None
+        if key not in self._bounds:
+            fn(*args)  # compile / warm
+            ts = []
+            for _ in range(ROUNDS_BOUND):
+                t0 = time.perf_counter()
+                fn(*args)
+                ts.append(time.perf_counter() - t0)
+            self._bounds[key] = statistics.median(ts)
+        return self._bounds[key]
+
+    def record(self, benchmark, *, workload, variant, role, nbytes, bound_s=None,
+               elements=None, target=None, primary=False, var_rel_err=None):
+        info = benchmark.extra_info
+        info.update(workload=workload, variant=variant, role=role, bytes=int(nbytes))
+        if var_rel_err is not None:
+            info["var_rel_err"] = var_rel_err
+        if target is not None:
+            info["target"] = target
+        if primary:
+            info["primary"] = True
+        benchmark.group = workload
+        stats = getattr(benchmark, "stats", None)
+        if stats is None:  # --benchmark-disable: nothing was timed
+            return
+        med = stats.stats.median
+        info["median_s"] = med
+        info["gbps"] = nbytes / med / 1e9
+        if elements:
+            info["ns_per_elem"] = med / elements * 1e9
+        if bound_s is not None:
+            info["bound_s"] = bound_s
+            info["frac_bound"] = bound_s / med
+
+
+
+
+def run_big(benchmark, fn, *args, rounds=ROUNDS_BIG):
+    """Time a big workload: one warm-up (JIT compile, page faults), then ``rounds`` runs."""
+    return benchmark.pedantic(fn, args=args, rounds=rounds, warmup_rounds=1, iterations=1)
+
+
+# -- data and references ----------------------------------------------------------------
+
+
+def normal(shape, dtype, seed=0):
+    """Normal values with mean 1 and std 2 (a non-zero mean exercises the centring)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape, dtype=np.dtype(dtype))
+    x *= 2
+    x += 1
+    return x
+
+
+def reference_moments(x, axis=None):
+    """(count, mean, m2) from NumPy in float64 (independent of fastmoments)."""
+    mean = np.mean(x, axis=axis, dtype=np.float64)
+    var = np.var(x, axis=axis, dtype=np.float64)
+    count = x.size if axis is None else x.shape[axis]
+    return count, mean, var * count
+
+
+def _rel_err(got, want):
+    """Largest error relative to the typical size of ``want`` (rows may be tiny)."""
+    got = np.asarray(got, dtype=np.float64)
+    return float(np.max(np.abs(got - want)) / np.mean(np.abs(want)))
+
+
+def check_moments(m, x, axis=None, ref=None):
+    """Assert a fastmoments Moments equals NumPy's float64 figures; return m2's error."""
+    count, mean, m2 = ref if ref is not None else reference_moments(x, axis)
+    np.testing.assert_array_equal(m.count, count)
+    scale = float(np.max(np.abs(mean))) + 1.0
+    np.testing.assert_allclose(m.mean, mean, rtol=1e-10, atol=1e-12 * scale)
+    np.testing.assert_allclose(m.m2, m2, rtol=1e-9, atol=1e-9 * float(np.mean(m2)))
+    return _rel_err(m.m2, m2)
+
+
+def check_var(var, x, axis=None, rtol=1e-9, ref=None):
+    """Assert a baseline's population variance against NumPy's float64 one.
+
+    Returns the error relative to the typical variance, recorded as
+    ``var_rel_err`` (baselines that accumulate float32 in float32 lose digits
+    on big arrays; that is part of the comparison, not hidden by a loose check).
+    """
+    count, _, m2 = ref if ref is not None else reference_moments(x, axis)
+    want = m2 / count
+    got = np.asarray(var, dtype=np.float64)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * float(np.mean(want)))
+    return _rel_err(got, want)
+
+
+def check_sum(total, x, rtol):
+    np.testing.assert_allclose(total, np.sum(x, dtype=np.float64), rtol=rtol,
+                               atol=rtol * math.sqrt(x.size) * 10)
+
+
+# -- ResNet-50 parameter shapes ---------------------------------------------------------
+
+
+def resnet50_param_shapes():
+    """Shapes of torchvision's ResNet-50 parameters (161 tensors, 25,557,032 values).
+
+    Conv weights are (out, in, kh, kw) without bias; each BatchNorm has a weight
+    and a bias of its width; bottleneck blocks [3, 4, 6, 3] with expansion 4,
+    a 1x1 downsample conv + BatchNorm in each stage's first block; fc 2048->1000.
+    """
+    shapes = [(64, 3, 7, 7), (64,), (64,)]
+    inplanes = 64
+    for planes, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+        for b in range(blocks):
+            shapes += [(planes, inplanes, 1, 1), (planes,), (planes,),
+                       (planes, planes, 3, 3), (planes,), (planes,),
+                       (planes * 4, planes, 1, 1), (planes * 4,), (planes * 4,)]
+            if b == 0:
+                shapes += [(planes * 4, inplanes, 1, 1), (planes * 4,), (planes * 4,)]
+            inplanes = planes * 4
+    shapes += [(1000, 2048), (1000,)]
+    return shapes
+
+
+# -- the one fixture the test modules use ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kit(timing):
+    """Helpers of this file, handed out as a fixture (no ``import conftest``).
+
+    Attributes: timing, recorder, run_big, normal, reference_moments,
+    check_moments, check_var, check_sum, stream_sum, stream_merge9,
+    bound_of_array, resnet50_param_shapes, N_1D, BYTES_2D, ROUNDS_BIG.
+    """
+    return types.SimpleNamespace(
+        timing=timing,
+        recorder=Recorder(timing),
+        run_big=run_big,
+        normal=normal,
+        reference_moments=reference_moments,
+        check_moments=check_moments,
+        check_var=check_var,
+        check_sum=check_sum,
+        stream_sum=stream_sum,
+        stream_merge9=stream_merge9,
+        bound_of_array=bound_of_array,
+        resnet50_param_shapes=resnet50_param_shapes,
+        N_1D=N_1D,
+        BYTES_2D=BYTES_2D,
+        ROUNDS_BIG=ROUNDS_BIG,
+    )
