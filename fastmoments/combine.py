@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .state import Moments
 
 __all__ = ["combine_mean_std"]
@@ -26,6 +28,6 @@ def combine_mean_std(mean1, std1, n1, mean2, std2, n2, *, ddof=1):
     b = Moments.from_mean_std(mean2, std2, n2, ddof=ddof)
     m = a.merge(b)
     mean, std, n = m.mean, m.std(ddof), m.count
-    if mean.ndim == 0 and not hasattr(mean, "device"):
+    if mean.ndim == 0 and isinstance(mean, np.ndarray):
         return mean[()], std, n[()]
     return mean, std, n

@@ -192,7 +192,7 @@ def _broadcast_fields(names, arrays, xp):
     except ValueError:
         shapes = ", ".join(f"{n} {a.shape}" for n, a in zip(names, arrays))
         raise ValueError(f"mismatched shapes: {shapes}") from None
-    return tuple(xp.ascontiguousarray(xp.broadcast_to(a, shape)) for a in arrays)
+    return tuple(xp.broadcast_to(a, shape).copy() for a in arrays)
 
 
 class Moments(_State):

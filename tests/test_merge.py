@@ -187,3 +187,11 @@ def test_moments_constructor_validates_and_copies():
         fm.Moments([1, 2, 3], [0.0, 1.0], [0.0, 0.0])
     with pytest.raises(ValueError, match="whole"):
         fm.Moments([1.5], [0.0], [0.0])
+
+
+def test_scalar_inputs_give_0d_states():
+    m = fm.Moments.from_mean_std(1.0, 2.0, 5)
+    assert m.shape == () and m.var(ddof=1) == pytest.approx(4.0)
+    mean, std, n = fm.combine_mean_std(1.0, 2.0, 5, 1.0, 2.0, 5)
+    assert np.ndim(mean) == 0 and np.ndim(std) == 0 and np.ndim(n) == 0
+    assert f"{std:.3f}" == f"{math.sqrt(4.0 * 8 / 9):.3f}"

@@ -26,6 +26,7 @@ __all__ = [
     "each_name",
     "finalize_name",
     "all_kernel_names",
+    "MERGE_KERNELS",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +55,27 @@ MOMENTS, MOMENTS_SKIPNA, SUMMARY = 0, 1, 2
 KINDS = (MOMENTS, MOMENTS_SKIPNA, SUMMARY)
 THREADS = 256  # FM_THREADS
 FINALIZE_TPO = (1, 32, THREADS)
+
+# The merge ElementwiseKernels: (in_params, out_params, operation) per state
+# kind. The operations only call fm_state.cuh, their preamble.
+MERGE_KERNELS = {
+    "moments": (
+        "int64 na, float64 ma, float64 qa, int64 nb, float64 mb, float64 qb",
+        "int64 n_out, float64 mean_out, float64 m2_out",
+        "fm_state r = fm_merge_moments_ew(na, ma, qa, nb, mb, qb);"
+        " n_out = r.n; mean_out = r.mean; m2_out = r.m2;",
+    ),
+    "summary": (
+        "int64 na, float64 ma, float64 qa, float64 loa, float64 hia, int64 nnfa, int64 nza,"
+        " int64 nb, float64 mb, float64 qb, float64 lob, float64 hib, int64 nnfb, int64 nzb",
+        "int64 n_out, float64 mean_out, float64 m2_out, float64 lo_out, float64 hi_out,"
+        " int64 nnf_out, int64 nz_out",
+        "fm_state r = fm_merge_summary_ew(na, ma, qa, loa, hia, nnfa, nza,"
+        " nb, mb, qb, lob, hib, nnfb, nzb);"
+        " n_out = r.n; mean_out = r.mean; m2_out = r.m2; lo_out = r.lo; hi_out = r.hi;"
+        " nnf_out = r.nnf; nz_out = r.nz;",
+    ),
+}
 
 _INCLUDE = re.compile(r'^#include "([^"]+)"\s*$', re.M)
 

@@ -94,22 +94,24 @@ __device__ __forceinline__ fm_state fm_block_reduce(fm_state s) {
     return s;
 }
 
-// Contiguous reductions (reduced axis of stride 1 and length K): one block per
-// (output, chunk) tile; output o starts at x + (o / B) * sA + (o % B) * sB.
-// Grid: M * C blocks of FM_THREADS.
+// Long reductions (a reduced axis of length K, contiguous when sK == 1): one
+// block per (output, chunk) tile; element k of output o is at x + (o / B) * sA
+// + (o % B) * sB + k * sK. Grid: M * C blocks of FM_THREADS, chunk-major, so
+// the blocks running together read neighbouring outputs (shared cache lines
+// when the outputs interleave, sK > 1).
 template <typename T, int KIND>
 __global__ void __launch_bounds__(FM_THREADS)
-    fm_segment_partial(const T* __restrict__ x, long long B, long long sA, long long sB, long long K, long long C,
-                       long long chunk, long long* n, double* mean, double* m2, double* lo, double* hi,
-                       long long* nnf, long long* nz) {
-    long long slot = blockIdx.x;
-    long long o = slot / C, c = slot - o * C;
+    fm_segment_partial(const T* __restrict__ x, long long M, long long B, long long sA, long long sB, long long K,
+                       long long sK, long long C, long long chunk, long long* n, double* mean, double* m2,
+                       double* lo, double* hi, long long* nnf, long long* nz) {
+    long long c = blockIdx.x / M, o = blockIdx.x - c * M;
+    long long slot = o * C + c;
     const T* row = x + (o / B) * sA + (o % B) * sB;
     long long end = min(K, (c + 1) * chunk);
     long long first = c * chunk + threadIdx.x;
     long long cnt = first < end ? (end - first + FM_THREADS - 1) / FM_THREADS : 0;
     fm_state s = fm_empty();
-    fm_accumulate<T, KIND>(row + first, FM_THREADS, cnt, s);
+    fm_accumulate<T, KIND>(row + first * sK, FM_THREADS * sK, cnt, s);
     s = fm_block_reduce<KIND>(s);
     if (threadIdx.x == 0) fm_store<KIND>(s, slot, n, mean, m2, lo, hi, nnf, nz);
 }

@@ -1,0 +1,279 @@
+"""The GPU wing: the backend protocol of ``fastmoments._dispatch`` on CuPy arrays.
+
+Loaded by the dispatch point only when a CuPy array is given, so importing
+``fastmoments`` never imports CuPy. Nothing here copies data to the host or
+synchronizes: results are CuPy arrays on the current device and stream.
+
+Launches per call: ``moments``/``summarize`` one kernel, or two when a
+reduced slice is long enough to be split across blocks (partial states, then
+a merge); ``summarize_each`` two whatever the number of arrays; ``merge`` one
+ElementwiseKernel; ``reduce`` one kernel. Layouts that do not fit the
+kernels' three strided dimensions (see ``_layout``), and ``summarize_each``
+inputs that are neither C- nor F-contiguous, are first copied to contiguous
+memory (one more launch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+from .._inputs import check_dtype
+from . import _sources as src
+from ._layout import plan as _plan
+
+try:
+    import cupy
+except ImportError:  # only reachable by importing fastmoments.gpu directly
+    cupy = None
+
+__all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "merge", "reduce"]
+
+xp = cupy
+
+THREADS = src.THREADS
+# Values per block of the contiguous kernels: 256 threads x 8 groups of
+# FM_GROUP = 8 values, long enough that the block's own merges are negligible.
+SEGMENT_CHUNK = THREADS * 64
+# Values per block in summarize_each: smaller, so ~25M values spread over
+# thousands of blocks and small arrays waste little.
+EACH_CHUNK = THREADS * 32
+# A contiguous slice shorter than this goes to the lane kernel (one thread per
+# output) instead of a whole block.
+SEGMENT_MIN = 1024
+# Blocks the lane kernel aims for when it splits the reduced axis.
+LANE_TARGET_BLOCKS = 2048
+LANE_MIN_CHUNK = 64
+MAX_GRID_Y = 65535
+_NULL = np.uint64(0)
+
+
+def _require():
+    if cupy is None:
+        raise ImportError(
+            "fastmoments.gpu needs CuPy: pip install 'fastmoments[cuda13]' (or [cuda12])"
+        )
+
+
+def asarray(x):
+    """``x`` as a CuPy array of an accepted dtype (a no-op for CuPy arrays)."""
+    _require()
+    a = cupy.asarray(x)
+    check_dtype(a.dtype)
+    return a
+
+
+# -- field arrays ------------------------------------------------------------------
+
+_INT_FIELDS = {
+    src.MOMENTS: (True, False, False),
+    src.SUMMARY: (True, False, False, False, False, True, True),
+}
+
+
+def _alloc(kind, shape):
+    ints = _INT_FIELDS[src.SUMMARY if kind == src.SUMMARY else src.MOMENTS]
+    return tuple(cupy.empty(shape, np.int64 if i else np.float64) for i in ints)
+
+
+def _empty_states(kind, shape):
+    """States with count 0: mean, min and max NaN, the rest 0."""
+    nan_fields = (1, 3, 4)
+    ints = _INT_FIELDS[src.SUMMARY if kind == src.SUMMARY else src.MOMENTS]
+    return tuple(
+        cupy.full(shape, np.nan) if j in nan_fields else cupy.zeros(shape, np.int64 if i else np.float64)
+        for j, i in enumerate(ints)
+    )
+
+
+def _ptrs(fields):
+    """The seven pointer arguments of a state (null for fields a kind lacks)."""
+    return tuple(fields) + (_NULL,) * (7 - len(fields))
+
+
+def _finalize_tpo(c):
+    if c <= 2:
+        return 1
+    if c <= 512:
+        return 32
+    return THREADS
+
+
+def _finalize(kind, M, C, offs, offs_stride, parts, outs):
+    tpo = _finalize_tpo(C)
+    from . import _kernels
+
+    kern = _kernels.finalize_kernel(kind, tpo)
+    grid = (M * tpo + THREADS - 1) // THREADS
+    kern(
+        (grid,),
+        (THREADS,),
+        (np.int64(M), np.int64(C), offs, np.int64(offs_stride), *_ptrs(parts), *_ptrs(outs)),
+    )
+
+
+# -- moments and summaries of data -------------------------------------------------
+
+
+def _reduce_data(x, axes, kind):
+    from . import _kernels
+
+    out_shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+    M = math.prod(out_shape)
+    K = math.prod(x.shape[i] for i in axes)
+    if M == 0 or K == 0:
+        return _empty_states(kind, out_shape)
+    strides = tuple(s // x.itemsize for s in x.strides)
+    p = _plan(x.shape, strides, axes)
+    if p is None:
+        # Reduced axes that are not one strided run: make them the contiguous tail.
+        kept = [i for i in range(x.ndim) if i not in axes]
+        x = cupy.ascontiguousarray(x.transpose(kept + list(axes)))
+        p = _plan((M, K), (K, 1), (1,))
+    outs = _alloc(kind, out_shape)
+    segment, lane = _kernels.partial_kernels(x.dtype, kind)
+    use_segment = p.K >= SEGMENT_MIN and (p.sK == 1 or p.M < 32)
+    if use_segment:
+        C = -(-p.K // SEGMENT_CHUNK)
+        chunk = -(-p.K // C)
+    else:
+        blocks_x = -(-p.M // 32)
+        C = min(-(-LANE_TARGET_BLOCKS // blocks_x), -(-p.K // LANE_MIN_CHUNK), MAX_GRID_Y)
+        C = max(C, 1)
+        chunk = -(-p.K // C)
+        C = -(-p.K // chunk)
+    parts = outs if C == 1 else _alloc(kind, (M * C,))
+    common = (np.int64(C), np.int64(chunk), *_ptrs(parts))
+    if use_segment:
+        segment(
+            (M * C,),
+            (THREADS,),
+            (x, np.int64(M), np.int64(p.B), np.int64(p.sA), np.int64(p.sB), np.int64(p.K), np.int64(p.sK))
+            + common,
+        )
+    else:
+        lane(
+            (-(-M // 32), C),
+            (32, THREADS // 32),
+            (x, np.int64(M), np.int64(p.B), np.int64(p.sA), np.int64(p.sB), np.int64(p.K), np.int64(p.sK))
+            + common,
+        )
+    if C > 1:
+        _finalize(kind, M, C, _NULL, 0, parts, outs)
+    return outs
+
+
+def moments(x, axes, skipna):
+    """(count, mean, m2) of ``x`` over ``axes`` in one pass; see the protocol."""
+    _require()
+    return _reduce_data(x, tuple(axes), src.MOMENTS_SKIPNA if skipna else src.MOMENTS)
+
+
+def summarize(x, axes):
+    """(count, mean, m2, min, max, n_nonfinite, n_zero) of the finite values of ``x``."""
+    _require()
+    return _reduce_data(x, tuple(axes), src.SUMMARY)
+
+
+# -- many arrays, one launch ---------------------------------------------------------
+
+_TABLES: OrderedDict = OrderedDict()
+_TABLES_MAX = 32
+
+
+def _table(rows):
+    """The device table for ``rows`` of (ptr, size, code), cached by its content.
+
+    A training loop passes the same parameter buffers every step, so after the
+    first step no host-to-device copy (and no possible wait on it) is needed.
+    """
+    key = (cupy.cuda.runtime.getDevice(), rows)
+    hit = _TABLES.get(key)
+    if hit is not None:
+        _TABLES.move_to_end(key)
+        return hit
+    n = len(rows)
+    host = np.zeros((n + 1, 4), np.int64)
+    chunk0 = 0
+    for t, (ptr, size, code) in enumerate(rows):
+        host[t] = (ptr, size, chunk0, code)
+        chunk0 += -(-size // EACH_CHUNK)
+    host[n, 2] = chunk0
+    max_chunks = int(np.max(np.diff(host[:, 2]))) if n else 0
+    hit = (cupy.asarray(host), chunk0, max_chunks)
+    _TABLES[key] = hit
+    if len(_TABLES) > _TABLES_MAX:
+        _TABLES.popitem(last=False)
+    return hit
+
+
+def summarize_each(arrays):
+    """The 7 summary fields of each array, each of shape ``(len(arrays),)``.
+
+    Two launches whatever the number of arrays: per-chunk partial states of all
+    arrays from one table of pointers, sizes and dtype codes, then one merge.
+    """
+    _require()
+    from . import _kernels
+
+    n = len(arrays)
+    if n == 0:
+        return _empty_states(src.SUMMARY, (0,))
+    keep = []  # contiguous copies, alive until their launch is queued
+    rows = []
+    for a in arrays:
+        if not (a.flags.c_contiguous or a.flags.f_contiguous):
+            a = cupy.ascontiguousarray(a)
+            keep.append(a)
+        rows.append((int(a.data.ptr), int(a.size), src.dtype_code(a.dtype)))
+    table, total, max_chunks = _table(tuple(rows))
+    if total == 0:
+        return _empty_states(src.SUMMARY, (n,))
+    parts = _alloc(src.SUMMARY, (total,))
+    _kernels.each_kernel()(
+        (total,),
+        (THREADS,),
+        (table, np.int64(n), np.int64(EACH_CHUNK), *_ptrs(parts)),
+    )
+    outs = _alloc(src.SUMMARY, (n,))
+    chunk0 = np.uint64(table.data.ptr + 2 * table.itemsize)  # column 2 of the table
+    _finalize(src.SUMMARY, n, max_chunks, chunk0, 4, parts, outs)
+    del keep
+    return outs
+
+
+# -- merging states ----------------------------------------------------------------
+
+
+def merge(kind, a, b):
+    """Elementwise merge of two field tuples of ``kind``, with broadcasting."""
+    _require()
+    from . import _kernels
+
+    if kind not in ("moments", "summary"):
+        raise ValueError(f"unknown state kind {kind!r}")
+    return tuple(_kernels.merge_kernel(kind)(*a, *b))
+
+
+def reduce(kind, fields, axes):
+    """Merge the states of ``fields`` along ``axes``: sequential within a thread, then trees."""
+    _require()
+    k = src.SUMMARY if kind == "summary" else src.MOMENTS
+    fields = tuple(cupy.asarray(f) for f in fields)
+    shape = fields[0].shape
+    axes = tuple(axes)
+    if not axes:
+        return tuple(f.copy() for f in fields)
+    kept = [i for i in range(len(shape)) if i not in axes]
+    out_shape = tuple(shape[i] for i in kept)
+    M = math.prod(out_shape)
+    K = math.prod(shape[i] for i in axes)
+    if M == 0 or K == 0:
+        return _empty_states(k, out_shape)
+    perm = kept + list(axes)
+    parts = tuple(cupy.ascontiguousarray(f.transpose(perm)) for f in fields)
+    outs = _alloc(k, out_shape)
+    _finalize(k, M, K, _NULL, 0, parts, outs)
+    return outs

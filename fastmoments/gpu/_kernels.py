@@ -1,0 +1,61 @@
+"""The CuPy kernels of the GPU wing, compiled on first use and cached.
+
+``fm_reduce.cu`` (with ``fm_state.cuh`` inlined) becomes one small RawModule
+per (dtype, kind), so a first call compiles only what it needs; CuPy keeps the
+binaries in its on-disk cache. The merges are ElementwiseKernels whose
+preamble is ``fm_state.cuh``, the same device functions the reductions use.
+"""
+
+from __future__ import annotations
+
+import cupy
+
+from . import _sources as src
+
+__all__ = ["partial_kernels", "each_kernel", "finalize_kernel", "merge_kernel"]
+
+_OPTIONS = ("-std=c++17",)
+_modules: dict = {}
+_merges: dict = {}
+
+
+def _function(names: tuple[str, ...], name: str):
+    key = (cupy.cuda.runtime.getDevice(), names)
+    mod = _modules.get(key)
+    if mod is None:
+        mod = cupy.RawModule(code=src.read_source(), options=_OPTIONS, name_expressions=list(names))
+        _modules[key] = mod
+    return mod.get_function(name)
+
+
+def partial_kernels(dtype, kind):
+    """(segment kernel, lane kernel) reading ``dtype`` for ``kind``."""
+    names = src.partial_names(dtype, kind)
+    return _function(names, names[0]), _function(names, names[1])
+
+
+def each_kernel():
+    name = src.each_name()
+    return _function((name,), name)
+
+
+def finalize_kernel(kind, tpo):
+    names = tuple(src.finalize_name(kind, t) for t in src.FINALIZE_TPO)
+    return _function(names, src.finalize_name(kind, tpo))
+
+
+def merge_kernel(kind: str):
+    """The ElementwiseKernel merging two field tuples of ``kind`` (broadcasting)."""
+    k = _merges.get(kind)
+    if k is None:
+        in_params, out_params, body = src.MERGE_KERNELS[kind]
+        k = cupy.ElementwiseKernel(
+            in_params,
+            out_params,
+            body,
+            f"fastmoments_merge_{kind}",
+            preamble=src.read_source(src.STATE_HEADER),
+            options=_OPTIONS,
+        )
+        _merges[kind] = k
+    return k

@@ -1,0 +1,139 @@
+"""Bit-identical results whatever the number of Numba threads (issue 3).
+
+The CPU kernels split work into blocks fixed by the input's shape and merge
+their states in a fixed tree, so the thread count must not change a single
+bit. Each thread count runs in its own process (``NUMBA_NUM_THREADS`` is read
+once, at Numba's start) on the same saved inputs; the results are compared
+byte for byte, and checked against NumPy so that agreeing garbage cannot pass.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+THREADS = [1, 2, 3]  # 3 > cores on the 2-core CI machines: uneven splits too
+
+# Runs in a fresh process: reads inputs.npz, writes every result field to out.npz.
+_CHILD = textwrap.dedent(
+    """
+    import sys
+    import numba
+    import numpy as np
+    import fastmoments as fm
+
+    want = int(sys.argv[3])
+    assert numba.config.NUMBA_NUM_THREADS == want, numba.config.NUMBA_NUM_THREADS
+    assert numba.get_num_threads() == want
+
+    inp = np.load(sys.argv[1])
+    out = {}
+
+    def put(name, state):
+        for field, arr in zip(state._fields, state.fields):
+            out[f"{name}.{field}"] = np.asarray(arr)
+
+    v64, v32, nan64 = inp["v64"], inp["v32"], inp["nan64"]
+    put("moments v64", fm.moments(v64))
+    put("moments v32", fm.moments(v32))
+    put("moments nan64 skipna", fm.moments(nan64, skipna=True))
+    put("moments nan64", fm.moments(nan64))
+    put("summarize nan64", fm.summarize(nan64))
+    put("summarize v32", fm.summarize(v32))
+    for key in ("wide64", "tall32", "short64", "cube64"):
+        x = inp[key]
+        axes = [None, 0, -1] + ([(0, 2)] if x.ndim == 3 else [])
+        for axis in axes:
+            put(f"moments {key} axis={axis}", fm.moments(x, axis=axis))
+            put(f"summarize {key} axis={axis}", fm.summarize(x, axis=axis))
+    put("reduce rows of wide64", fm.moments(inp["wide64"], axis=-1).reduce())
+    each = [inp[k] for k in sorted(inp.files) if k.startswith("each")]
+    put("summarize_each", fm.summarize_each(each))
+    np.savez(sys.argv[2], **out)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    rng = np.random.default_rng(20240)
+    n = 3_000_001  # hundreds of blocks, several parallel tasks, a ragged tail
+    d = {
+        "v64": rng.standard_normal(n) * 3 + 1e4,
+        "v32": (rng.standard_normal(n) * 2 + 1).astype(np.float32),
+        "wide64": rng.standard_normal((3001, 1001)) + 5,
+        "tall32": rng.standard_normal((1_000_003, 3)).astype(np.float32),
+        "short64": rng.standard_normal((7, 500_001)) - 2,
+        "cube64": rng.standard_normal((64, 129, 257)),
+    }
+    nan64 = rng.standard_normal(n)
+    nan64[rng.integers(0, n, 1000)] = np.nan
+    nan64[rng.integers(0, n, 100)] = np.inf
+    nan64[rng.integers(0, n, 3000)] = 0.0
+    d["nan64"] = nan64
+    # ResNet-like list: tiny, mid and multi-block arrays, mixed dtypes and ranks.
+    sizes = [1, 3, 64, 8191, 8192, 8193, 100_000, 2_000_003, 65_536, 9]
+    for i, s in enumerate(sizes):
+        a = rng.standard_normal(s) * 0.05
+        d[f"each{i:02d}"] = a.astype(np.float32) if i % 2 else a.reshape(-1, 1) if s % 2 else a
+    path = tmp_path_factory.mktemp("det") / "inputs.npz"
+    np.savez(path, **d)
+    return path, d
+
+
+@pytest.fixture(scope="module")
+def results(inputs, tmp_path_factory):
+    path, _ = inputs
+    child = tmp_path_factory.mktemp("det") / "child.py"
+    child.write_text(_CHILD)
+    out = {}
+    for t in THREADS:
+        dest = path.parent / f"out{t}.npz"
+        env = dict(os.environ, NUMBA_NUM_THREADS=str(t))
+        proc = subprocess.run([sys.executable, str(child), str(path), str(dest), str(t)],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        with np.load(dest) as z:
+            out[t] = {k: z[k] for k in z.files}
+    return out
+
+
+def test_same_bits_for_any_thread_count(results):
+    base = results[THREADS[0]]
+    assert len(base) > 100
+    for t in THREADS[1:]:
+        other = results[t]
+        assert sorted(other) == sorted(base)
+        differ = [k for k in base
+                  if base[k].dtype != other[k].dtype or base[k].shape != other[k].shape
+                  or base[k].tobytes() != other[k].tobytes()]
+        assert not differ, f"{t} threads vs {THREADS[0]}: {differ}"
+
+
+def test_results_match_numpy(results, inputs):
+    _, d = inputs
+    r = results[THREADS[-1]]
+    np.testing.assert_allclose(r["moments v64.mean"], d["v64"].mean(), rtol=1e-15)
+    np.testing.assert_allclose(r["moments v64.m2"], d["v64"].var() * d["v64"].size, rtol=1e-12)
+    for axis in (0, -1):
+        x = d["wide64"]
+        np.testing.assert_allclose(r[f"moments wide64 axis={axis}.m2"], x.var(axis=axis) * x.shape[axis], rtol=1e-12)
+        t = d["tall32"].astype(np.float64)
+        np.testing.assert_allclose(r[f"summarize tall32 axis={axis}.mean"], t.mean(axis=axis), rtol=1e-12, atol=1e-15)
+    x = d["cube64"]
+    np.testing.assert_allclose(r["moments cube64 axis=(0, 2).m2"], x.var(axis=(0, 2)) * 64 * 257, rtol=1e-12)
+    nan64 = d["nan64"]
+    finite = nan64[np.isfinite(nan64)]
+    assert r["summarize nan64.count"] == finite.size
+    assert r["summarize nan64.n_nonfinite"] == nan64.size - finite.size
+    assert r["summarize nan64.n_zero"] == np.count_nonzero(finite == 0)
+    np.testing.assert_allclose(r["summarize nan64.m2"], finite.var() * finite.size, rtol=1e-12)
+    assert np.isnan(r["moments nan64.mean"])
+    each = [d[k] for k in sorted(d) if k.startswith("each")]
+    np.testing.assert_array_equal(r["summarize_each.max"], [a.max() for a in each])
+    np.testing.assert_allclose(r["summarize_each.mean"], [a.mean(dtype=np.float64) for a in each],
+                               rtol=1e-12, atol=1e-16)
+    np.testing.assert_allclose(r["reduce rows of wide64.m2"], d["wide64"].var() * d["wide64"].size, rtol=1e-12)
