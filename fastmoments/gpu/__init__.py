@@ -22,6 +22,7 @@ import numpy as np
 
 from .._inputs import check_dtype
 from . import _sources as src
+from ._layout import EACH_CHUNK, each_table, geometry
 from ._layout import plan as _plan
 
 try:
@@ -34,19 +35,6 @@ __all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "merge", "
 xp = cupy
 
 THREADS = src.THREADS
-# Values per block of the contiguous kernels: 256 threads x 8 groups of
-# FM_GROUP = 8 values, long enough that the block's own merges are negligible.
-SEGMENT_CHUNK = THREADS * 64
-# Values per block in summarize_each: smaller, so ~25M values spread over
-# thousands of blocks and small arrays waste little.
-EACH_CHUNK = THREADS * 32
-# A contiguous slice shorter than this goes to the lane kernel (one thread per
-# output) instead of a whole block.
-SEGMENT_MIN = 1024
-# Blocks the lane kernel aims for when it splits the reduced axis.
-LANE_TARGET_BLOCKS = 2048
-LANE_MIN_CHUNK = 64
-MAX_GRID_Y = 65535
 _NULL = np.uint64(0)
 
 
@@ -134,16 +122,7 @@ def _reduce_data(x, axes, kind):
         p = _plan((M, K), (K, 1), (1,))
     outs = _alloc(kind, out_shape)
     segment, lane = _kernels.partial_kernels(x.dtype, kind)
-    use_segment = p.K >= SEGMENT_MIN and (p.sK == 1 or p.M < 32)
-    if use_segment:
-        C = -(-p.K // SEGMENT_CHUNK)
-        chunk = -(-p.K // C)
-    else:
-        blocks_x = -(-p.M // 32)
-        C = min(-(-LANE_TARGET_BLOCKS // blocks_x), -(-p.K // LANE_MIN_CHUNK), MAX_GRID_Y)
-        C = max(C, 1)
-        chunk = -(-p.K // C)
-        C = -(-p.K // chunk)
+    use_segment, C, chunk = geometry(p)
     parts = outs if C == 1 else _alloc(kind, (M * C,))
     common = (np.int64(C), np.int64(chunk), *_ptrs(parts))
     if use_segment:
@@ -194,15 +173,8 @@ def _table(rows):
     if hit is not None:
         _TABLES.move_to_end(key)
         return hit
-    n = len(rows)
-    host = np.zeros((n + 1, 4), np.int64)
-    chunk0 = 0
-    for t, (ptr, size, code) in enumerate(rows):
-        host[t] = (ptr, size, chunk0, code)
-        chunk0 += -(-size // EACH_CHUNK)
-    host[n, 2] = chunk0
-    max_chunks = int(np.max(np.diff(host[:, 2]))) if n else 0
-    hit = (cupy.asarray(host), chunk0, max_chunks)
+    host, total, max_chunks = each_table(rows, EACH_CHUNK)
+    hit = (cupy.asarray(host), total, max_chunks)
     _TABLES[key] = hit
     if len(_TABLES) > _TABLES_MAX:
         _TABLES.popitem(last=False)
