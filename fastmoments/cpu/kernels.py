@@ -21,6 +21,7 @@ count, so results are bit-identical for any number of threads.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import carray, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -38,6 +39,29 @@ _MAXF = np.finfo(np.float64).max
 # functions below that loop over one block, never the merges.
 _FAST = {"reassoc", "contract"}
 _opts = dict(cache=True, nogil=True)
+
+
+def _llvm_binary(name):
+    """A float64 (a, b) -> float64 LLVM intrinsic as a Numba function."""
+
+    @intrinsic
+    def call(typingctx, a, b):
+        sig = types.float64(types.float64, types.float64)
+
+        def codegen(context, builder, signature, args):
+            fnty = ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), ir.DoubleType()])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+            return builder.call(fn, args)
+
+        return sig, codegen
+
+    return call
+
+
+# LLVM vectorizes min/max reductions written with these intrinsics, never the
+# compare-and-select that Python's min() becomes (measured: 10x per block).
+_minnum = _llvm_binary("llvm.minnum.f64")
+_maxnum = _llvm_binary("llvm.maxnum.f64")
 
 
 # -- one block, in cache ---------------------------------------------------------
@@ -62,47 +86,69 @@ def _block_moments(y):
     return n, mean + c / n, m2 - c * c / n
 
 
+# Counters below are float64: exact for a block's 8192 values, and the same
+# lane width as the sums, which lets LLVM vectorize the loops.
+
+
 @njit(fastmath=_FAST, **_opts)
 def _block_moments_skipna(y):
     s = 0.0
-    k = 0
+    k = 0.0
     for i in range(y.size):
-        v = y[i]
+        v = np.float64(y[i])
         ok = v == v
         s += v if ok else 0.0
-        k += ok
-    if k == 0:
+        k += 1.0 if ok else 0.0
+    if k == 0.0:
         return 0, np.nan, 0.0
     mean = s / k
     if not (abs(mean) <= _MAXF):
-        return k, mean, np.nan
+        return int(k), mean, np.nan
     m2 = 0.0
     c = 0.0
     for i in range(y.size):
-        v = y[i]
+        v = np.float64(y[i])
         d = v - mean if v == v else 0.0
         c += d
         m2 += d * d
-    return k, mean + c / k, m2 - c * c / k
+    return int(k), mean + c / k, m2 - c * c / k
+
+
+@njit(fastmath=_FAST, **_opts)
+def _finite_min(y):
+    lo = _INF
+    for i in range(y.size):
+        v = np.float64(y[i])
+        lo = _minnum(lo, v if abs(v) <= _MAXF else _INF)
+    return lo
+
+
+@njit(fastmath=_FAST, **_opts)
+def _finite_max(y):
+    hi = -_INF
+    for i in range(y.size):
+        v = np.float64(y[i])
+        hi = _maxnum(hi, v if abs(v) <= _MAXF else -_INF)
+    return hi
 
 
 @njit(fastmath=_FAST, **_opts)
 def _block_summary(y):
+    # Sums, the minimum and the maximum each get their own loop over the
+    # cached block: LLVM vectorizes each alone but none of them together.
     s = 0.0
-    k = 0
-    nz = 0
-    lo = _INF
-    hi = -_INF
+    k = 0.0
+    nz = 0.0
     for i in range(y.size):
         v = np.float64(y[i])
         ok = abs(v) <= _MAXF  # False for NaN and +-Inf
         s += v if ok else 0.0
-        k += ok
-        nz += v == 0.0
-        lo = min(lo, v if ok else _INF)
-        hi = max(hi, v if ok else -_INF)
-    if k == 0:
+        k += 1.0 if ok else 0.0
+        nz += 1.0 if v == 0.0 else 0.0
+    if k == 0.0:
         return 0, np.nan, 0.0, np.nan, np.nan, y.size, 0
+    lo = _finite_min(y)
+    hi = _finite_max(y)
     mean = s / k
     m2 = 0.0
     c = 0.0
@@ -111,7 +157,8 @@ def _block_summary(y):
         d = v - mean if abs(v) <= _MAXF else 0.0
         c += d
         m2 += d * d
-    return k, mean + c / k, m2 - c * c / k, lo, hi, y.size - k, nz
+    n = int(k)
+    return n, mean + c / k, m2 - c * c / k, lo, hi, y.size - n, int(nz)
 
 
 @njit(**_opts)
@@ -379,8 +426,8 @@ def _tile_summary(x, r0, r1, c0, si, sf, top):
             s[j] += v if ok else 0.0
             cnt[j] += ok
             nz[j] += v == 0.0
-            lo[j] = min(lo[j], v if ok else _INF)
-            hi[j] = max(hi[j], v if ok else -_INF)
+            lo[j] = _minnum(lo[j], v if ok else _INF)
+            hi[j] = _maxnum(hi[j], v if ok else -_INF)
     mean = np.empty(w)
     for j in range(w):
         mean[j] = s[j] / cnt[j] if cnt[j] > 0 else np.nan

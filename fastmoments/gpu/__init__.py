@@ -147,13 +147,15 @@ def _reduce_data(x, axes, kind):
 def moments(x, axes, skipna):
     """(count, mean, m2) of ``x`` over ``axes`` in one pass; see the protocol."""
     _require()
-    return _reduce_data(x, tuple(axes), src.MOMENTS_SKIPNA if skipna else src.MOMENTS)
+    with x.device:
+        return _reduce_data(x, tuple(axes), src.MOMENTS_SKIPNA if skipna else src.MOMENTS)
 
 
 def summarize(x, axes):
     """(count, mean, m2, min, max, n_nonfinite, n_zero) of the finite values of ``x``."""
     _require()
-    return _reduce_data(x, tuple(axes), src.SUMMARY)
+    with x.device:
+        return _reduce_data(x, tuple(axes), src.SUMMARY)
 
 
 # -- many arrays, one launch ---------------------------------------------------------
@@ -188,11 +190,20 @@ def summarize_each(arrays):
     arrays from one table of pointers, sizes and dtype codes, then one merge.
     """
     _require()
-    from . import _kernels
-
     n = len(arrays)
     if n == 0:
         return _empty_states(src.SUMMARY, (0,))
+    devices = {a.device.id for a in arrays}
+    if len(devices) > 1:
+        raise ValueError(f"summarize_each takes arrays on one device, got devices {sorted(devices)}")
+    with arrays[0].device:
+        return _summarize_each(arrays)
+
+
+def _summarize_each(arrays):
+    from . import _kernels
+
+    n = len(arrays)
     keep = []  # contiguous copies, alive until their launch is queued
     rows = []
     for a in arrays:
@@ -232,10 +243,14 @@ def merge(kind, a, b):
 def reduce(kind, fields, axes):
     """Merge the states of ``fields`` along ``axes``: sequential within a thread, then trees."""
     _require()
-    k = src.SUMMARY if kind == "summary" else src.MOMENTS
     fields = tuple(cupy.asarray(f) for f in fields)
+    with fields[0].device:
+        return _reduce_states(kind, fields, tuple(axes))
+
+
+def _reduce_states(kind, fields, axes):
+    k = src.SUMMARY if kind == "summary" else src.MOMENTS
     shape = fields[0].shape
-    axes = tuple(axes)
     if not axes:
         return tuple(f.copy() for f in fields)
     kept = [i for i in range(len(shape)) if i not in axes]
