@@ -1,0 +1,332 @@
+"""One command for a GPU machine: GPU tests, GPU benchmarks, a results table.
+
+    python bench/gpu_check.py                # tests + benchmarks (< 4 min on an H100/H200)
+    python bench/gpu_check.py --sanitize     # also every kernel under compute-sanitizer memcheck
+    python bench/gpu_check.py --skip-tests   # benchmarks only
+
+Needs CuPy and a CUDA device; no network. Timings are ratios to bounds and
+baselines measured in the same run on the same device (CONTRIBUTING.md):
+
+- moments on 1 GiB float32 / float64: bytes read per second against the
+  device-to-device copy's (bytes read + written) per second; and the time of
+  ``cupy.mean`` + ``cupy.var`` over the time of ``fastmoments.moments``.
+- merge of two 100M-element Moments: (bytes read + written) per second
+  against the copy's.
+- summarize_each on ResNet-50's ~161 parameter arrays (~25.6M float32): a
+  Python loop of cupy mean/std/min/max/count_nonzero per array over
+  summarize_each (wall time per call, host overhead included); and bytes read
+  per second against the copy's.
+
+The table (device, date, versions, figures) is printed and written to
+bench/results/gpu-<date>-<device>.md. Targets from issue 4 are shown next to
+each ratio; the script reports, it does not assert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+GiB = 1 << 30
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError as e:
+        sys.exit(f"gpu_check: CuPy is not installed ({e}); nothing to check")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no device")
+    except Exception as e:
+        sys.exit(f"gpu_check: no usable CUDA device ({e})")
+    return cupy
+
+
+# -- timing -----------------------------------------------------------------------------
+
+
+def gpu_time(cupy, fn, repeat=10, warmup=2):
+    """Median device time of ``fn()`` in seconds, from CUDA events."""
+    for _ in range(warmup):
+        fn()
+    cupy.cuda.Device().synchronize()
+    times = []
+    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+    for _ in range(repeat):
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, stop) * 1e-3)
+    return float(np.median(times))
+
+
+def wall_time(cupy, fn, repeat=20, warmup=3):
+    """Wall time per call of ``fn()`` with the device drained: host overhead included."""
+    for _ in range(warmup):
+        fn()
+    cupy.cuda.Device().synchronize()
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        cupy.cuda.Device().synchronize()
+        best = min(best, (time.perf_counter() - t0) / repeat)
+    return best
+
+
+def copy_bandwidth(cupy, nbytes):
+    """(bytes read + bytes written) per second of one large device-to-device copy."""
+    src = cupy.empty(nbytes, cupy.uint8)
+    dst = cupy.empty_like(src)
+    src.fill(1)
+
+    def run():
+        dst.data.copy_from_device_async(src.data, nbytes)
+
+    t = gpu_time(cupy, run)
+    del src, dst
+    return 2 * nbytes / t
+
+
+# -- workloads ----------------------------------------------------------------------------
+
+
+def resnet50_shapes():
+    """Parameter shapes of torchvision's ResNet-50 (161 arrays, 25,557,032 values)."""
+    shapes = [(64, 3, 7, 7), (64,), (64,)]
+    cin = 64
+    for width, blocks in zip((64, 128, 256, 512), (3, 4, 6, 3)):
+        for b in range(blocks):
+            cout = 4 * width
+            shapes += [(width, cin, 1, 1), (width,), (width,)]
+            shapes += [(width, width, 3, 3), (width,), (width,)]
+            shapes += [(cout, width, 1, 1), (cout,), (cout,)]
+            if b == 0:
+                shapes += [(cout, cin, 1, 1), (cout,), (cout,)]
+            cin = cout
+    shapes += [(1000, 2048), (1000,)]
+    return shapes
+
+
+def bench_moments(cupy, fm, dtype, copy_bw):
+    n = GiB // np.dtype(dtype).itemsize
+    x = cupy.random.standard_normal(n, dtype=np.float32).astype(dtype, copy=False)
+    x += 3
+    t = gpu_time(cupy, lambda: fm.moments(x))
+    t_ref = gpu_time(cupy, lambda: (cupy.mean(x), cupy.var(x)))
+    # the answer must match while we are here
+    got = fm.moments(x)
+    rel = abs(float(got.var().get()) / float(cupy.var(x.astype(np.float64)).get()) - 1)
+    del x
+    return {
+        "time_ms": t * 1e3,
+        "read_GBps": GiB / t / 1e9,
+        "vs_copy": (GiB / t) / copy_bw,
+        "cupy_mean_var_ms": t_ref * 1e3,
+        "speedup_vs_cupy": t_ref / t,
+        "var_rel_err_vs_float64": rel,
+    }
+
+
+def bench_merge(cupy, fm, copy_bw, n=100_000_000):
+    def state(seed):
+        rs = cupy.random.RandomState(seed)
+        count = rs.randint(1, 1000, size=n, dtype=np.int64)
+        mean = rs.standard_normal(n)
+        m2 = rs.random_sample(n) * count
+        return fm.Moments.from_fields(count=count, mean=mean, m2=m2)
+
+    a, b = state(1), state(2)
+    t = gpu_time(cupy, lambda: fm.merge(a, b))
+    moved = 3 * n * 24  # read two states, write one: 3 x (int64 + 2 float64)
+    del a, b
+    return {"time_ms": t * 1e3, "GBps": moved / t / 1e9, "vs_copy": (moved / t) / copy_bw}
+
+
+def bench_summarize_each(cupy, fm, copy_bw):
+    rs = cupy.random.RandomState(0)
+    arrays = [rs.standard_normal(s, dtype=np.float32) for s in resnet50_shapes()]
+    nvals = sum(a.size for a in arrays)
+    nbytes = 4 * nvals
+
+    def loop():
+        out = []
+        for a in arrays:
+            out.append((cupy.mean(a), cupy.std(a), cupy.min(a), cupy.max(a), cupy.count_nonzero(a)))
+        return out
+
+    t_each_dev = gpu_time(cupy, lambda: fm.summarize_each(arrays), repeat=20)
+    t_each = wall_time(cupy, lambda: fm.summarize_each(arrays))
+    t_loop = wall_time(cupy, loop, repeat=3, warmup=1)
+    return {
+        "arrays": len(arrays),
+        "values": nvals,
+        "wall_ms": t_each * 1e3,
+        "device_ms": t_each_dev * 1e3,
+        "loop_wall_ms": t_loop * 1e3,
+        "speedup_vs_loop": t_loop / t_each,
+        "vs_copy": (nbytes / t_each_dev) / copy_bw,
+    }
+
+
+def sanitize_workload(cupy, fm):
+    """Small calls that reach every kernel and code path, for compute-sanitizer."""
+    cupy.cuda.set_allocator(None)  # no pool: out-of-bounds accesses hit unowned memory
+    rs = np.random.default_rng(0)
+    dtypes = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
+              np.float16, np.float32, np.float64]
+    for dt in dtypes:
+        for shape, axes in [((), None), ((37,), None), ((5000,), None), ((70000,), None), ((33, 300), 0),
+                            ((33, 300), 1), ((4, 1500, 3), 1), ((3, 4, 5), (0, 2)), ((2, 3), ())]:
+            x = cupy.asarray((rs.standard_normal(shape) * 3).astype(dt))
+            fm.moments(x, axis=axes)
+            fm.moments(x, axis=axes, skipna=True)
+            fm.summarize(x, axis=axes)
+        fm.moments(cupy.asarray(rs.standard_normal((100, 80)).astype(dt))[::3, ::-2], axis=0)
+    arrays = [cupy.asarray(rs.standard_normal(int(n)).astype(np.float32)) for n in (0, 1, 8191, 8192, 8193, 100000)]
+    arrays += [cupy.zeros((7, 9), np.float16)[:, ::2], cupy.ones((), np.int64)]
+    fm.summarize_each(arrays)
+    fm.summarize_each(arrays)  # cached table
+    s = fm.summarize(cupy.asarray(rs.standard_normal((40, 50))), axis=1)
+    s.merge(s).reduce()
+    m = fm.moments(cupy.asarray(rs.standard_normal((300, 40))), axis=1)
+    m.merge(m[:1]).reduce(0)
+    fm.Moments(*(cupy.asarray(f) for f in fm.moments(rs.standard_normal((64, 700)), axis=0).fields)).reduce()
+    cupy.cuda.Device().synchronize()
+
+
+# -- driver -------------------------------------------------------------------------------
+
+
+def run_tests(timeout):
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py",
+           "tests/test_gpu_layout.py"]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        out, rc = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as e:
+        out, rc = e.stdout if isinstance(e.stdout, str) else "", "timeout"
+    summary = [ln for ln in out.splitlines() if re.search(r"\d+ (passed|failed|error|skipped)", ln)]
+    print(out[-6000:])
+    return {"rc": rc, "summary": summary[-1] if summary else "(no summary)", "seconds": time.perf_counter() - t0}
+
+
+def run_sanitizer(timeout):
+    cs = shutil.which("compute-sanitizer")
+    if cs is None:
+        for cand in ("/usr/local/cuda/bin/compute-sanitizer", "/usr/local/cuda/compute-sanitizer/compute-sanitizer"):
+            if os.path.exists(cand):
+                cs = cand
+    if cs is None:
+        return {"rc": "n/a", "summary": "compute-sanitizer not found"}
+    cmd = [cs, "--tool", "memcheck", "--leak-check", "no", sys.executable, __file__, "--sanitize-child"]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        out, rc = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired:
+        return {"rc": "timeout", "summary": f"memcheck did not finish in {timeout} s"}
+    m = re.findall(r"ERROR SUMMARY: (\d+) error", out)
+    print(out[-4000:])
+    return {"rc": rc, "summary": f"ERROR SUMMARY: {m[-1]} errors" if m else "(no ERROR SUMMARY line)"}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--skip-tests", action="store_true", help="benchmarks only")
+    ap.add_argument("--skip-bench", action="store_true", help="tests (and sanitizer) only")
+    ap.add_argument("--sanitize", action="store_true", help="run every kernel under compute-sanitizer memcheck")
+    ap.add_argument("--sanitize-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=None, help="results file (default bench/results/gpu-<date>-<device>.md)")
+    args = ap.parse_args(argv)
+
+    cupy = _cupy()
+    import fastmoments as fm
+
+    if args.sanitize_child:
+        sanitize_workload(cupy, fm)
+        print("sanitize workload done")
+        return 0
+
+    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    device = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    now = _dt.datetime.now().astimezone()
+    head = [
+        f"# fastmoments GPU check, {now:%Y-%m-%d %H:%M %Z}",
+        "",
+        f"- device: {device} (compute capability {props['major']}.{props['minor']}, "
+        f"{props['totalGlobalMem'] / GiB:.0f} GiB)",
+        f"- CuPy {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}, "
+        f"driver {cupy.cuda.runtime.driverGetVersion()}, NumPy {np.__version__}, Python {sys.version.split()[0]}",
+        f"- commit: {_git_rev()}",
+        "",
+    ]
+    rows = []
+    t_start = time.perf_counter()
+    if not args.skip_tests:
+        tr = run_tests(timeout=150)
+        rows.append(("GPU tests (tests/test_gpu.py, test_gpu_layout.py)", str(tr["summary"]), f"rc {tr['rc']}",
+                     f"{tr['seconds']:.0f} s"))
+    if args.sanitize:
+        sr = run_sanitizer(timeout=150)
+        rows.append(("compute-sanitizer memcheck, every kernel", str(sr["summary"]), "0 errors", f"rc {sr['rc']}"))
+    if not args.skip_bench:
+        copy_bw = copy_bandwidth(cupy, GiB)
+        rows.append(("D2D copy of 1 GiB, (read+written)/s", f"{copy_bw / 1e9:.0f} GB/s", "bound", ""))
+        for dt in (np.float32, np.float64):
+            r = bench_moments(cupy, fm, dt, copy_bw)
+            name = np.dtype(dt).name
+            rows.append((f"moments 1 GiB {name}: read/s vs copy", f"{r['vs_copy']:.2f}", ">= 0.8",
+                         f"{r['time_ms']:.3f} ms, {r['read_GBps']:.0f} GB/s"))
+            rows.append((f"moments 1 GiB {name}: cupy.mean+var time / ours", f"{r['speedup_vs_cupy']:.1f}x", ">= 3x",
+                         f"cupy {r['cupy_mean_var_ms']:.3f} ms; var rel. err {r['var_rel_err_vs_float64']:.1e}"))
+            cupy.get_default_memory_pool().free_all_blocks()
+        r = bench_merge(cupy, fm, copy_bw)
+        rows.append(("merge 100M-element Moments: (read+written)/s vs copy", f"{r['vs_copy']:.2f}", ">= 0.8",
+                     f"{r['time_ms']:.3f} ms, {r['GBps']:.0f} GB/s"))
+        cupy.get_default_memory_pool().free_all_blocks()
+        r = bench_summarize_each(cupy, fm, copy_bw)
+        rows.append((f"summarize_each ResNet-50 ({r['arrays']} arrays, {r['values'] / 1e6:.1f}M f32): loop / ours",
+                     f"{r['speedup_vs_loop']:.0f}x", ">= 20x",
+                     f"ours {r['wall_ms']:.3f} ms wall, loop {r['loop_wall_ms']:.2f} ms wall"))
+        rows.append(("summarize_each ResNet-50: read/s vs copy", f"{r['vs_copy']:.2f}", ">= 0.5",
+                     f"{r['device_ms']:.3f} ms device time"))
+    table = ["| check | result | target | detail |", "|---|---|---|---|"]
+    table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    text = "\n".join(head + table + ["", f"total {time.perf_counter() - t_start:.0f} s", ""])
+    print(text)
+    out = args.out
+    if out is None:
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-").lower()
+        out = ROOT / "bench" / "results" / f"gpu-{now:%Y-%m-%d}-{slug}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"written to {out}")
+    return 0
+
+
+def _git_rev():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
