@@ -1,0 +1,206 @@
+"""Time per training iteration of an 8-layer, 512-wide MLP on the CPU, with and without monitoring.
+
+Variants (issue 5): no monitoring; ``fastmoments_chainer.GradientMonitor`` at
+every iteration (all statistics, reported each epoch); Chainer's
+``extensions.ParameterStatistics`` on the gradients with its default
+statistics and with mean/std only; and the seed's way, an updater that prints
+every ``param.grad`` (here to a null stream). Target: the monitor adds at most
+5% per iteration.
+
+Each ``test_iteration[...]`` times one variant with pytest-benchmark. Because
+a 2-core VM drifts over minutes, ``test_overhead_ratios`` also measures all
+variants *interleaved* (round-robin blocks of iterations, medians over
+blocks) and records the ratios to no monitoring in ``extra_info``; those are
+the numbers to quote. Under ``--benchmark-disable`` every body runs a few
+iterations as a plain test and checks what each variant reported.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+fastmoments_chainer = pytest.importorskip("fastmoments_chainer")  # before chainer: shims
+chainer = pytest.importorskip("chainer")
+
+import chainer.functions as F  # noqa: E402
+import chainer.links as L  # noqa: E402
+from chainer import training  # noqa: E402
+from chainer.training import extensions  # noqa: E402
+
+DEPTH, WIDTH, CLASSES = 8, 512, 10
+BATCH = 128
+EPOCH_ITERS = 20  # the dataset holds this many batches: monitors report once per 20 iterations
+TARGET = 1.05     # GradientMonitor: at most +5% per iteration
+
+VARIANTS = ("none", "gradient_monitor", "parameter_statistics", "parameter_statistics_mean_std", "print_updater")
+
+
+class MLP(chainer.ChainList):
+    """DEPTH Linear layers, WIDTH wide, ReLU between them."""
+
+    def __init__(self):
+        layers = [L.Linear(WIDTH, WIDTH) for _ in range(DEPTH - 1)] + [L.Linear(WIDTH, CLASSES)]
+        super().__init__(*layers)
+
+    def forward(self, x):
+        for link in list(self)[:-1]:
+            x = F.relu(link(x))
+        return self[-1](x)
+
+
+class PrintingUpdater(training.updaters.StandardUpdater):
+    """The seed: after each update, print every gradient array."""
+
+    def __init__(self, *args, stream, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stream = stream
+
+    def update_core(self):
+        super().update_core()
+        for name, param in self.get_optimizer("main").target.namedparams():
+            print(name, param.grad, file=self.stream)
+
+
+class Harness:
+    """One model, optimizer, updater and extensions; ``step()`` is one trainer iteration."""
+
+    def __init__(self, variant, seed=0):
+        rng = np.random.default_rng(seed)
+        n = BATCH * EPOCH_ITERS
+        x = rng.standard_normal((n, WIDTH), dtype=np.float32)
+        t = rng.integers(0, CLASSES, n).astype(np.int32)
+        chainer.config.train = True
+        np.random.seed(seed)  # Chainer's initializers draw from NumPy's global RNG
+        self.model = L.Classifier(MLP())
+        opt = chainer.optimizers.Adam()
+        opt.setup(self.model)
+        opt.add_hook(chainer.optimizer_hooks.GradientClipping(5.0))
+        it = chainer.iterators.SerialIterator(chainer.datasets.TupleDataset(x, t), BATCH)
+        self.stream = open(os.devnull, "w")
+        if variant == "print_updater":
+            updater = PrintingUpdater(it, opt, stream=self.stream)
+        else:
+            updater = training.updaters.StandardUpdater(it, opt)
+        self.out = tempfile.mkdtemp(prefix="fm_bench_")
+        self.trainer = training.Trainer(updater, (10**9, "iteration"), out=self.out)
+        self.reported = {}
+        exts = []
+        if variant == "gradient_monitor":
+            exts.append(fastmoments_chainer.GradientMonitor(self.model, report_trigger=(1, "epoch"), warn=False))
+        elif variant == "parameter_statistics":
+            exts.append(extensions.ParameterStatistics(self.model, report_params=False))
+        elif variant == "parameter_statistics_mean_std":
+            exts.append(extensions.ParameterStatistics(
+                self.model, report_params=False,
+                statistics={"mean": lambda a: a.mean(), "std": lambda a: a.std()}))
+        self.exts = []
+        for ext in exts:
+            ext.initialize(self.trainer)
+            self.exts.append((ext, training.get_trigger(ext.trigger)))
+
+    def step(self):
+        trainer = self.trainer
+        rep = chainer.Reporter()
+        rep.add_observer("main", self.model)
+        with rep.scope(self.reported):
+            trainer.updater.update()
+            for ext, trigger in self.exts:
+                if trigger(trainer):
+                    ext(trainer)
+
+    def run(self, n):
+        for _ in range(n):
+            self.step()
+
+    def close(self):
+        self.stream.close()
+
+
+@pytest.fixture(scope="module")
+def timing(request):
+    cfg = request.config
+    return not (cfg.getoption("benchmark_disable", False) or cfg.getoption("benchmark_skip", False))
+
+
+_MEDIANS: dict[str, float] = {}
+
+
+def _check_reported(variant, h):
+    keys = set(h.reported)
+    if variant == "gradient_monitor":
+        assert "grad/norm" in keys and "grad/predictor/0/W/std" in keys
+    elif variant.startswith("parameter_statistics"):
+        assert any(k.endswith("/grad/std") for k in keys)
+    else:
+        assert not any(k.startswith("grad/") for k in keys)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_iteration(benchmark, timing, variant):
+    h = Harness(variant)
+    try:
+        h.run(EPOCH_ITERS if timing else 1)  # warm: JIT, allocations, first report
+        rounds = 3 * EPOCH_ITERS if timing else 1
+        benchmark.group = "chainer 8x512 MLP iteration (CPU)"
+        benchmark.pedantic(h.step, rounds=rounds, iterations=1, warmup_rounds=0)
+        if not timing:
+            h.run(EPOCH_ITERS)  # reach a report
+        _check_reported(variant, h)
+        stats = getattr(benchmark, "stats", None)
+        benchmark.extra_info.update(variant=variant, batch=BATCH, depth=DEPTH, width=WIDTH)
+        if stats is not None:
+            med = stats.stats.median
+            _MEDIANS[variant] = med
+            benchmark.extra_info["median_s"] = med
+            if "none" in _MEDIANS and variant != "none":
+                benchmark.extra_info["ratio_to_none"] = med / _MEDIANS["none"]
+    finally:
+        h.close()
+
+
+def interleaved(blocks, block_iters):
+    """Median seconds per iteration of each variant, measured round-robin in blocks."""
+    harnesses = {v: Harness(v) for v in VARIANTS}
+    try:
+        for h in harnesses.values():
+            h.run(block_iters)  # warm
+        times = {v: [] for v in VARIANTS}
+        for _ in range(blocks):
+            for v, h in harnesses.items():
+                t0 = time.perf_counter()
+                h.run(block_iters)
+                times[v].append((time.perf_counter() - t0) / block_iters)
+        for v, h in harnesses.items():
+            _check_reported(v, h)
+        return {v: statistics.median(ts) for v, ts in times.items()}
+    finally:
+        for h in harnesses.values():
+            h.close()
+
+
+def test_overhead_ratios(benchmark, timing):
+    blocks, block_iters = (12, EPOCH_ITERS) if timing else (1, EPOCH_ITERS)
+    result = {}
+    benchmark.group = "chainer 8x512 MLP, interleaved"
+    benchmark.pedantic(lambda: result.update(interleaved(blocks, block_iters)), rounds=1, iterations=1)
+    base = result["none"]
+    info = benchmark.extra_info
+    info.update(batch=BATCH, depth=DEPTH, width=WIDTH, blocks=blocks, block_iters=block_iters,
+                target_ratio=TARGET)
+    for v, s in result.items():
+        info[f"{v}_s_per_iter"] = s
+        info[f"{v}_ratio"] = s / base
+    buf = io.StringIO()
+    for v, s in result.items():
+        print(f"{v:32s} {s * 1e3:8.2f} ms/iter  x{s / base:.3f}", file=buf)
+    print("\n" + buf.getvalue())
+    assert all(s > 0 for s in result.values())
