@@ -1,7 +1,7 @@
 """Shared machinery of the core benchmark suite (``bench/test_core_*.py``).
 
-Every figure is reported against the *streaming bound* measured in the same
-run on the same bytes: a parallel Numba kernel that only reads the data (a sum)
+Every figure is reported against the *streaming bound*, measured on the same
+bytes interleaved with the workload's own rounds (see ``run_big``): a parallel Numba kernel that only reads the data (a sum)
 or, for merges, reads six arrays and writes three. Absolute times on shared
 2-core machines are noisy; ratios taken minutes apart on the same machine are
 much less so.
@@ -34,8 +34,6 @@ BYTES_2D = 400 * MB
 N_1D = 50_000_000
 #: Rounds of the big workloads (each ~0.02-0.6 s): few, so the suite stays short.
 ROUNDS_BIG = 5
-#: Runs of the bound kernel whose median gives the bound time of a workload.
-ROUNDS_BOUND = 9
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +106,7 @@ def bound_of_array(x):
 
 
 class Recorder:
-    """Times bounds once per workload and fills ``benchmark.extra_info``.
+    """Fills ``benchmark.extra_info``.
 
     ``extra_info`` keys (read by ``bench/report.py``):
         workload, variant, role ("fastmoments" | "baseline" | "bound"),
@@ -121,26 +119,6 @@ class Recorder:
 
     def __init__(self, timing: bool):
         self.timing = timing
-        self._bounds: dict[str, float] = {}
-
-    def bound_time(self, key: str, fn, *args) -> float | None:
-        """Median seconds of ``fn(*args)`` over ROUNDS_BOUND runs, cached under ``key``.
-
-        ``key`` must name the workload's arrays: the cache lives for the session
-        while the arrays are freed per module, so it never outlives its meaning
-        within one run. Returns None when not timing.
-        """
-        if not self.timing:
-            return None
-        if key not in self._bounds:
-            fn(*args)  # compile / warm
-            ts = []
-            for _ in range(ROUNDS_BOUND):
-                t0 = time.perf_counter()
-                fn(*args)
-                ts.append(time.perf_counter() - t0)
-            self._bounds[key] = statistics.median(ts)
-        return self._bounds[key]
 
     def record(self, benchmark, *, workload, variant, role, nbytes, bound_s=None,
                elements=None, target=None, primary=False, var_rel_err=None):
@@ -168,9 +146,26 @@ class Recorder:
 
 
 
-def run_big(benchmark, fn, *args, rounds=ROUNDS_BIG):
-    """Time a big workload: one warm-up (JIT compile, page faults), then ``rounds`` runs."""
-    return benchmark.pedantic(fn, args=args, rounds=rounds, warmup_rounds=1, iterations=1)
+def run_big(benchmark, fn, *args, bound=None, rounds=ROUNDS_BIG):
+    """Time a big workload: one warm-up (JIT compile, page faults), then ``rounds`` runs.
+
+    ``bound`` is ``(bound_fn, bound_args)``: the bound kernel is timed right
+    before every round (in pedantic's untimed ``setup``), so workload and bound
+    are measured interleaved, under the same conditions, even when the load of
+    a shared machine drifts. Returns ``(result, median bound seconds or None)``.
+    """
+    times = []
+    setup = None
+    if bound is not None and not benchmark.disabled:
+        bound_fn, bound_args = bound
+
+        def setup():
+            t0 = time.perf_counter()
+            bound_fn(*bound_args)
+            times.append(time.perf_counter() - t0)
+
+    result = benchmark.pedantic(fn, args=args, setup=setup, rounds=rounds, warmup_rounds=1, iterations=1)
+    return result, (statistics.median(times[1:]) if len(times) > 1 else None)  # [0]: warm-up
 
 
 # -- data and references ----------------------------------------------------------------

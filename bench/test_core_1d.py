@@ -66,7 +66,7 @@ def test_1d(benchmark, kit, data, variant):
     if role == "bound":
         call = kit.stream_sum
     workload = f"1d {dtype} n={x.size:.0e}"
-    result = kit.run_big(benchmark, call, x)
+    result, bound_s = kit.run_big(benchmark, call, x, bound=(kit.stream_sum, (x,)))
     err = None
     if role == "bound":
         kit.check_sum(result, x, rtol=1e-3 if dtype == "float32" else 1e-9)
@@ -74,7 +74,6 @@ def test_1d(benchmark, kit, data, variant):
         err = kit.check_moments(result, x, ref=ref)
     else:
         err = kit.check_var(var_of(result), x, ref=ref, rtol=RTOL[dtype][variant])
-    bound_s = kit.recorder.bound_time(f"1d-{dtype}-{x.size}", kit.stream_sum, x)
     kit.recorder.record(
         benchmark, workload=workload, variant=variant, role=role, nbytes=x.nbytes,
         bound_s=bound_s, elements=x.size,

@@ -46,8 +46,11 @@ VARIANTS = {
     "numbagg.nanvar": ("baseline", lambda x, ax: numbagg.nanvar(x, axis=ax, ddof=0)),
     "bound": ("bound", None),
 }
-# Variance tolerance vs NumPy in float64; float32 baselines accumulate in float32.
-RTOL = {"float64": 1e-9, "float32": 1e-4}
+# Variance tolerance vs NumPy in float64. float32 baselines accumulate in
+# float32, and along a non-contiguous axis NumPy sums naively: on 33 M rows of
+# (N, 3) its float32 variance is ~7% off. Their error is recorded (var_rel_err);
+# the check only guards against a wrong call.
+RTOL = {"float64": 1e-9, "float32": 0.5}
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -55,10 +58,11 @@ RTOL = {"float64": 1e-9, "float32": 1e-4}
 def test_2d(benchmark, kit, array2d, axis, variant):
     dtype, kind, x, ref = array2d
     role, call = VARIANTS[variant]
+    bound = (kit.bound_of_array, (x,))
     if role == "bound":
-        result = kit.run_big(benchmark, kit.bound_of_array, x)
+        result, bound_s = kit.run_big(benchmark, kit.bound_of_array, x, bound=bound)
     else:
-        result = kit.run_big(benchmark, call, x, axis)
+        result, bound_s = kit.run_big(benchmark, call, x, axis, bound=bound)
     err = None
     if role == "bound":
         kit.check_sum(result, x, rtol=1e-3 if dtype == "float32" else 1e-9)
@@ -70,7 +74,6 @@ def test_2d(benchmark, kit, array2d, axis, variant):
     is_target = not (kind == "1000,N" and axis == 0)
     shape = ",".join(map(str, x.shape))
     workload = f"2d {dtype} ({shape}) axis {axis}" + ("" if is_target else " [info]")
-    bound_s = kit.recorder.bound_time(f"2d-{dtype}-{x.shape}", kit.bound_of_array, x)
     kit.recorder.record(
         benchmark, workload=workload, variant=variant, role=role, nbytes=x.nbytes,
         bound_s=bound_s, elements=x.size,

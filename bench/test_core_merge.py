@@ -57,7 +57,7 @@ def test_merge(benchmark, kit, states, variant):
         role, fn, args = "fastmoments", fm.combine_mean_std, seed_args
     else:
         role, fn, args = "bound", kit.stream_merge9, bound_args
-    result = kit.run_big(benchmark, fn, *args)
+    result, bound_s = kit.run_big(benchmark, fn, *args, bound=(kit.stream_merge9, bound_args))
 
     want_mean, want_std, want_n = seed_combine_mean_std(*seed_args)
     if variant == "fastmoments.merge":
@@ -72,7 +72,6 @@ def test_merge(benchmark, kit, states, variant):
     np.testing.assert_allclose(got_mean, want_mean, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got_std, want_std, rtol=1e-10)
 
-    bound_s = kit.recorder.bound_time(f"merge-{n}", kit.stream_merge9, *bound_args)
     kit.recorder.record(
         benchmark, workload=f"merge 2 states n={n:.0e}", variant=variant, role=role,
         nbytes=6 * 8 * n, bound_s=bound_s, elements=n,

@@ -25,15 +25,15 @@ def test_scaling(benchmark, kit, vec, variant):
     nominal, x = vec
     # Enough rounds for a stable median at small sizes, few at 10^8 (~0.1 s each).
     rounds = int(min(200, max(5, 3e7 / x.size)))
+    bound = (kit.stream_sum, (x,))
     if variant == "bound":
-        total = kit.run_big(benchmark, kit.stream_sum, x, rounds=rounds)
+        total, bound_s = kit.run_big(benchmark, kit.stream_sum, x, bound=bound, rounds=rounds)
         kit.check_sum(total, x, rtol=1e-9)
         role = "bound"
     else:
-        m = kit.run_big(benchmark, fm.moments, x, rounds=rounds)
+        m, bound_s = kit.run_big(benchmark, fm.moments, x, bound=bound, rounds=rounds)
         kit.check_moments(m, x)
         role = "fastmoments"
-    bound_s = kit.recorder.bound_time(f"scaling-{x.size}", kit.stream_sum, x)
     kit.recorder.record(
         benchmark, workload=f"scaling float64 n=1e{len(str(nominal)) - 1}", variant=variant,
         role=role, nbytes=x.nbytes, bound_s=bound_s, elements=x.size,

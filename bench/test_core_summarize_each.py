@@ -59,8 +59,9 @@ VARIANTS = {
 def test_summarize_each(benchmark, kit, params, variant):
     arrays, flat, ref = params
     role = VARIANTS[variant]
+    bound = (kit.stream_sum, (flat,))
     if role == "fastmoments":
-        s = kit.run_big(benchmark, fm.summarize_each, arrays)
+        s, bound_s = kit.run_big(benchmark, fm.summarize_each, arrays, bound=bound)
         np.testing.assert_array_equal(s.count, ref["count"])
         np.testing.assert_array_equal(s.n_nonfinite, 0)
         np.testing.assert_array_equal(s.n_zero, ref["n_zero"])
@@ -69,13 +70,12 @@ def test_summarize_each(benchmark, kit, params, variant):
         np.testing.assert_allclose(s.mean, ref["mean"], rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(s.std(), ref["std"], rtol=1e-10)
     elif role == "baseline":
-        out = kit.run_big(benchmark, numpy_loop, arrays)
+        out, bound_s = kit.run_big(benchmark, numpy_loop, arrays, bound=bound)
         np.testing.assert_allclose([o[1] for o in out], ref["std"], rtol=1e-4)
         np.testing.assert_array_equal([o[4] for o in out], ref["count"] - ref["n_zero"])
     else:
-        total = kit.run_big(benchmark, kit.stream_sum, flat)
+        total, bound_s = kit.run_big(benchmark, kit.stream_sum, flat, bound=bound)
         kit.check_sum(total, flat, rtol=1e-3)
-    bound_s = kit.recorder.bound_time(f"resnet50-{flat.size}", kit.stream_sum, flat)
     kit.recorder.record(
         benchmark, workload=f"summarize_each ResNet-50 ({len(arrays)} arrays, {flat.size / 1e6:.1f}M float32)",
         variant=variant, role=role, nbytes=flat.nbytes, bound_s=bound_s, elements=flat.size,
