@@ -324,6 +324,62 @@ def _n_chunks(k):
 _n_chunks = njit(**_opts)(_n_chunks)
 
 
+SMALL_ROW = 64  # rows at most this long skip the block machinery
+ROWS_PER_TASK = 4096
+
+
+@njit(**_opts)
+def _small_rows(kind, x, i0, i1, si_out, sf_out, o0):
+    """States of the short rows i0..i1 of ``x`` into slots o0...: two plain passes per row."""
+    k = x.shape[1]
+    for i in range(i0, i1):
+        o = o0 + i - i0
+        s = 0.0
+        n = 0
+        for j in range(k):
+            v = np.float64(x[i, j])
+            if kind == MOMENTS or (kind == MOMENTS_SKIPNA and v == v) or (
+                kind == SUMMARY and abs(v) <= _MAXF
+            ):
+                s += v
+                n += 1
+        if n == 0:
+            set_empty(kind, si_out, sf_out, o)
+            if kind == SUMMARY:
+                si_out[1, o] = k
+            continue
+        mean = s / n
+        if not (abs(mean) <= _MAXF):
+            si_out[0, o] = n
+            sf_out[0, o] = mean
+            sf_out[1, o] = np.nan
+            continue
+        c = 0.0
+        q = 0.0
+        lo = _INF
+        hi = -_INF
+        nz = 0
+        for j in range(k):
+            v = np.float64(x[i, j])
+            if kind == MOMENTS or (kind == MOMENTS_SKIPNA and v == v) or (
+                kind == SUMMARY and abs(v) <= _MAXF
+            ):
+                d = v - mean
+                c += d
+                q += d * d
+                lo = min(lo, v)
+                hi = max(hi, v)
+            nz += v == 0.0
+        si_out[0, o] = n
+        sf_out[0, o] = mean + c / n
+        sf_out[1, o] = q - c * c / n
+        if kind == SUMMARY:
+            si_out[1, o] = k - n
+            si_out[2, o] = nz
+            sf_out[2, o] = lo
+            sf_out[3, o] = hi
+
+
 @njit(parallel=True, **_opts)
 def reduce_rows(kind, x):
     """States of each row of the C-contiguous 2-D array ``x`` (shape (m, k))."""
@@ -334,6 +390,12 @@ def reduce_rows(kind, x):
     if k == 0:
         for i in range(m):
             set_empty(kind, si_out, sf_out, i)
+        return si_out, sf_out
+    if k <= SMALL_ROW:
+        n_tasks = (m + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+        for t in prange(n_tasks):
+            i0 = t * ROWS_PER_TASK
+            _small_rows(kind, x, i0, min(m, i0 + ROWS_PER_TASK), si_out, sf_out, i0)
         return si_out, sf_out
     nb = (k + BLOCK - 1) // BLOCK
     nc = _n_chunks(k)
@@ -355,7 +417,8 @@ def reduce_rows(kind, x):
 
 # -- columns: reduce the first axis of a C-contiguous (k, m) array ----------------
 
-TILE_COLS = 1024  # columns per tile; rows per tile fill it to about BLOCK values
+TILE_COLS = 1024  # columns per tile
+TILE = 4 * BLOCK  # values per tile (256 KiB of float64, in L2): amortizes the per-column merges
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -517,7 +580,7 @@ def reduce_cols(kind, x):
             set_empty(kind, si_out, sf_out, j)
         return si_out, sf_out
     w_max = min(m, TILE_COLS)
-    rows_per_tile = max(1, BLOCK // w_max)
+    rows_per_tile = max(1, TILE // w_max)
     n_tiles = (k + rows_per_tile - 1) // rows_per_tile
     n_chunks = (n_tiles + CHUNK - 1) // CHUNK
     n_colblocks = (m + w_max - 1) // w_max
@@ -551,6 +614,15 @@ def _as_voidptr(typingctx, address):
 
 @njit(**_opts)
 def _table_chunk(kind, address, size, code, b0, b1, si, sf, o):
+    # Each array takes the same path as a row of reduce_rows, so results match it bit for bit.
+    if size <= SMALL_ROW:
+        if code == 1:
+            y64 = carray(_as_voidptr(address), (1, size), np.float64)
+            _small_rows(kind, y64, 0, 1, si, sf, o)
+        else:
+            y32 = carray(_as_voidptr(address), (1, size), np.float32)
+            _small_rows(kind, y32, 0, 1, si, sf, o)
+        return
     if code == 1:
         _row_chunk(kind, carray(_as_voidptr(address), size, np.float64), b0, b1, si, sf, o)
     else:
@@ -595,6 +667,17 @@ def reduce_table(kind, addresses, sizes, codes):
 
 
 # -- elementwise merge and pairwise reduction of existing states ------------------
+
+
+@njit(**_opts)
+def merge_state_arrays(kind, si_a, sf_a, si_b, sf_b):
+    """Elementwise merge of two (field, n) state arrays."""
+    n = si_a.shape[1]
+    si = np.empty_like(si_a)
+    sf = np.empty_like(sf_a)
+    for i in range(n):
+        merge_into(kind, si_a, sf_a, i, si_b, sf_b, i, si, sf, i)
+    return si, sf
 
 
 @njit(parallel=True, **_opts)
