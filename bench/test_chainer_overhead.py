@@ -47,8 +47,8 @@ VARIANTS = ("none", "gradient_monitor", "parameter_statistics", "parameter_stati
 class MLP(chainer.ChainList):
     """DEPTH Linear layers, WIDTH wide, ReLU between them."""
 
-    def __init__(self):
-        layers = [L.Linear(WIDTH, WIDTH) for _ in range(DEPTH - 1)] + [L.Linear(WIDTH, CLASSES)]
+    def __init__(self, width=WIDTH):
+        layers = [L.Linear(width, width) for _ in range(DEPTH - 1)] + [L.Linear(width, CLASSES)]
         super().__init__(*layers)
 
     def forward(self, x):
@@ -73,18 +73,20 @@ class PrintingUpdater(training.updaters.StandardUpdater):
 class Harness:
     """One model, optimizer, updater and extensions; ``step()`` is one trainer iteration."""
 
-    def __init__(self, variant, seed=0):
+    def __init__(self, variant, seed=0, full=True):
+        # Untimed (CI) runs use a narrow net and 2-iteration epochs: same code paths, fast.
+        width, batch, self.epoch_iters = (WIDTH, BATCH, EPOCH_ITERS) if full else (32, 16, 2)
         rng = np.random.default_rng(seed)
-        n = BATCH * EPOCH_ITERS
-        x = rng.standard_normal((n, WIDTH), dtype=np.float32)
+        n = batch * self.epoch_iters
+        x = rng.standard_normal((n, width), dtype=np.float32)
         t = rng.integers(0, CLASSES, n).astype(np.int32)
         chainer.config.train = True
         np.random.seed(seed)  # Chainer's initializers draw from NumPy's global RNG
-        self.model = L.Classifier(MLP())
+        self.model = L.Classifier(MLP(width))
         opt = chainer.optimizers.Adam()
         opt.setup(self.model)
         opt.add_hook(chainer.optimizer_hooks.GradientClipping(5.0))
-        it = chainer.iterators.SerialIterator(chainer.datasets.TupleDataset(x, t), BATCH)
+        it = chainer.iterators.SerialIterator(chainer.datasets.TupleDataset(x, t), batch)
         self.stream = open(os.devnull, "w")
         if variant == "print_updater":
             updater = PrintingUpdater(it, opt, stream=self.stream)
@@ -146,14 +148,12 @@ def _check_reported(variant, h):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_iteration(benchmark, timing, variant):
-    h = Harness(variant)
+    h = Harness(variant, full=timing)
     try:
-        h.run(EPOCH_ITERS if timing else 1)  # warm: JIT, allocations, first report
+        h.run(h.epoch_iters)  # warm: JIT, allocations, first report
         rounds = 3 * EPOCH_ITERS if timing else 1
         benchmark.group = "chainer 8x512 MLP iteration (CPU)"
         benchmark.pedantic(h.step, rounds=rounds, iterations=1, warmup_rounds=0)
-        if not timing:
-            h.run(EPOCH_ITERS)  # reach a report
         _check_reported(variant, h)
         stats = getattr(benchmark, "stats", None)
         benchmark.extra_info.update(variant=variant, batch=BATCH, depth=DEPTH, width=WIDTH)
@@ -167,9 +167,9 @@ def test_iteration(benchmark, timing, variant):
         h.close()
 
 
-def interleaved(blocks, block_iters):
+def interleaved(blocks, block_iters, full=True):
     """Median seconds per iteration of each variant, measured round-robin in blocks."""
-    harnesses = {v: Harness(v) for v in VARIANTS}
+    harnesses = {v: Harness(v, full=full) for v in VARIANTS}
     try:
         for h in harnesses.values():
             h.run(block_iters)  # warm
@@ -188,10 +188,10 @@ def interleaved(blocks, block_iters):
 
 
 def test_overhead_ratios(benchmark, timing):
-    blocks, block_iters = (12, EPOCH_ITERS) if timing else (1, EPOCH_ITERS)
+    blocks, block_iters = (12, EPOCH_ITERS) if timing else (1, 2)
     result = {}
     benchmark.group = "chainer 8x512 MLP, interleaved"
-    benchmark.pedantic(lambda: result.update(interleaved(blocks, block_iters)), rounds=1, iterations=1)
+    benchmark.pedantic(lambda: result.update(interleaved(blocks, block_iters, timing)), rounds=1, iterations=1)
     base = result["none"]
     info = benchmark.extra_info
     info.update(batch=BATCH, depth=DEPTH, width=WIDTH, blocks=blocks, block_iters=block_iters,

@@ -433,6 +433,8 @@ class GradientMonitor(extension.Extension):
         values = {}
         rows = []
         for e, (kind, path, param) in enumerate(entries):
+            if not self._n_obs[e]:
+                continue  # no gradient all interval (grad None): nothing to report
             pre = self._prefix[kind]
             for name in self._stats:
                 values[f"{pre}/{path}/{name}"] = float(st[name][e])
@@ -491,7 +493,7 @@ class GradientMonitor(extension.Extension):
     def _layers(self, entries, st, sq, pooled):
         order, acc = [], {}
         for e, (kind, path, _) in enumerate(entries):
-            if kind != "grad":
+            if kind != "grad" or not self._n_obs[e]:
                 continue
             name = alerts_mod.layer_of(path)
             if name not in acc:

@@ -1,0 +1,96 @@
+"""NaN injected into one layer's gradient under each on_nonfinite policy."""
+
+import warnings
+
+import chainer
+import chainer.functions as F
+import numpy as np
+import pytest
+from conftest import MLP, data
+
+from fastmoments_chainer import GradientAlert, GradientMonitor, NonFiniteGradientError
+
+
+def _setup(policy, optimizer=None):
+    model = MLP()
+    opt = optimizer or chainer.optimizers.Adam()
+    opt.setup(model)
+    mon = GradientMonitor(model, on_nonfinite=policy)
+    mon.attach(opt)
+    x, t = data()
+    return model, opt, mon, x, t
+
+
+def _step(model, opt, x, t, poison=False):
+    model.cleargrads()
+    F.softmax_cross_entropy(model(x), t).backward()
+    if poison:
+        model.l2.W.grad[1, 2] = np.nan
+        model.l2.W.grad[0, 0] = np.inf
+    opt.update()  # no loss function: uses the gradients as they are
+
+
+def _snapshot(model):
+    out = {}
+    for path, p in model.namedparams():
+        rule = p.update_rule
+        out[path] = (p.array.copy(), {k: v.copy() for k, v in rule.state.items()}, rule.t)
+    return out
+
+
+def test_warn_names_the_layer(rng_seed):
+    model, opt, mon, x, t = _setup("warn")
+    _step(model, opt, x, t)
+    _step(model, opt, x, t, poison=True)
+    with pytest.warns(GradientAlert, match=r"l2/W \(2\)"):
+        values = mon.report()
+    assert values["grad/l2/W/nonfinite"] == 2
+    assert values["grad/nonfinite"] == 2
+    assert values["grad/l1/W/nonfinite"] == 0
+    # the finite statistics leave the two bad values out
+    assert np.isfinite(values["grad/l2/W/mean"]) and np.isfinite(values["grad/l2/W/norm"])
+    assert "N" in mon.last_report.flags("l2")
+
+
+def test_raise_at_the_update(rng_seed):
+    model, opt, mon, x, t = _setup("raise")
+    _step(model, opt, x, t)
+    with pytest.raises(NonFiniteGradientError, match="iteration 2") as err:
+        _step(model, opt, x, t, poison=True)
+    assert err.value.layers == {"l2/W": 2}
+
+
+def test_skip_leaves_params_and_optimizer_state_untouched(rng_seed):
+    model, opt, mon, x, t = _setup("skip")
+    _step(model, opt, x, t)
+    _step(model, opt, x, t)
+    before = _snapshot(model)
+    with pytest.warns(GradientAlert, match="update skipped"):
+        _step(model, opt, x, t, poison=True)
+    after = _snapshot(model)
+    for path, (w, state, rule_t) in before.items():
+        w2, state2, rule_t2 = after[path]
+        np.testing.assert_array_equal(w2, w, err_msg=path)
+        assert rule_t2 == rule_t == 2, path
+        assert state2.keys() == state.keys()
+        for k in state:
+            np.testing.assert_array_equal(state2[k], state[k], err_msg=f"{path} {k}")
+    assert all(p.update_rule.enabled for p in model.params())
+    # the next clean update goes through
+    _step(model, opt, x, t)
+    assert not np.array_equal(model.l1.W.array, before["/l1/W"][0])
+    assert model.l1.W.update_rule.t == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GradientAlert)
+        values = mon.report()
+    assert values["grad/skipped"] == 1
+    assert values["grad/l2/W/nonfinite"] == 2
+
+
+def test_skip_keeps_user_disabled_rules_disabled(rng_seed):
+    model, opt, mon, x, t = _setup("skip")
+    model.l3.W.update_rule.enabled = False
+    with pytest.warns(GradientAlert):
+        _step(model, opt, x, t, poison=True)
+    assert model.l3.W.update_rule.enabled is False
+    assert model.l1.W.update_rule.enabled is True
