@@ -134,15 +134,22 @@ def evaluate(
         The alerts, vanishing ones first.
     """
     out = []
+    exploding = _exploding(iteration, layers, norms, nonfinite, history, rules)
+    hot = {a.layer for a in exploding}
     for name, norm, bad in zip(layers, norms, nonfinite):
-        if bad or not math.isfinite(norm):
-            continue  # reported as non-finite; its finite part says nothing
+        if bad or not math.isfinite(norm) or name in hot:
+            continue  # non-finite: reported as such; exploding: small only next to a huger total
         if norm < rules.vanish_floor:
             out.append(Alert(iteration, name, "vanishing", float(norm), rules.vanish_floor,
                              f"norm {norm:.3g} < floor {rules.vanish_floor:.3g}"))
         elif total_norm > 0 and norm < rules.vanish_ratio * total_norm:
             out.append(Alert(iteration, name, "vanishing", float(norm), rules.vanish_ratio * total_norm,
                              f"norm {norm:.3g} < {rules.vanish_ratio:g} x total norm {total_norm:.3g}"))
+    return out + exploding
+
+
+def _exploding(iteration, layers, norms, nonfinite, history, rules):
+    out = []
     for name, norm, bad in zip(layers, norms, nonfinite):
         if bad or not math.isfinite(norm):
             continue
