@@ -7,7 +7,7 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 import pytest
-from conftest import data
+from fmc_testlib import data
 
 from fastmoments_chainer import AlertRules, GradientAlert, GradientMonitor
 from fastmoments_chainer.alerts import evaluate, layer_of

@@ -7,7 +7,7 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 import pytest
-from conftest import MLP, Capture, data, reference
+from fmc_testlib import MLP, Capture, data, reference
 
 from fastmoments_chainer import GradientMonitor, format_table
 from fastmoments_chainer.stats import STATS

@@ -6,7 +6,7 @@ import chainer
 import chainer.functions as F
 import numpy as np
 import pytest
-from conftest import MLP, data
+from fmc_testlib import MLP, data
 
 from fastmoments_chainer import GradientAlert, GradientMonitor, NonFiniteGradientError
 

@@ -5,7 +5,7 @@ import chainer.links as L
 import numpy as np
 from chainer import training
 from chainer.training import extensions
-from conftest import MLP, data
+from fmc_testlib import MLP, data
 
 from fastmoments_chainer import GradientMonitor
 
