@@ -38,7 +38,9 @@ _MAXF = np.finfo(np.float64).max
 # Reassociation lets LLVM vectorize the block sums; it is confined to the
 # functions below that loop over one block, never the merges.
 _FAST = {"reassoc", "contract"}
-_opts = dict(cache=True, nogil=True)
+# error_model="numpy": division by zero gives inf/nan instead of a Python
+# exception check, which would also keep loops with a division from vectorizing.
+_opts = dict(cache=True, nogil=True, error_model="numpy")
 
 
 def _llvm_binary(name):
@@ -325,59 +327,40 @@ _n_chunks = njit(**_opts)(_n_chunks)
 
 
 SMALL_ROW = 64  # rows at most this long skip the block machinery
-ROWS_PER_TASK = 4096
+ROWS_PER_TASK = 512  # rows per transposed scratch tile: 64 x 512 float64 fit in L2
 
 
 @njit(**_opts)
 def _small_rows(kind, x, i0, i1, si_out, sf_out, o0):
-    """States of the short rows i0..i1 of ``x`` into slots o0...: two plain passes per row."""
+    """States of the short rows i0..i1 of ``x`` into slots o0...
+
+    Row-wise loops over a handful of values cannot use vector lanes, so the
+    rows are transposed into a cached scratch tile and reduced as its columns,
+    many rows per vector instruction.
+    """
     k = x.shape[1]
-    for i in range(i0, i1):
-        o = o0 + i - i0
-        s = 0.0
-        n = 0
-        for j in range(k):
-            v = np.float64(x[i, j])
-            if kind == MOMENTS or (kind == MOMENTS_SKIPNA and v == v) or (
-                kind == SUMMARY and abs(v) <= _MAXF
-            ):
-                s += v
-                n += 1
-        if n == 0:
-            set_empty(kind, si_out, sf_out, o)
-            if kind == SUMMARY:
-                si_out[1, o] = k
-            continue
-        mean = s / n
-        if not (abs(mean) <= _MAXF):
-            si_out[0, o] = n
-            sf_out[0, o] = mean
-            sf_out[1, o] = np.nan
-            continue
-        c = 0.0
-        q = 0.0
-        lo = _INF
-        hi = -_INF
-        nz = 0
-        for j in range(k):
-            v = np.float64(x[i, j])
-            if kind == MOMENTS or (kind == MOMENTS_SKIPNA and v == v) or (
-                kind == SUMMARY and abs(v) <= _MAXF
-            ):
-                d = v - mean
-                c += d
-                q += d * d
-                lo = min(lo, v)
-                hi = max(hi, v)
-            nz += v == 0.0
-        si_out[0, o] = n
-        sf_out[0, o] = mean + c / n
-        sf_out[1, o] = q - c * c / n
+    rows = i1 - i0
+    # Padded rows: a 4 KiB stride would map every transposed store to one cache set.
+    scratch = np.empty((k, ROWS_PER_TASK + 8))
+    ws = np.empty((5, ROWS_PER_TASK))
+    si = np.empty((N_INT, 1, ROWS_PER_TASK), np.int64)
+    sf = np.empty((N_FLOAT, 1, ROWS_PER_TASK), np.float64)
+    for t0 in range(0, rows, ROWS_PER_TASK):
+        w = min(ROWS_PER_TASK, rows - t0)
+        for r in range(w):
+            row = x[i0 + t0 + r]
+            for j in range(k):
+                scratch[j, r] = row[j]
         if kind == SUMMARY:
-            si_out[1, o] = k - n
-            si_out[2, o] = nz
-            sf_out[2, o] = lo
-            sf_out[3, o] = hi
+            _tile_summary(scratch, 0, k, 0, w, ws, si, sf, 0)
+        else:
+            _tile_moments(kind, scratch, 0, k, 0, w, ws, si, sf, 0)
+        for f in range(si_out.shape[0]):
+            for r in range(w):
+                si_out[f, o0 + t0 + r] = si[f, 0, r]
+        for f in range(sf_out.shape[0]):
+            for r in range(w):
+                sf_out[f, o0 + t0 + r] = sf[f, 0, r]
 
 
 @njit(parallel=True, **_opts)
@@ -392,10 +375,10 @@ def reduce_rows(kind, x):
             set_empty(kind, si_out, sf_out, i)
         return si_out, sf_out
     if k <= SMALL_ROW:
-        n_tasks = (m + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-        for t in prange(n_tasks):
-            i0 = t * ROWS_PER_TASK
-            _small_rows(kind, x, i0, min(m, i0 + ROWS_PER_TASK), si_out, sf_out, i0)
+        task = 16 * ROWS_PER_TASK
+        for t in prange((m + task - 1) // task):
+            i0 = t * task
+            _small_rows(kind, x, i0, min(m, i0 + task), si_out, sf_out, i0)
         return si_out, sf_out
     nb = (k + BLOCK - 1) // BLOCK
     nc = _n_chunks(k)
@@ -422,11 +405,37 @@ TILE = 4 * BLOCK  # values per tile (256 KiB of float64, in L2): amortizes the p
 
 
 @njit(fastmath=_FAST, **_opts)
-def _tile_moments(kind, x, r0, r1, c0, si, sf, top):
-    """Per-column states of rows r0..r1, columns c0..c0+w of ``x`` into ``top``."""
-    w = si.shape[2]
-    s = np.zeros(w)
-    cnt = np.zeros(w, np.int64)
+def _tile_finish(s, cnt, c, q, w, si, sf, top):
+    """Turn per-column sums of a tile into states. ``s`` holds the first-pass
+    means on entry. Branch-free, so the loop over columns vectorizes."""
+    n_out = si[0, top]
+    mean_out = sf[0, top]
+    m2_out = sf[1, top]
+    for j in range(w):
+        n = cnt[j]
+        inv = 1.0 / n  # inf for empty columns, whose results are replaced below
+        mean = s[j]
+        finite = abs(mean) <= _MAXF
+        n_out[j] = np.int64(n)
+        mean_out[j] = mean + c[j] * inv if finite else mean
+        m2_out[j] = (q[j] - c[j] * c[j] * inv) if n > 0.0 else 0.0
+
+
+@njit(fastmath=_FAST, **_opts)
+def _tile_moments(kind, x, r0, r1, c0, w, ws, si, sf, top):
+    """Per-column states of rows r0..r1, columns c0..c0+w of ``x`` into ``top``.
+
+    ``ws`` is a (5, >= w) float64 workspace.
+    """
+    s = ws[0]
+    cnt = ws[1]
+    c = ws[2]
+    q = ws[3]
+    for j in range(w):
+        s[j] = 0.0
+        cnt[j] = 0.0
+        c[j] = 0.0
+        q[j] = 0.0
     for r in range(r0, r1):
         row = x[r, c0 : c0 + w]
         if kind == MOMENTS:
@@ -434,90 +443,80 @@ def _tile_moments(kind, x, r0, r1, c0, si, sf, top):
                 s[j] += row[j]
         else:
             for j in range(w):
-                v = row[j]
+                v = np.float64(row[j])
                 ok = v == v
                 s[j] += v if ok else 0.0
-                cnt[j] += ok
+                cnt[j] += 1.0 if ok else 0.0
     if kind == MOMENTS:
         for j in range(w):
             cnt[j] = r1 - r0
-    mean = np.empty(w)
     for j in range(w):
-        mean[j] = s[j] / cnt[j] if cnt[j] > 0 else np.nan
-    c = np.zeros(w)
-    q = np.zeros(w)
+        s[j] = s[j] / cnt[j]  # NaN for empty columns
     for r in range(r0, r1):
         row = x[r, c0 : c0 + w]
         if kind == MOMENTS:
             for j in range(w):
-                d = row[j] - mean[j]
+                d = row[j] - s[j]
                 c[j] += d
                 q[j] += d * d
         else:
             for j in range(w):
-                v = row[j]
-                d = v - mean[j] if v == v else 0.0
+                v = np.float64(row[j])
+                d = v - s[j] if v == v else 0.0
                 c[j] += d
                 q[j] += d * d
-    for j in range(w):
-        n = cnt[j]
-        si[0, top, j] = n
-        if n == 0:
-            sf[0, top, j] = np.nan
-            sf[1, top, j] = 0.0
-        elif not (abs(mean[j]) <= _MAXF):
-            sf[0, top, j] = mean[j]
-            sf[1, top, j] = np.nan
-        else:
-            sf[0, top, j] = mean[j] + c[j] / n
-            sf[1, top, j] = q[j] - c[j] * c[j] / n
+    _tile_finish(s, cnt, c, q, w, si, sf, top)
 
 
 @njit(fastmath=_FAST, **_opts)
-def _tile_summary(x, r0, r1, c0, si, sf, top):
-    w = si.shape[2]
-    s = np.zeros(w)
-    cnt = np.zeros(w, np.int64)
-    nz = np.zeros(w, np.int64)
-    lo = np.full(w, _INF)
-    hi = np.full(w, -_INF)
+def _tile_summary(x, r0, r1, c0, w, ws, si, sf, top):
+    s = ws[0]
+    cnt = ws[1]
+    c = ws[2]
+    q = ws[3]
+    nz = ws[4]
+    lo = sf[2, top]
+    hi = sf[3, top]
+    for j in range(w):
+        s[j] = 0.0
+        cnt[j] = 0.0
+        c[j] = 0.0
+        q[j] = 0.0
+        nz[j] = 0.0
+        lo[j] = _INF
+        hi[j] = -_INF
     for r in range(r0, r1):
         row = x[r, c0 : c0 + w]
         for j in range(w):
             v = np.float64(row[j])
             ok = abs(v) <= _MAXF
             s[j] += v if ok else 0.0
-            cnt[j] += ok
-            nz[j] += v == 0.0
-            lo[j] = _minnum(lo[j], v if ok else _INF)
-            hi[j] = _maxnum(hi[j], v if ok else -_INF)
-    mean = np.empty(w)
+            cnt[j] += 1.0 if ok else 0.0
+            nz[j] += 1.0 if v == 0.0 else 0.0
+        for j in range(w):
+            v = np.float64(row[j])
+            lo[j] = _minnum(lo[j], v if abs(v) <= _MAXF else _INF)
+        for j in range(w):
+            v = np.float64(row[j])
+            hi[j] = _maxnum(hi[j], v if abs(v) <= _MAXF else -_INF)
     for j in range(w):
-        mean[j] = s[j] / cnt[j] if cnt[j] > 0 else np.nan
-    c = np.zeros(w)
-    q = np.zeros(w)
+        s[j] = s[j] / cnt[j]
     for r in range(r0, r1):
         row = x[r, c0 : c0 + w]
         for j in range(w):
             v = np.float64(row[j])
-            d = v - mean[j] if abs(v) <= _MAXF else 0.0
+            d = v - s[j] if abs(v) <= _MAXF else 0.0
             c[j] += d
             q[j] += d * d
+    _tile_finish(s, cnt, c, q, w, si, sf, top)
+    nnf = si[1, top]
+    n_zero = si[2, top]
     for j in range(w):
-        n = cnt[j]
-        si[0, top, j] = n
-        si[1, top, j] = (r1 - r0) - n
-        si[2, top, j] = nz[j]
-        if n == 0:
-            sf[0, top, j] = np.nan
-            sf[1, top, j] = 0.0
-            sf[2, top, j] = np.nan
-            sf[3, top, j] = np.nan
-        else:
-            sf[0, top, j] = mean[j] + c[j] / n
-            sf[1, top, j] = q[j] - c[j] * c[j] / n
-            sf[2, top, j] = lo[j]
-            sf[3, top, j] = hi[j]
+        nnf[j] = np.int64((r1 - r0) - cnt[j])
+        n_zero[j] = np.int64(nz[j])
+        empty = cnt[j] == 0.0
+        lo[j] = np.nan if empty else lo[j]
+        hi[j] = np.nan if empty else hi[j]
 
 
 @njit(**_opts)
@@ -543,14 +542,15 @@ def _col_chunk(kind, x, t0, t1, rows_per_tile, c0, w, si_out, sf_out, o):
     k = x.shape[0]
     si = np.empty((N_INT, STACK, w), np.int64)
     sf = np.empty((N_FLOAT, STACK, w), np.float64)
+    ws = np.empty((5, w))
     top = 0
     for t in range(t0, t1):
         r0 = t * rows_per_tile
         r1 = min(k, r0 + rows_per_tile)
         if kind == SUMMARY:
-            _tile_summary(x, r0, r1, c0, si, sf, top)
+            _tile_summary(x, r0, r1, c0, w, ws, si, sf, top)
         else:
-            _tile_moments(kind, x, r0, r1, c0, si, sf, top)
+            _tile_moments(kind, x, r0, r1, c0, w, ws, si, sf, top)
         top += 1
         kk = t - t0 + 1
         while kk & 1 == 0:
