@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._dispatch import backend_for
+from ._dispatch import backend_for, is_gpu_array
 from ._inputs import normalize_axes
 
 __all__ = ["Moments", "Summary"]
@@ -136,10 +136,7 @@ class _State:
 
     def to_numpy(self):
         """A copy of this state with NumPy fields (a device-to-host copy for GPU states)."""
-        out = []
-        for f in self.fields:
-            out.append(np.array(f.get() if hasattr(f, "get") and not isinstance(f, np.ndarray) else f))
-        return self._wrap(tuple(out))
+        return self._wrap(tuple(f.get() if is_gpu_array(f) else f.copy() for f in self.fields))
 
     def _moment_repr(self):
         if self.ndim == 0:
