@@ -37,7 +37,7 @@ class _State:
         """Build from backend arrays we own, skipping validation and copies."""
         self = object.__new__(cls)
         for name, arr in zip(cls._fields, fields):
-            if isinstance(arr, np.ndarray):
+            if isinstance(arr, np.ndarray) and arr.flags.writeable:
                 arr.flags.writeable = False
             object.__setattr__(self, name, arr)
         return self

@@ -17,6 +17,13 @@ xp = np
 
 _KIND = {"moments": K.MOMENTS, "summary": K.SUMMARY}
 
+# Below this many values a parallel region costs more than it saves.
+PARALLEL_MIN = 1 << 19
+
+
+def _pick(parallel_kernel, serial_kernel, size):
+    return parallel_kernel if size >= PARALLEL_MIN else serial_kernel
+
 
 def asarray(x) -> np.ndarray:
     """A NumPy array of a dtype the kernels read; never modifies ``x``."""
@@ -33,6 +40,9 @@ def asarray(x) -> np.ndarray:
 
 
 def _unpack(kind, si, sf, shape):
+    # Fields are views of these two arrays; freezing them freezes the views.
+    si.flags.writeable = False
+    sf.flags.writeable = False
     if kind == K.SUMMARY:
         fields = (si[0], sf[0], sf[1], sf[2], sf[3], si[1], si[2])
     else:
@@ -63,16 +73,17 @@ def _reduce_cols(kind, x2):
     the g interleaved copies of each column are reduced side by side in
     vector-wide loops, then merged pairwise; the leftover rows are merged last."""
     k, m = x2.shape
+    reduce_cols = _pick(K.reduce_cols, K.reduce_cols_serial, x2.size)
     g = -(-NARROW // m) if m else 1
     if g == 1 or k < 2 * g:
-        return K.reduce_cols(kind, x2)
+        return reduce_cols(kind, x2)
     body = k - k % g
-    si, sf = K.reduce_cols(kind, x2[:body].reshape(body // g, g * m))
+    si, sf = reduce_cols(kind, x2[:body].reshape(body // g, g * m))
     si = np.ascontiguousarray(si.reshape(-1, g, m).transpose(0, 2, 1))
     sf = np.ascontiguousarray(sf.reshape(-1, g, m).transpose(0, 2, 1))
-    si, sf = K.reduce_state_rows(kind, si, sf)
+    si, sf = K.reduce_state_rows_serial(kind, si, sf)
     if body < k:
-        ti, tf = K.reduce_cols(kind, x2[body:])
+        ti, tf = K.reduce_cols_serial(kind, x2[body:])
         si, sf = K.merge_state_arrays(kind, si, sf, ti, tf)
     return si, sf
 
@@ -82,7 +93,7 @@ def _reduce_data(kind, x, axes):
         return _elementwise(kind, x)
     mode, x2, out_shape = plan(x, axes)
     if mode == "rows":
-        si, sf = K.reduce_rows(kind, x2)
+        si, sf = _pick(K.reduce_rows, K.reduce_rows_serial, x2.size)(kind, x2)
     else:
         si, sf = _reduce_cols(kind, x2)
     return _unpack(kind, si, sf, out_shape)
@@ -111,7 +122,8 @@ def summarize_each(arrays):
         addresses[i] = a.__array_interface__["data"][0]
         sizes[i] = a.size
         codes[i] = a.dtype == np.float64
-    si, sf = K.reduce_table(K.SUMMARY, addresses, sizes, codes)
+    reduce_table = _pick(K.reduce_table, K.reduce_table_serial, int(sizes.sum()))
+    si, sf = reduce_table(K.SUMMARY, addresses, sizes, codes)
     del keep
     return _unpack(K.SUMMARY, si, sf, (n,))
 
@@ -129,10 +141,13 @@ def _flat_broadcast(a_fields, b_fields):
 
 def merge(kind, a, b):
     shape, a, b = _flat_broadcast(a, b)
-    n, m, q = K.merge_moment_arrays(a[0], a[1], a[2], b[0], b[1], b[2])
+    size = a[0].size
+    merge_moments = _pick(K.merge_moment_arrays, K.merge_moment_arrays_serial, size)
+    n, m, q = merge_moments(a[0], a[1], a[2], b[0], b[1], b[2])
     if kind == "moments":
         return n.reshape(shape), m.reshape(shape), q.reshape(shape)
-    lo, hi = K.merge_extremes_arrays(a[3], a[4], b[3], b[4])
+    merge_extremes = _pick(K.merge_extremes_arrays, K.merge_extremes_arrays_serial, size)
+    lo, hi = merge_extremes(a[3], a[4], b[3], b[4])
     return tuple(f.reshape(shape) for f in (n, m, q, lo, hi, a[5] + b[5], a[6] + b[6]))
 
 
@@ -151,5 +166,6 @@ def reduce(kind, fields, axes):
     floats = [f for f in fields if f.dtype != np.int64]
     si = np.stack([f.transpose(order).reshape(m, -1) for f in ints])
     sf = np.stack([f.transpose(order).reshape(m, -1) for f in floats])
-    si_out, sf_out = K.reduce_state_rows(code, si, sf)
+    reduce_states = _pick(K.reduce_state_rows, K.reduce_state_rows_serial, si.shape[1] * si.shape[2])
+    si_out, sf_out = reduce_states(code, si, sf)
     return _unpack(code, si_out, sf_out, out_shape)

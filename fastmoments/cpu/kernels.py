@@ -20,6 +20,8 @@ count, so results are bit-identical for any number of threads.
 
 from __future__ import annotations
 
+import types as pytypes
+
 import numpy as np
 from llvmlite import ir
 from numba import carray, njit, prange, types
@@ -725,3 +727,27 @@ def reduce_state_rows(kind, si_in, sf_in):
         carry_finish(kind, si, sf, top)
         copy_slot(si, sf, 0, si_out, sf_out, i)
     return si_out, sf_out
+
+
+# -- serial twins -----------------------------------------------------------------
+# A parallel region costs tens of microseconds to start, and far more when
+# another library's threads (OpenBLAS after a matmul) are spinning on the same
+# cores, so small inputs take these single-threaded twins. They run the same
+# code with prange as range, so results are bit-identical.
+
+
+def _serial_twin(dispatcher):
+    f = dispatcher.py_func
+    g = pytypes.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
+                             f.__defaults__, f.__closure__)
+    g.__qualname__ = f.__qualname__ + "_serial"  # its own on-disk cache entry
+    g.__doc__ = f.__doc__
+    return njit(**_opts)(g)
+
+
+reduce_rows_serial = _serial_twin(reduce_rows)
+reduce_cols_serial = _serial_twin(reduce_cols)
+reduce_table_serial = _serial_twin(reduce_table)
+merge_moment_arrays_serial = _serial_twin(merge_moment_arrays)
+merge_extremes_arrays_serial = _serial_twin(merge_extremes_arrays)
+reduce_state_rows_serial = _serial_twin(reduce_state_rows)
