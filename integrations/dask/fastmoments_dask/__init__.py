@@ -1,0 +1,115 @@
+"""fastmoments inside Dask: one-pass count/mean/M2 of Dask arrays.
+
+:func:`moments` and :func:`summarize` build a ``dask.array.reduction``:
+fastmoments' kernel on each chunk, exact merges (Chan et al.) in Dask's tree
+combine, the final state at the root. The result is lazy: a
+:class:`LazyMoments` / :class:`LazySummary`, a Dask collection that computes to
+a :class:`fastmoments.Moments` / :class:`fastmoments.Summary`::
+
+    import dask, dask.array as da, fastmoments_dask as fmd
+    x = da.random.random((1_000_000, 8), chunks=(100_000, 8))
+    lazy = fmd.moments(x, axis=0)
+    m = lazy.compute()            # a fastmoments.Moments of shape (8,)
+    (m,) = dask.compute(lazy)     # the same, alongside other collections
+    v = lazy.var(ddof=1)          # a lazy dask array
+
+Chunks may be NumPy or CuPy arrays (the kernels follow the chunk type).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from numbers import Integral
+
+import numpy as np
+import dask.array as da
+from dask.array.utils import meta_from_array, validate_axis
+
+from fastmoments._inputs import check_dtype
+
+from ._tree import aggregate_states, chunk_moments, chunk_summary, combine_states
+from .lazy import LazyMoments, LazySummary
+
+__all__ = ["moments", "summarize", "LazyMoments", "LazySummary"]
+
+__version__ = "0.1.0"
+
+
+def _prepare(darr, axis, split_every):
+    if not isinstance(darr, da.Array):
+        darr = da.asarray(darr)
+    check_dtype(darr.dtype)
+    if isinstance(axis, bool) or not (axis is None or isinstance(axis, (Integral, tuple, list))):
+        raise TypeError(f"axis must be None, an int or a tuple of ints, got {axis!r}")
+    if split_every is not None:
+        if isinstance(split_every, bool) or not isinstance(split_every, (Integral, dict)):
+            raise TypeError(f"split_every must be an int >= 2 or a dict, got {split_every!r}")
+        if isinstance(split_every, Integral) and split_every < 2:
+            raise ValueError(f"split_every must be at least 2, got {split_every}")
+    return darr
+
+
+def _reduce(darr, chunk, axis, split_every, name):
+    axes = tuple(range(darr.ndim)) if axis is None else axis
+    axes = (axes,) if isinstance(axes, Integral) else tuple(axes)
+    # dask validates and normalizes the axes (AxisError for bad ones)
+    axes = tuple(sorted(validate_axis(a, darr.ndim) for a in axes))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"repeated axis in {axis!r}")
+    out_ndim = darr.ndim - len(axes)
+    # The blocks hold states, not arrays; the meta only records the array
+    # type (NumPy or CuPy) of the chunks for what is derived from the result.
+    meta = meta_from_array(darr._meta, ndim=out_ndim, dtype=np.float64)
+    return da.reduction(
+        darr,
+        chunk,
+        aggregate_states,
+        combine=combine_states,
+        axis=axes,
+        keepdims=False,
+        dtype=np.float64,
+        split_every=split_every,
+        concatenate=False,
+        meta=meta,
+        name=name,
+    )
+
+
+def moments(darr, axis=None, *, skipna=False, split_every=None) -> LazyMoments:
+    """Lazy count, mean and M2 of a Dask array along ``axis``.
+
+    Args:
+        darr: a Dask array (or array-like, wrapped with ``da.asarray``) of
+            bool, integer or real float values; NumPy or CuPy chunks.
+        axis: None (all axes), an int or a tuple of ints; negative allowed.
+        skipna: leave NaN out of count, mean and m2 (otherwise NaN propagates
+            to its slice, as in NumPy).
+        split_every: fan-in of Dask's tree combine (int >= 2 or a dict
+            axis -> int); None uses Dask's default.
+
+    Returns:
+        A :class:`LazyMoments`; ``.compute()`` gives a :class:`fastmoments.Moments`
+        with the shape of ``darr`` without ``axis``.
+    """
+    darr = _prepare(darr, axis, split_every)
+    chunk = partial(chunk_moments, skipna=bool(skipna))
+    arr = _reduce(darr, chunk, axis, split_every, "fastmoments-moments")
+    return LazyMoments(arr)
+
+
+def summarize(darr, axis=None, split_every=None) -> LazySummary:
+    """Lazy count, mean, M2, min, max, non-finite and zero counts of a Dask array.
+
+    NaN and +-Inf are counted in ``n_nonfinite`` and left out of everything else.
+
+    Args:
+        darr: a Dask array (or array-like) of bool, integer or real float values.
+        axis: None (all axes), an int or a tuple of ints; negative allowed.
+        split_every: fan-in of Dask's tree combine; None uses Dask's default.
+
+    Returns:
+        A :class:`LazySummary`; ``.compute()`` gives a :class:`fastmoments.Summary`.
+    """
+    darr = _prepare(darr, axis, split_every)
+    arr = _reduce(darr, chunk_summary, axis, split_every, "fastmoments-summarize")
+    return LazySummary(arr)
