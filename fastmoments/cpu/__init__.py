@@ -25,6 +25,18 @@ def _pick(parallel_kernel, serial_kernel, size):
     return parallel_kernel if size >= PARALLEL_MIN else serial_kernel
 
 
+def _outputs(kind, n):
+    """State arrays for ``n`` results, allocated by NumPy (see kernels.merge_moment_arrays)."""
+    ni, nf = (K.N_INT, K.N_FLOAT) if kind == K.SUMMARY else (1, 2)
+    return np.empty((ni, n), np.int64), np.empty((nf, n), np.float64)
+
+
+def _run(kernel, kind, n, *args):
+    si, sf = _outputs(kind, n)
+    kernel(kind, *args, si, sf)
+    return si, sf
+
+
 def asarray(x) -> np.ndarray:
     """A NumPy array of a dtype the kernels read; never modifies ``x``."""
     a = np.asarray(x)
@@ -76,14 +88,14 @@ def _reduce_cols(kind, x2):
     reduce_cols = _pick(K.reduce_cols, K.reduce_cols_serial, x2.size)
     g = -(-NARROW // m) if m else 1
     if g == 1 or k < 2 * g:
-        return reduce_cols(kind, x2)
+        return _run(reduce_cols, kind, m, x2)
     body = k - k % g
-    si, sf = reduce_cols(kind, x2[:body].reshape(body // g, g * m))
+    si, sf = _run(reduce_cols, kind, g * m, x2[:body].reshape(body // g, g * m))
     si = np.ascontiguousarray(si.reshape(-1, g, m).transpose(0, 2, 1))
     sf = np.ascontiguousarray(sf.reshape(-1, g, m).transpose(0, 2, 1))
-    si, sf = K.reduce_state_rows_serial(kind, si, sf)
+    si, sf = _run(K.reduce_state_rows_serial, kind, m, si, sf)
     if body < k:
-        ti, tf = K.reduce_cols_serial(kind, x2[body:])
+        ti, tf = _run(K.reduce_cols_serial, kind, m, x2[body:])
         si, sf = K.merge_state_arrays(kind, si, sf, ti, tf)
     return si, sf
 
@@ -93,7 +105,7 @@ def _reduce_data(kind, x, axes):
         return _elementwise(kind, x)
     mode, x2, out_shape = plan(x, axes)
     if mode == "rows":
-        si, sf = _pick(K.reduce_rows, K.reduce_rows_serial, x2.size)(kind, x2)
+        si, sf = _run(_pick(K.reduce_rows, K.reduce_rows_serial, x2.size), kind, x2.shape[0], x2)
     else:
         si, sf = _reduce_cols(kind, x2)
     return _unpack(kind, si, sf, out_shape)
@@ -123,7 +135,7 @@ def summarize_each(arrays):
         sizes[i] = a.size
         codes[i] = a.dtype == np.float64
     reduce_table = _pick(K.reduce_table, K.reduce_table_serial, int(sizes.sum()))
-    si, sf = reduce_table(K.SUMMARY, addresses, sizes, codes)
+    si, sf = _run(reduce_table, K.SUMMARY, n, addresses, sizes, codes)
     del keep
     return _unpack(K.SUMMARY, si, sf, (n,))
 
@@ -143,11 +155,13 @@ def merge(kind, a, b):
     shape, a, b = _flat_broadcast(a, b)
     size = a[0].size
     merge_moments = _pick(K.merge_moment_arrays, K.merge_moment_arrays_serial, size)
-    n, m, q = merge_moments(a[0], a[1], a[2], b[0], b[1], b[2])
+    n, m, q = np.empty(size, np.int64), np.empty(size), np.empty(size)
+    merge_moments(a[0], a[1], a[2], b[0], b[1], b[2], n, m, q)
     if kind == "moments":
         return n.reshape(shape), m.reshape(shape), q.reshape(shape)
     merge_extremes = _pick(K.merge_extremes_arrays, K.merge_extremes_arrays_serial, size)
-    lo, hi = merge_extremes(a[3], a[4], b[3], b[4])
+    lo, hi = np.empty(size), np.empty(size)
+    merge_extremes(a[3], a[4], b[3], b[4], lo, hi)
     return tuple(f.reshape(shape) for f in (n, m, q, lo, hi, a[5] + b[5], a[6] + b[6]))
 
 
@@ -167,5 +181,5 @@ def reduce(kind, fields, axes):
     si = np.stack([f.transpose(order).reshape(m, -1) for f in ints])
     sf = np.stack([f.transpose(order).reshape(m, -1) for f in floats])
     reduce_states = _pick(K.reduce_state_rows, K.reduce_state_rows_serial, si.shape[1] * si.shape[2])
-    si_out, sf_out = reduce_states(code, si, sf)
+    si_out, sf_out = _run(reduce_states, code, m, si, sf)
     return _unpack(code, si_out, sf_out, out_shape)
