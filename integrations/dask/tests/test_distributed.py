@@ -71,6 +71,8 @@ def test_summarize_and_persist_on_cluster(client):
     np.testing.assert_array_equal(s.n_nonfinite, (~finite).sum(0))
     np.testing.assert_array_equal(s.min, np.nanmin(xf, 0))
     close(s.var(), np.nanvar(xf, 0))
+    x[5, 7] = np.nan  # moments' skipna leaves out NaN only; +-Inf would propagate
+    d = da.from_array(x, chunks=(300, 4))
     p = client.persist(fmd.moments(d, axis=0, skipna=True))
     m = p.compute()
     check_moments(m, x, 0, skipna=True)
