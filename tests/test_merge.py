@@ -195,3 +195,11 @@ def test_scalar_inputs_give_0d_states():
     mean, std, n = fm.combine_mean_std(1.0, 2.0, 5, 1.0, 2.0, 5)
     assert np.ndim(mean) == 0 and np.ndim(std) == 0 and np.ndim(n) == 0
     assert f"{std:.3f}" == f"{math.sqrt(4.0 * 8 / 9):.3f}"
+
+
+def test_reduce_with_empty_kept_axes():
+    m = fm.moments(np.zeros((2, 0, 3)), axis=2)  # shape (2, 0)
+    r = m.reduce(axis=0)
+    assert r.shape == (0,)
+    e = fm.moments(np.zeros((0, 4)), axis=0).reduce()
+    assert e.count == 0 and np.isnan(e.mean)

@@ -174,12 +174,13 @@ def reduce(kind, fields, axes):
     out_shape = tuple(fields[0].shape[i] for i in kept)
     order = kept + list(axes)
     m = int(np.prod(out_shape, dtype=np.int64))
+    k = int(np.prod([fields[0].shape[i] for i in axes], dtype=np.int64))
     # In field order the ints are (count[, n_nonfinite, n_zero]) and the floats
     # (mean, m2[, min, max]): exactly the kernels' state layout.
     ints = [f for f in fields if f.dtype == np.int64]
     floats = [f for f in fields if f.dtype != np.int64]
-    si = np.stack([f.transpose(order).reshape(m, -1) for f in ints])
-    sf = np.stack([f.transpose(order).reshape(m, -1) for f in floats])
+    si = np.stack([f.transpose(order).reshape(m, k) for f in ints])
+    sf = np.stack([f.transpose(order).reshape(m, k) for f in floats])
     reduce_states = _pick(K.reduce_state_rows, K.reduce_state_rows_serial, si.shape[1] * si.shape[2])
     si_out, sf_out = _run(reduce_states, code, m, si, sf)
     return _unpack(code, si_out, sf_out, out_shape)
