@@ -5,6 +5,7 @@ Implements the backend protocol described in :mod:`fastmoments._dispatch`.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from .._inputs import check_dtype
@@ -135,7 +136,7 @@ def summarize_each(arrays):
         sizes[i] = a.size
         codes[i] = a.dtype == np.float64
     reduce_table = _pick(K.reduce_table, K.reduce_table_serial, int(sizes.sum()))
-    si, sf = _run(reduce_table, K.SUMMARY, n, addresses, sizes, codes)
+    si, sf = _run(reduce_table, K.SUMMARY, n, addresses, sizes, codes, numba.get_num_threads())
     del keep
     return _unpack(K.SUMMARY, si, sf, (n,))
 

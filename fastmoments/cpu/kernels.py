@@ -167,7 +167,46 @@ def _finite_max(y):
 
 
 @njit(fastmath=_FAST, **_opts)
+def _plain_min(y):
+    lo = _lane(y, _INF)
+    for i in range(y.size):
+        lo = _minnum(lo, _lane(y, y[i]))
+    return np.float64(lo)
+
+
+@njit(fastmath=_FAST, **_opts)
+def _plain_max(y):
+    hi = _lane(y, -_INF)
+    for i in range(y.size):
+        hi = _maxnum(hi, _lane(y, y[i]))
+    return np.float64(hi)
+
+
+@njit(fastmath=_FAST, **_opts)
 def _block_summary(y):
+    n = y.size
+    # Fast path: a finite plain sum proves every value finite (NaN or Inf
+    # would make it NaN or Inf), and then no loop needs a mask.
+    s = 0.0
+    nz = 0.0
+    for i in range(n):
+        v = np.float64(y[i])
+        s += v
+        nz += 1.0 if v == 0.0 else 0.0
+    if abs(s) <= _MAXF:
+        mean = s / n
+        c = 0.0
+        m2 = 0.0
+        for i in range(n):
+            d = y[i] - mean
+            c += d
+            m2 += d * d
+        return n, mean + c / n, m2 - c * c / n, _plain_min(y), _plain_max(y), 0, int(nz)
+    return _block_summary_masked(y)
+
+
+@njit(fastmath=_FAST, **_opts)
+def _block_summary_masked(y):
     # Sums, the minimum and the maximum each get their own loop over the
     # cached block: LLVM vectorizes each alone but none of them together.
     s = 0.0
@@ -657,8 +696,28 @@ def _table_chunk(kind, address, size, code, b0, b1, si, sf, o):
         _row_chunk(kind, carray(_as_voidptr(address), size, np.float32), b0, b1, si, sf, o)
 
 
+@njit(**_opts)
+def _balanced_order(owner, first, sizes, n_threads):
+    """A visiting order of the tasks that gives each thread's contiguous share
+    of a static schedule about equal work: largest first, dealt round-robin.
+    Each task writes its own slot, so the order never changes a result."""
+    total = owner.size
+    work = np.empty(total, np.int64)
+    for t in range(total):
+        a = owner[t]
+        work[t] = min(CHUNK * BLOCK, sizes[a] - (t - first[a]) * CHUNK * BLOCK) + 64
+    by_size = np.argsort(-work, kind="mergesort")
+    perm = np.empty(total, np.int64)
+    j = 0
+    for lane in range(n_threads):
+        for r in range(lane, total, n_threads):
+            perm[j] = by_size[r]
+            j += 1
+    return perm
+
+
 @njit(parallel=True, **_opts)
-def reduce_table(kind, addresses, sizes, codes, si_out, sf_out):
+def reduce_table(kind, addresses, sizes, codes, n_threads, si_out, sf_out):
     """States of many 1-D contiguous float32/float64 arrays given by address.
 
     Each array is split exactly as one row of :func:`reduce_rows`, so its state
@@ -676,7 +735,9 @@ def reduce_table(kind, addresses, sizes, codes, si_out, sf_out):
             owner[t] = a
     si_c = np.empty((N_INT, total), np.int64)
     sf_c = np.empty((N_FLOAT, total), np.float64)
-    for t in prange(total):
+    perm = _balanced_order(owner, first, sizes, n_threads)
+    for j in prange(total):
+        t = perm[j]
         a = owner[t]
         size = sizes[a]
         if size == 0:
