@@ -34,7 +34,7 @@ def _pick(parallel_kernel, serial_kernel, size):
 
 def _outputs(kind, n):
     """State arrays for ``n`` results, allocated by NumPy (see kernels.merge_moment_arrays)."""
-    ni, nf = (K.N_INT, K.N_FLOAT) if kind == K.SUMMARY else (1, 2)
+    ni, nf = K.n_fields(kind)
     return np.empty((ni, n), np.int64), np.empty((nf, n), np.float64)
 
 

@@ -389,12 +389,10 @@ def _fold_chunks(kind, si_c, sf_c, c0, nc, si_out, sf_out, o):
     copy_slot(si, sf, 0, si_out, sf_out, o)
 
 
+@njit(**_opts)
 def _n_chunks(k):
     nb = (k + BLOCK - 1) // BLOCK
     return max(1, (nb + CHUNK - 1) // CHUNK)
-
-
-_n_chunks = njit(**_opts)(_n_chunks)
 
 
 SMALL_ROW = 64  # rows at most this long skip the block machinery
