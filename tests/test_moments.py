@@ -133,3 +133,28 @@ def test_input_not_modified(rng):
 def test_hypothesis_vs_numpy(x, data):
     axis = data.draw(st.one_of(st.none(), st.integers(-x.ndim, x.ndim - 1)))
     check(x, axis, rel=1e-9)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 31, 64, 65])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int16])
+def test_short_rows(rng, k, dtype):
+    # Rows of up to 64 values take their own unrolled kernel (one per k <= 8);
+    # 40,000 rows cross its parallel task boundaries; an offset of 1e6 tests
+    # the corrected two-pass per row against exact rational arithmetic.
+    from conftest import exact_mean_var
+
+    x = (rng.standard_normal((40_000, k)) * 7 + (1e6 if dtype != np.int16 else 0)).astype(dtype)
+    m = check(x, axis=-1)
+    check(x.reshape(200, 200, k), axis=2)
+    for i in (0, 39_999):
+        mean, var = exact_mean_var(x[i])
+        assert abs(m.mean[i] - float(mean)) <= 1e-15 * abs(float(mean)) + 1e-300  # one ulp
+        assert abs(m.var()[i] - float(var)) <= 1e-11 * float(var) + 1e-300
+    assert not m.count.flags.writeable and not m.mean.flags.writeable
+    if dtype != np.int16 and k > 1:
+        y = x.astype(np.float64)
+        y[1, 0], y[2, -1], y[3, :2] = np.nan, np.inf, (np.inf, -np.inf)
+        with np.errstate(invalid="ignore"):
+            ms = fm.moments(y, axis=1)
+            np.testing.assert_equal(ms.mean[1:4], y[1:4].mean(axis=1))
+            np.testing.assert_equal(ms.var()[1:4], y[1:4].var(axis=1))

@@ -107,10 +107,24 @@ def _reduce_cols(kind, x2):
     return si, sf
 
 
+def _short_row_moments(x2, out_shape):
+    """Moments of short rows. Their output is as big as their input, so the
+    count, the row length for every row, is a broadcast view: no bytes written."""
+    m, k = x2.shape
+    mean, m2 = np.empty(m), np.empty(m)
+    _pick(K.short_row_moments, K.short_row_moments_serial, x2.size)(x2, mean, m2)
+    mean.flags.writeable = False
+    m2.flags.writeable = False
+    count = np.broadcast_to(np.int64(k), out_shape)
+    return count, mean.reshape(out_shape), m2.reshape(out_shape)
+
+
 def _reduce_data(kind, x, axes):
     if not axes:
         return _elementwise(kind, x)
     mode, x2, out_shape = plan(x, axes)
+    if mode == "rows" and kind == K.MOMENTS and 0 < x2.shape[1] <= K.SMALL_ROW:
+        return _short_row_moments(x2, out_shape)
     if mode == "rows":
         si, sf = _run(_pick(K.reduce_rows, K.reduce_rows_serial, x2.size), kind, x2.shape[0], x2)
     else:
