@@ -502,6 +502,48 @@ def _rows_of(x, mean_out, m2_out, k):
         m2_out[i] = q - c * c * inv
 
 
+@njit(fastmath=_FAST, inline="always", **_opts)
+def _rows_in_lanes(x, mean_out, m2_out, k):
+    """As _rows_of for a literal ``k`` that is a multiple of 4 and too long to
+    unroll well: four partial sums per row, which LLVM packs into one vector."""
+    uk = np.uint64(k)
+    inv = 1.0 / k
+    one, two, three = np.uint64(1), np.uint64(2), np.uint64(3)
+    for i in range(mean_out.size):
+        base = np.uint64(i) * uk
+        s0 = s1 = s2 = s3 = 0.0
+        for j in range(0, k, 4):
+            u = base + np.uint64(j)
+            s0 += np.float64(x[u])
+            s1 += np.float64(x[u + one])
+            s2 += np.float64(x[u + two])
+            s3 += np.float64(x[u + three])
+        mean = ((s0 + s1) + (s2 + s3)) * inv
+        if not (abs(mean) <= _MAXF):
+            mean_out[i] = mean
+            m2_out[i] = np.nan
+            continue
+        c0 = c1 = c2 = c3 = 0.0
+        q0 = q1 = q2 = q3 = 0.0
+        for j in range(0, k, 4):
+            u = base + np.uint64(j)
+            d0 = np.float64(x[u]) - mean
+            d1 = np.float64(x[u + one]) - mean
+            d2 = np.float64(x[u + two]) - mean
+            d3 = np.float64(x[u + three]) - mean
+            c0 += d0
+            c1 += d1
+            c2 += d2
+            c3 += d3
+            q0 += d0 * d0
+            q1 += d1 * d1
+            q2 += d2 * d2
+            q3 += d3 * d3
+        c = (c0 + c1) + (c2 + c3)
+        mean_out[i] = mean + c * inv
+        m2_out[i] = ((q0 + q1) + (q2 + q3)) - c * c * inv
+
+
 @njit(fastmath=_FAST, **_opts)
 def _rows_any(x, mean_out, m2_out, k):
     """As _rows_of for a run-time ``k``: a slice per row keeps the loops vectorizable."""
@@ -528,7 +570,7 @@ def _rows_any(x, mean_out, m2_out, k):
 
 @njit(**_opts)
 def _short_rows(x, mean_out, m2_out, k):
-    # One specialisation per literal k: unrolled rows run 2-3x faster.
+    # One specialisation per literal k (measured, in cache: 2x faster than _rows_any).
     if k == 1:
         _rows_of(x, mean_out, m2_out, 1)
     elif k == 2:
@@ -545,6 +587,8 @@ def _short_rows(x, mean_out, m2_out, k):
         _rows_of(x, mean_out, m2_out, 7)
     elif k == 8:
         _rows_of(x, mean_out, m2_out, 8)
+    elif k == 16:
+        _rows_in_lanes(x, mean_out, m2_out, 16)
     else:
         _rows_any(x, mean_out, m2_out, k)
 
@@ -632,6 +676,105 @@ def _tile_moments(kind, x, r0, r1, c0, w, ws, si, sf, top):
 
 
 @njit(fastmath=_FAST, **_opts)
+def _tile_moments_dense(x, r0, r1, c0, w, s, c, mean_out, m2_out):
+    """Per-column (mean, m2) of rows r0..r1 (r1 > r0), columns c0..c0+w, no NaN skipping.
+
+    Four rows per step: the per-column accumulators are loaded and stored once
+    per four rows instead of once per row (measured in cache: 0.55 -> 0.32 ns
+    per value). ``s`` and ``c`` are workspaces of at least ``w`` values.
+    """
+    for j in range(w):
+        s[j] = 0.0
+        c[j] = 0.0
+        m2_out[j] = 0.0
+    r = r0
+    while r + 4 <= r1:
+        a, b, e, f = x[r, c0 : c0 + w], x[r + 1, c0 : c0 + w], x[r + 2, c0 : c0 + w], x[r + 3, c0 : c0 + w]
+        for j in range(w):
+            s[j] += (np.float64(a[j]) + np.float64(b[j])) + (np.float64(e[j]) + np.float64(f[j]))
+        r += 4
+    for rr in range(r, r1):
+        a = x[rr, c0 : c0 + w]
+        for j in range(w):
+            s[j] += np.float64(a[j])
+    inv = 1.0 / (r1 - r0)
+    for j in range(w):
+        s[j] *= inv
+    q = m2_out
+    r = r0
+    while r + 4 <= r1:
+        a, b, e, f = x[r, c0 : c0 + w], x[r + 1, c0 : c0 + w], x[r + 2, c0 : c0 + w], x[r + 3, c0 : c0 + w]
+        for j in range(w):
+            mean = s[j]
+            d0 = np.float64(a[j]) - mean
+            d1 = np.float64(b[j]) - mean
+            d2 = np.float64(e[j]) - mean
+            d3 = np.float64(f[j]) - mean
+            c[j] += (d0 + d1) + (d2 + d3)
+            q[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+        r += 4
+    for rr in range(r, r1):
+        a = x[rr, c0 : c0 + w]
+        for j in range(w):
+            d = np.float64(a[j]) - s[j]
+            c[j] += d
+            q[j] += d * d
+    for j in range(w):
+        mean = s[j]
+        finite = abs(mean) <= _MAXF
+        mean_out[j] = mean + c[j] * inv if finite else mean
+        q[j] = q[j] - c[j] * c[j] * inv  # NaN where the mean is not finite
+
+
+@njit(**_opts)
+def _merge_dense(mean, m2, a, b, na, nb, w):
+    """Merge tile-stack slot ``b`` into slot ``a`` for all ``w`` columns, whose
+    counts are all ``na`` and ``nb`` (> 0): merge_moments, branch-free so
+    that the loop vectorizes."""
+    fb = nb / (na + nb)
+    g = na * fb
+    for j in range(w):
+        ma = mean[a, j]
+        mb = mean[b, j]
+        d = mb - ma
+        finite = (abs(ma) <= _MAXF) & (abs(mb) <= _MAXF)
+        mean[a, j] = ma + d * fb if finite else ma + mb
+        m2[a, j] = m2[a, j] + m2[b, j] + d * d * g if finite else np.nan
+
+
+@njit(**_opts)
+def _col_chunk_dense(x, t0, t1, rows_per_tile, c0, w, si_out, sf_out, o):
+    """_col_chunk for kind MOMENTS: every column of a tile has the same count,
+    so the counts are scalars and the tile merges vectorize."""
+    k = x.shape[0]
+    mean = np.empty((STACK, w))
+    m2 = np.empty((STACK, w))
+    cnt = np.empty(STACK, np.int64)
+    ws = np.empty((2, w))
+    top = 0
+    for t in range(t0, t1):
+        r0 = t * rows_per_tile
+        r1 = min(k, r0 + rows_per_tile)
+        _tile_moments_dense(x, r0, r1, c0, w, ws[0], ws[1], mean[top], m2[top])
+        cnt[top] = r1 - r0
+        top += 1
+        kk = t - t0 + 1
+        while kk & 1 == 0:
+            _merge_dense(mean, m2, top - 2, top - 1, cnt[top - 2], cnt[top - 1], w)
+            cnt[top - 2] += cnt[top - 1]
+            top -= 1
+            kk >>= 1
+    while top > 1:
+        _merge_dense(mean, m2, top - 2, top - 1, cnt[top - 2], cnt[top - 1], w)
+        cnt[top - 2] += cnt[top - 1]
+        top -= 1
+    for j in range(w):
+        si_out[0, o, c0 + j] = cnt[0]
+        sf_out[0, o, c0 + j] = mean[0, j]
+        sf_out[1, o, c0 + j] = m2[0, j]
+
+
+@njit(fastmath=_FAST, **_opts)
 def _tile_summary(x, r0, r1, c0, w, ws, si, sf, top):
     s = ws[0]
     cnt = ws[1]
@@ -702,6 +845,9 @@ def _merge_cols(kind, si, sf, a, b, o):
 @njit(**_opts)
 def _col_chunk(kind, x, t0, t1, rows_per_tile, c0, w, si_out, sf_out, o):
     """Per-column states of tiles t0..t1 (rows) at columns c0..c0+w, into chunk ``o``."""
+    if kind == MOMENTS:
+        _col_chunk_dense(x, t0, t1, rows_per_tile, c0, w, si_out, sf_out, o)
+        return
     k = x.shape[0]
     si = np.empty((N_INT, STACK, w), np.int64)
     sf = np.empty((N_FLOAT, STACK, w), np.float64)
