@@ -84,7 +84,11 @@ def _elementwise(kind, x):
     return np.ones(v.shape, np.int64), v, np.where(finite, 0.0, np.nan)
 
 
-NARROW = 64  # narrower column sets are widened so the inner loops vectorize
+# Column sets narrower than this many bytes per row are widened so the inner
+# loops vectorize. Measured at 400 MB, 2 threads, (N, 3) and (N, 16): 128 B
+# beat 64 and 256 B for float64 and float32 alike (0.55-0.68 of the read bound
+# against 0.36-0.50).
+NARROW_BYTES = 128
 
 
 def _reduce_cols(kind, x2):
@@ -93,7 +97,7 @@ def _reduce_cols(kind, x2):
     vector-wide loops, then merged pairwise; the leftover rows are merged last."""
     k, m = x2.shape
     reduce_cols = _pick(K.reduce_cols, K.reduce_cols_serial, x2.size)
-    g = -(-NARROW // m) if m else 1
+    g = -(-NARROW_BYTES // (m * x2.dtype.itemsize)) if m else 1
     if g == 1 or k < 2 * g:
         return _run(reduce_cols, kind, m, x2)
     body = k - k % g
