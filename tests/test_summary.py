@@ -110,3 +110,34 @@ def test_summary_from_fields_roundtrip(rng):
     check(t, {k: getattr(s, k) for k in s._fields}, rel=0)
     with pytest.raises(TypeError, match="missing"):
         fm.Summary.from_fields(count=[1])
+
+
+@pytest.mark.parametrize("case", ["offset", "trend", "outlier_first", "far_first", "zeros"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_summary_accuracy_finite(rng, case, dtype):
+    # All-finite blocks take a one-pass shifted-sums path (shift: the mean of
+    # the block's first 8 values) with a two-pass fallback when the shift is
+    # far from the block's mean. Each case is checked against math.fsum.
+    from conftest import fsum_mean_var
+
+    n = 3 * 8192 + 17
+    if case == "offset":  # shift close to the mean: the one-pass result stands
+        x = rng.standard_normal(n) + 1e4
+    elif case == "trend":  # first values far below each block's mean: fallback
+        x = np.linspace(0.0, 1e3, n) + 1e5
+    elif case == "outlier_first":  # a huge first value in every block: fallback
+        x = rng.standard_normal(n) + 3.0
+        x[::8192] = 1e7
+    elif case == "far_first":  # shift 1e5 off, var ~1e7: q cancels ~1e3-fold without the fallback
+        x = rng.standard_normal(n) + 1e6
+        for b in range(0, n, 8192):
+            x[b : b + 8] += 1e5
+    else:
+        x = np.where(rng.random(n) < 0.5, 0.0, rng.standard_normal(n))
+    x = x.astype(dtype)
+    mean, var = fsum_mean_var(x)
+    for s in (fm.summarize(x), fm.summarize_each([x])[0], fm.summarize(x.reshape(1, -1), axis=1)[0]):
+        assert s.count == n and s.n_nonfinite == 0 and s.n_zero == np.count_nonzero(x == 0)
+        assert s.min == x.min() and s.max == x.max()
+        assert abs(s.mean - mean) <= 1e-15 * np.abs(x.astype(np.float64)).max()
+        assert abs(s.var() - var) <= 1e-12 * var
