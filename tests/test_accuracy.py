@@ -123,3 +123,48 @@ def test_fsum_reference_matches_fractions(rng):
     m_fsum, v_fsum = fsum_mean_var(x)
     assert m_fsum == pytest.approx(float(m_exact), rel=1e-16)
     assert v_fsum == pytest.approx(float(v_exact), rel=1e-12)
+
+
+@pytest.mark.parametrize("case", ["trend", "outlier_first", "far_first"])
+def test_one_pass_blocks_fall_back(case):
+    # Blocks are summed in one pass around the mean of their first 8 values
+    # unless that shift is far from the block's mean; these cases put it far.
+    from conftest import fsum_mean_var
+
+    rng = np.random.default_rng(7)
+    n = 3 * 8192 + 17
+    if case == "trend":
+        x = np.linspace(0.0, 1e3, n) + 1e5
+    elif case == "outlier_first":
+        x = rng.standard_normal(n) + 3.0
+        x[::8192] = 1e7
+    else:  # shift 1e6 off: without the fallback q cancels ~1e3-fold (measured error 1e-13)
+        x = rng.standard_normal(n) + 1e8
+        for b in range(0, n, 8192):
+            x[b : b + 8] += 1e6
+    mean, var = fsum_mean_var(x)
+    for m in (fm.moments(x), fm.moments(x.reshape(1, -1), axis=1)[0], fm.summarize(x)):
+        assert abs(m.mean - mean) <= 1e-15 * np.abs(x).max()
+        # far_first: two-pass accuracy (measured 3e-15; 1e-13 without the fallback)
+        assert abs(m.var() - var) <= (2e-14 if case == "far_first" else 1e-12) * var
+
+
+@pytest.mark.parametrize("width", [5, 1000])
+def test_column_tiles_fall_back(width):
+    # Over axis 0, tiles after the first are summed in one pass around the
+    # previous tile's column means; steps in the data put that shift far from
+    # the next tile's means (redone in two passes). The error a far shift
+    # causes stays below eps times the step's own share of m2, so this checks
+    # the results, not that the fallback ran.
+    from conftest import fsum_mean_var
+
+    rng = np.random.default_rng(11)
+    n = 200_000 if width == 5 else 2_000
+    x = rng.standard_normal((n, width)) + 1e8
+    x[n // 3 :] += 1e6
+    x[2 * n // 3 :] -= 2e6
+    m = fm.moments(x, axis=0)
+    for j in (0, width // 2, width - 1):
+        mean, var = fsum_mean_var(x[:, j])
+        assert abs(m.mean[j] - mean) <= 1e-15 * np.abs(x[:, j]).max()
+        assert abs(m.var()[j] - var) <= 1e-12 * var

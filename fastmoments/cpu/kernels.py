@@ -77,6 +77,30 @@ _maxnum = _llvm_binary("llvm.maxnum")
 
 @njit(fastmath=_FAST, **_opts)
 def _block_moments(y):
+    """(count, mean, m2) of a block in one pass over it, where that is as
+    accurate as two: the sums are of ``d = v - shift`` with the mean of the
+    first 8 values as the shift, and m2 = q - s*s/n stands when less than half
+    of q cancels (then its error is that of the two-pass algorithm). Far
+    shifts, NaN and infinities take the corrected two-pass algorithm."""
+    n = y.size
+    h = min(n, 8)
+    shift = 0.0
+    for i in range(h):
+        shift += np.float64(y[i])
+    shift /= h
+    s = 0.0
+    q = 0.0
+    for i in range(n):
+        d = np.float64(y[i]) - shift
+        s += d
+        q += d * d
+    if q <= _MAXF and s * s <= 0.5 * n * q:  # False for NaN and Inf
+        return n, shift + s / n, q - s * s / n
+    return _block_moments_two_pass(y)
+
+
+@njit(fastmath=_FAST, **_opts)
+def _block_moments_two_pass(y):
     n = y.size
     s = 0.0
     for i in range(n):
