@@ -248,17 +248,25 @@ def render(data, meta) -> tuple[str, list[tuple[str, bool | None]]]:
                            if rw is not None else "")
                 checks.append((f"{w}: {r['variant']} at {r['frac_bound']:.2f} of the bound "
                                f"(target ≥ {r['target']:.2f}){rw_text}", r["frac_bound"] >= r["target"]))
-    # Flat time per element from 1e6 to 1e8.
-    scal = {r["scaling_n"]: r for w in order for r in groups[w]
-            if r.get("scaling_n") and r["role"] == "fastmoments" and "ns_per_elem" in r}
-    if scal:
+    # Flat time per element from 1e6 to 1e8, from memory ("cold"); "warm" shown too.
+    for mode in ("cold", "warm"):
+        scal = {r["scaling_n"]: r for w in order for r in groups[w]
+                if r.get("scaling_n") and r["role"] == "fastmoments" and "ns_per_elem" in r
+                and r.get("scaling_mode", "warm") == mode}
+        if not scal:
+            continue
         pts = ", ".join(f"1e{len(str(n)) - 1}: {scal[n]['ns_per_elem']:.3f} ns/elem"
                         + (f" ({scal[n]['frac_bound']:.2f} of bound)" if "frac_bound" in scal[n] else "")
                         for n in sorted(scal))
         mid = [scal[n]["ns_per_elem"] for n in sorted(scal) if 10**6 <= n <= 10**8]
         if len(mid) >= 2:
             spread = max(mid) / min(mid) - 1
-            checks.append((f"scaling: {pts}; spread 1e6..1e8 {spread:.0%} (target ≤ 20%)", spread <= 0.20))
+            if mode == "cold":
+                checks.append((f"scaling, data evicted from the caches before each round: {pts}; "
+                               f"spread 1e6..1e8 {spread:.0%} (target ≤ 20%)", spread <= 0.20))
+            else:
+                checks.append((f"scaling, data warm (1e5 and 1e6 fit in L3, so they read faster than "
+                               f"memory; information): {pts}; spread 1e6..1e8 {spread:.0%}", None))
     cold = [r for r in rows if r["role"] == "coldstart"]
     if cold:
         c = cold[0]
@@ -270,7 +278,7 @@ def render(data, meta) -> tuple[str, list[tuple[str, bool | None]]]:
 
     lines += ["", "## Targets of issue 3", ""]
     for text, ok in checks:
-        mark = "met" if ok else "MISSED"
+        mark = "info" if ok is None else ("met" if ok else "MISSED")
         lines.append(f"- [{mark}] {text}")
     lines += [
         "",

@@ -15,6 +15,8 @@ import textwrap
 import numpy as np
 import pytest
 
+import fastmoments as fm
+
 THREADS = [1, 2, 3]  # 3 > cores on the 2-core CI machines: uneven splits too
 
 # Runs in a fresh process: reads inputs.npz, writes every result field to out.npz.
@@ -137,3 +139,17 @@ def test_results_match_numpy(results, inputs):
     np.testing.assert_allclose(r["summarize_each.mean"], [a.mean(dtype=np.float64) for a in each],
                                rtol=1e-12, atol=1e-16)
     np.testing.assert_allclose(r["reduce rows of wide64.m2"], d["wide64"].var() * d["wide64"].size, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [8192 * 5 + 3, 8192 * 100 + 77, 8192 * 700 + 1])
+def test_task_size_does_not_change_results(n):
+    # A single row is cut into smaller tasks than rows of a 2-D array are
+    # (powers of two blocks each, chosen by size); the merge tree, and so every
+    # bit of the result, must not depend on that choice.
+    x = np.random.default_rng(n).standard_normal(n) * 1e3 + 1e6
+    one = fm.moments(x)
+    two = fm.moments(np.stack([x, x[::-1]]), axis=1)
+    assert one.mean.tobytes() == two.mean[0].tobytes()
+    assert one.m2.tobytes() == two.m2[0].tobytes()
+    s_one, s_two = fm.summarize(x), fm.summarize(np.stack([x, x]), axis=1)
+    assert s_one.m2.tobytes() == s_two.m2[0].tobytes()

@@ -494,7 +494,14 @@ def reduce_rows(kind, x, si_out, sf_out):
             _small_rows(kind, x, i0, min(m, i0 + task), si_out, sf_out, i0)
         return si_out, sf_out
     nb = (k + BLOCK - 1) // BLOCK
-    nc = _n_chunks(k)
+    # Blocks per task: CHUNK, or fewer for a single row of under 1024 blocks
+    # so that it still splits into 16 tasks or more (balance on a busy
+    # machine). Any power of two gives the same merge tree, so the results
+    # do not change with it.
+    chunk = CHUNK
+    while m == 1 and chunk > 4 and nb < 16 * chunk:
+        chunk //= 2
+    nc = (nb + chunk - 1) // chunk
     if nc == 1:
         for i in prange(m):
             _row_chunk(kind, x[i], 0, nb, si_out, sf_out, i)
@@ -505,7 +512,7 @@ def reduce_rows(kind, x, si_out, sf_out):
     for t in prange(m * nc):
         i = t // nc
         c = t - i * nc
-        _row_chunk(kind, x[i], c * CHUNK, min(nb, (c + 1) * CHUNK), si_c, sf_c, t)
+        _row_chunk(kind, x[i], c * chunk, min(nb, (c + 1) * chunk), si_c, sf_c, t)
     for i in prange(m):
         _fold_chunks(kind, si_c, sf_c, i * nc, nc, si_out, sf_out, i)
     return si_out, sf_out
