@@ -661,7 +661,7 @@ def short_row_moments(x, mean_out, m2_out):
 # -- columns: reduce the first axis of a C-contiguous (k, m) array ----------------
 
 TILE_COLS = 1024  # columns per tile
-TILE = 4 * BLOCK  # values per tile (256 KiB of float64, in L2): amortizes the per-column merges
+TILE_BYTES = 1 << 18  # bytes per tile (256 KiB, in L2): amortizes the per-column work and merges
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -1003,7 +1003,7 @@ def reduce_cols(kind, x, si_out, sf_out):
             set_empty(kind, si_out, sf_out, j)
         return si_out, sf_out
     w_max = min(m, TILE_COLS)
-    rows_per_tile = max(1, TILE // w_max)
+    rows_per_tile = max(1, TILE_BYTES // (w_max * x.itemsize))
     n_tiles = (k + rows_per_tile - 1) // rows_per_tile
     n_chunks = (n_tiles + CHUNK - 1) // CHUNK
     n_colblocks = (m + w_max - 1) // w_max
