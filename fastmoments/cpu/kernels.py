@@ -8,8 +8,9 @@ and n_zero. Integer fields live in ``si[field]`` (int64), float fields in
     sf: 0 mean,  1 m2,          2 min,   3 max
 
 Work is split into fixed blocks of ``BLOCK`` contiguous values. Each block is
-reduced with the corrected two-pass algorithm while it sits in cache (so the
-data is read from memory once); block states are merged with the pairwise
+summed in one pass around a shift near its mean, or, where that would cancel
+digits (checked), with the corrected two-pass algorithm while it sits in
+cache: the data is read from memory once. Block states are merged with the pairwise
 formula of Chan, Golub & LeVeque in a fixed binary tree (a carry stack). The
 partition and the tree depend only on the input's shape, never on the thread
 count, so results are bit-identical for any number of threads.
