@@ -36,10 +36,11 @@ class _State:
     def _wrap(cls, fields):
         """Build from backend arrays we own, skipping validation and copies."""
         self = object.__new__(cls)
+        set_field = object.__setattr__
         for name, arr in zip(cls._fields, fields):
-            if isinstance(arr, np.ndarray) and arr.flags.writeable:
-                arr.flags.writeable = False
-            object.__setattr__(self, name, arr)
+            if type(arr) is np.ndarray:  # CuPy arrays have no read-only flag
+                arr.flags.writeable = False  # a no-op on our own views, which are read-only already
+            set_field(self, name, arr)
         return self
 
     @classmethod

@@ -62,11 +62,11 @@ def _unpack(kind, si, sf, shape):
     # Fields are views of these two arrays; freezing them freezes the views.
     si.flags.writeable = False
     sf.flags.writeable = False
+    si = si.reshape(si.shape[:1] + shape)
+    sf = sf.reshape(sf.shape[:1] + shape)
     if kind == K.SUMMARY:
-        fields = (si[0], sf[0], sf[1], sf[2], sf[3], si[1], si[2])
-    else:
-        fields = (si[0], sf[0], sf[1])
-    return tuple(f.reshape(shape) for f in fields)
+        return (si[0], sf[0], sf[1], sf[2], sf[3], si[1], si[2])
+    return (si[0], sf[0], sf[1])
 
 
 def _elementwise(kind, x):
