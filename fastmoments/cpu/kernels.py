@@ -739,8 +739,6 @@ def _tile_moments_dense(x, r0, r1, c0, w, s, c, q, mean_out, m2_out):
     """
     for j in range(w):
         s[j] = 0.0
-        c[j] = 0.0
-        q[j] = 0.0
     r = r0
     while r + 4 <= r1:
         a, b, e, f = x[r, c0 : c0 + w], x[r + 1, c0 : c0 + w], x[r + 2, c0 : c0 + w], x[r + 3, c0 : c0 + w]
@@ -754,24 +752,9 @@ def _tile_moments_dense(x, r0, r1, c0, w, s, c, q, mean_out, m2_out):
     inv = 1.0 / (r1 - r0)
     for j in range(w):
         s[j] *= inv
-    r = r0
-    while r + 4 <= r1:
-        a, b, e, f = x[r, c0 : c0 + w], x[r + 1, c0 : c0 + w], x[r + 2, c0 : c0 + w], x[r + 3, c0 : c0 + w]
-        for j in range(w):
-            mean = s[j]
-            d0 = np.float64(a[j]) - mean
-            d1 = np.float64(b[j]) - mean
-            d2 = np.float64(e[j]) - mean
-            d3 = np.float64(f[j]) - mean
-            c[j] += (d0 + d1) + (d2 + d3)
-            q[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-        r += 4
-    for rr in range(r, r1):
-        a = x[rr, c0 : c0 + w]
-        for j in range(w):
-            d = np.float64(a[j]) - s[j]
-            c[j] += d
-            q[j] += d * d
+    # Second pass: deviations from the first pass's means (its rounding error
+    # is what c corrects).
+    _tile_moments_shifted(x, r0, r1, c0, w, s, c, q)
     for j in range(w):
         mean = s[j]
         finite = abs(mean) <= _MAXF
