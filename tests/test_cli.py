@@ -398,7 +398,7 @@ def _peak_rss(argv):
 
 
 def test_memory_bound_on_a_large_npy(tmp_path):
-    """A 320 MB .npy with 8 MB chunks keeps the peak RSS under 2 x 8 MB + 200 MB."""
+    """A 320 MB .npy with 8 MB chunks peaks within 2 x 8 MB + 32 MB of a 10 MB file's run."""
     rows, cols = 10_000_000, 4  # 320 MB of float64
     p = tmp_path / "big.npy"
     x = np.lib.format.open_memmap(p, mode="w+", dtype=np.float64, shape=(rows, cols))
@@ -421,11 +421,16 @@ def test_memory_bound_on_a_large_npy(tmp_path):
     # full chunks, the serial ones for the last): a cold compile is not what
     # the bound is about.
     np.save(tmp_path / "small.npy", RNG.normal(size=(300_000, cols)))
-    _peak_rss([*_exe(), "describe", str(tmp_path / "small.npy"), "--json",
-               "--chunk-size", str(chunk)])
+    small = [*_exe(), "describe", str(tmp_path / "small.npy"), "--json", "--chunk-size", str(chunk)]
+    _peak_rss(small)
+    # The baseline: the same process on a 10 MB file (Python, NumPy, Numba and
+    # its loaded kernels, one chunk): ~167 MiB here, but it moves with Numba's
+    # code footprint, so the bound is relative to it.
+    _, base = _peak_rss(small)
     out, peak = _peak_rss([*_exe(), "describe", str(p), "--json", "--chunk-size", str(chunk)])
     assert_matches(json.loads(out), ref, [str(i) for i in range(cols)])
-    bound = 2 * chunk + 200 * 1024 * 1024
-    assert peak < bound, f"peak RSS {peak / 2**20:.0f} MiB >= {bound / 2**20:.0f} MiB"
-    # the bound means something: reading the whole file would pass it
-    assert p.stat().st_size > bound
+    bound = base + 2 * chunk + 32 * 1024 * 1024
+    assert peak < bound, f"peak RSS {peak / 2**20:.0f} MiB >= {bound / 2**20:.0f} MiB (baseline {base / 2**20:.0f})"
+    assert peak < 2 * chunk + 300 * 1024 * 1024, f"peak RSS {peak / 2**20:.0f} MiB"
+    # the bound means something: holding the whole file would exceed it
+    assert p.stat().st_size > bound - base
