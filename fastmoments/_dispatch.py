@@ -57,7 +57,9 @@ def backend_for(*values):
     """
     gpu = cpu = False
     for v in values:
-        if is_gpu_array(v):
+        if type(v) is np.ndarray:
+            cpu = True
+        elif is_gpu_array(v):
             gpu = True
         elif isinstance(v, np.ndarray):
             cpu = True

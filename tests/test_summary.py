@@ -112,7 +112,8 @@ def test_summary_from_fields_roundtrip(rng):
         fm.Summary.from_fields(count=[1])
 
 
-@pytest.mark.parametrize("case", ["offset", "trend", "outlier_first", "far_first", "zeros"])
+@pytest.mark.parametrize("case", ["offset", "trend", "outlier_first", "far_first", "zeros",
+                                  "signed_zeros"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_summary_accuracy_finite(rng, case, dtype):
     # All-finite blocks take a one-pass shifted-sums path (shift: the mean of
@@ -132,6 +133,11 @@ def test_summary_accuracy_finite(rng, case, dtype):
         x = rng.standard_normal(n) + 1e6
         for b in range(0, n, 8192):
             x[b : b + 8] += 1e5
+    elif case == "signed_zeros":  # zeros are counted only in blocks whose range holds 0
+        x = rng.random(n) + 0.5
+        x[8192 + 5] = -0.0  # the only zero of its block, below all of it
+        x[2 * 8192 + 100 : 2 * 8192 + 103] = [0.0, -0.0, 0.0]
+        x[3 * 8192 + 3] = -1.0  # last block: a range holding 0 but no zero
     else:
         x = np.where(rng.random(n) < 0.5, 0.0, rng.standard_normal(n))
     x = x.astype(dtype)

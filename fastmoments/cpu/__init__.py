@@ -44,8 +44,14 @@ def _run(kernel, kind, n, *args):
     return si, sf
 
 
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
 def asarray(x) -> np.ndarray:
     """A NumPy array of a dtype the kernels read; never modifies ``x``."""
+    if type(x) is np.ndarray and (x.dtype is _F32 or x.dtype is _F64):
+        return x  # the common case, without the checks below (summarize_each: per array)
     a = np.asarray(x)
     check_dtype(a.dtype)
     if not a.dtype.isnative:
@@ -144,21 +150,22 @@ def summarize(x, axes):
     return _reduce_data(K.SUMMARY, x, axes)
 
 
+def _readable(a):
+    """``a`` as a C-contiguous float32 or float64 array (a copy only if needed)."""
+    dt = a.dtype
+    if dt is not _F64 and dt is not _F32 and dt != _F64 and dt != _F32:
+        a = a.astype(np.float64 if dt.itemsize > 4 or dt.kind != "f" else np.float32)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
 def summarize_each(arrays):
-    keep = []  # holds converted copies alive while the kernel reads them by address
-    n = len(arrays)
-    addresses = np.empty(n, np.intp)
-    sizes = np.empty(n, np.int64)
-    codes = np.empty(n, np.int8)
-    for i, a in enumerate(arrays):
-        if a.dtype != np.float64 and a.dtype != np.float32:
-            a = a.astype(np.float64 if a.dtype.itemsize > 4 or a.dtype.kind != "f" else np.float32)
-        if not a.flags.c_contiguous:
-            a = np.ascontiguousarray(a)
-        keep.append(a)
-        addresses[i] = a.__array_interface__["data"][0]
-        sizes[i] = a.size
-        codes[i] = a.dtype == np.float64
+    # Per array this costs ~1 us of Python: K.address takes 0.5 us where
+    # __array_interface__ took 3.4, which was most of the call for ResNet-50.
+    keep = [_readable(a) for a in arrays]  # alive while the kernel reads them by address
+    n = len(keep)
+    addresses = np.array([K.address(a) for a in keep], np.intp)
+    sizes = np.array([a.size for a in keep], np.int64)
+    codes = np.array([a.itemsize == 8 for a in keep], np.int8)
     reduce_table = K.reduce_table if int(sizes.sum()) >= PARALLEL_MIN_EACH else K.reduce_table_serial
     si, sf = _run(reduce_table, K.SUMMARY, n, addresses, sizes, codes, numba.get_num_threads())
     del keep

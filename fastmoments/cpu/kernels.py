@@ -46,8 +46,10 @@ _FAST = {"reassoc", "contract"}
 _opts = dict(cache=True, nogil=True, error_model="numpy")
 
 
-def _llvm_binary(name):
-    """A same-typed (a, b) -> a LLVM float intrinsic as a Numba function."""
+def _llvm_binary(name, flags=()):
+    """A same-typed (a, b) -> a LLVM float intrinsic as a Numba function,
+    called with the fast-math ``flags`` given (Numba's own apply only to its
+    instructions, never to an intrinsic's call)."""
 
     @intrinsic
     def call(typingctx, a, b):
@@ -60,7 +62,7 @@ def _llvm_binary(name):
         def codegen(context, builder, signature, args):
             fnty = ir.FunctionType(lltype, [lltype, lltype])
             fn = cgutils.get_or_insert_function(builder.module, fnty, f"{name}.{suffix}")
-            return builder.call(fn, args)
+            return builder.call(fn, args, fastmath=flags)
 
         return sig, codegen
 
@@ -71,6 +73,11 @@ def _llvm_binary(name):
 # compare-and-select that Python's min() becomes (measured: 10x per block).
 _minnum = _llvm_binary("llvm.minnum")
 _maxnum = _llvm_binary("llvm.maxnum")
+# For values known to be finite: without NaN to propagate, and free to return
+# either zero of min(-0.0, +0.0), a reduction is one vminps/vmaxps per vector
+# (measured in cache: 3x faster than the above for float32 and float64).
+_minnum_finite = _llvm_binary("llvm.minnum", ("nnan", "nsz"))
+_maxnum_finite = _llvm_binary("llvm.maxnum", ("nnan", "nsz"))
 
 
 # -- one block, in cache ---------------------------------------------------------
@@ -192,41 +199,94 @@ def _finite_max(y):
 
 
 @njit(fastmath=_FAST, **_opts)
-def _plain_min_max(y):
+def _finite_min_max(y):
+    """Min and max of a block proven finite (see _block_summary). Which zero
+    stands for a minimum or maximum of 0 is unspecified, as in NumPy's SIMD
+    loops."""
     lo = _lane(y, _INF)
     hi = _lane(y, -_INF)
     for i in range(y.size):
         v = _lane(y, y[i])
-        lo = _minnum(lo, v)
-        hi = _maxnum(hi, v)
+        lo = _minnum_finite(lo, v)
+        hi = _maxnum_finite(hi, v)
     return np.float64(lo), np.float64(hi)
+
+
+def _tally(y, k):
+    """``k`` in the type zeros of ``y`` are counted in, per vector lane:
+    float32 for float32 data (eight lanes, exact up to 2**24), int32 otherwise
+    (measured fastest for float64 data)."""
+
+
+@overload(_tally)
+def _tally_impl(y, k):
+    if y.dtype == types.float32:
+        return lambda y, k: np.float32(k)
+    return lambda y, k: np.int32(k)
+
+
+@njit(fastmath=_FAST, **_opts)
+def _count_zeros(y):
+    # Beside the min/max LLVM does not vectorize this loop at all.
+    z = _lane(y, 0.0)
+    zero = _tally(y, 0)
+    one = _tally(y, 1)
+    nz = zero
+    for i in range(y.size):
+        nz += one if _lane(y, y[i]) == z else zero
+    return int(nz)
 
 
 @njit(fastmath=_FAST, **_opts)
 def _shifted_sums(y, shift):
     s = 0.0
     q = 0.0
-    nz = 0.0
+    for i in range(y.size):
+        d = np.float64(y[i]) - shift
+        s += d
+        q += d * d
+    return s, q
+
+
+@njit(fastmath=_FAST, **_opts)
+def _shifted_sums_zeros(y, shift):
+    s = 0.0
+    q = 0.0
+    nz = 0
     for i in range(y.size):
         v = np.float64(y[i])
         d = v - shift
         s += d
         q += d * d
-        nz += 1.0 if v == 0.0 else 0.0
+        nz += 1 if v == 0.0 else 0
     return s, q, nz
+
+
+def _zeros_apart(y):
+    """Whether zeros of ``y`` are counted in a loop of their own (float32:
+    0.13 + 0.06 ns per value in cache, against 0.31 in the sums' loop) or in
+    the sums' loop (float64: 0.17 there, against 0.16 + 0.10 apart)."""
+
+
+@overload(_zeros_apart)
+def _zeros_apart_impl(y):
+    apart = y.dtype == types.float32
+    return lambda y: apart
 
 
 @njit(fastmath=_FAST, **_opts)
 def _block_summary(y):
-    """Summary of a block in two passes over it (sums, then min and max; LLVM
-    vectorizes min/max reductions only in a loop of their own).
+    """Summary of a block (at most 2**24 values) in vectorized passes over it
+    while it sits in cache: the sums, the min and max, and for float32 the
+    zeros (see _zeros_apart). Min and max need a loop of their own: LLVM
+    vectorizes them with nothing else.
 
     The sums are taken of ``d = v - shift``, with the mean of the block's
     first 8 values as the shift: m2 = q - s*s/n then keeps the digits of the
     two-pass algorithm as long as less than half of q cancels, which is
     checked; otherwise a second pass around the mean found redoes m2. A finite
-    q proves every value finite, so no loop needs a mask (measured in cache,
-    float32: 0.64 -> 0.45 ns per value against four passes).
+    q proves every value finite, so no later loop needs a mask or NaN checks.
+    Zeros are counted only where the range holds 0.
     """
     n = y.size
     h = min(n, 8)
@@ -236,20 +296,26 @@ def _block_summary(y):
     shift /= h
     if not (abs(shift) <= _MAXF):
         return _block_summary_masked(y)
-    s, q, nz = _shifted_sums(y, shift)
+    if _zeros_apart(y):
+        s, q = _shifted_sums(y, shift)
+        nz = -1
+    else:
+        s, q, nz = _shifted_sums_zeros(y, shift)
     if not (q <= _MAXF):  # a NaN or an infinity, or squares beyond the range
         return _block_summary_masked(y)
-    lo, hi = _plain_min_max(y)
+    lo, hi = _finite_min_max(y)
+    if nz < 0:
+        nz = _count_zeros(y) if lo <= 0.0 <= hi else 0
     mean = shift + s / n
     if s * s <= 0.5 * n * q:
-        return n, mean, q - s * s / n, lo, hi, 0, int(nz)
+        return n, mean, q - s * s / n, lo, hi, 0, nz
     c = 0.0
     m2 = 0.0
     for i in range(n):
         d = y[i] - mean
         c += d
         m2 += d * d
-    return n, mean + c / n, m2 - c * c / n, lo, hi, 0, int(nz)
+    return n, mean + c / n, m2 - c * c / n, lo, hi, 0, nz
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -1017,6 +1083,12 @@ def _as_voidptr(typingctx, address):
         return builder.inttoptr(args[0], cgutils.voidptr_t)
 
     return sig, codegen
+
+
+@njit(**_opts)
+def address(a):
+    """The address of ``a``'s first element."""
+    return a.ctypes.data
 
 
 @njit(**_opts)
