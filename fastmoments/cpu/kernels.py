@@ -580,6 +580,10 @@ def reduce_rows(kind, x, si_out, sf_out):
         i = t // nc
         c = t - i * nc
         _row_chunk(kind, x[i], c * chunk, min(nb, (c + 1) * chunk), si_c, sf_c, t)
+    if m * nc < 4096:  # a second parallel region would cost more than the fold
+        for i in range(m):
+            _fold_chunks(kind, si_c, sf_c, i * nc, nc, si_out, sf_out, i)
+        return si_out, sf_out
     for i in prange(m):
         _fold_chunks(kind, si_c, sf_c, i * nc, nc, si_out, sf_out, i)
     return si_out, sf_out
@@ -1159,6 +1163,10 @@ def reduce_table(kind, addresses, sizes, codes, n_threads, si_out, sf_out):
         c = t - first[a]
         _table_chunk(kind, addresses[a], size, codes[a], c * CHUNK,
                      min(nb, (c + 1) * CHUNK), si_c, sf_c, t)
+    if total < 4096:  # as in reduce_rows
+        for a in range(n):
+            _fold_chunks(kind, si_c, sf_c, first[a], first[a + 1] - first[a], si_out, sf_out, a)
+        return si_out, sf_out
     for a in prange(n):
         _fold_chunks(kind, si_c, sf_c, first[a], first[a + 1] - first[a], si_out, sf_out, a)
     return si_out, sf_out
