@@ -132,7 +132,7 @@ def test_one_pass_blocks_fall_back(case):
     from conftest import fsum_mean_var
 
     rng = np.random.default_rng(7)
-    n = 3 * 8192 + 17
+    n = 9 * 8192 + 17  # two groups of four blocks read together, one block alone, a partial one
     if case == "trend":
         x = np.linspace(0.0, 1e3, n) + 1e5
     elif case == "outlier_first":

@@ -121,7 +121,7 @@ def test_summary_accuracy_finite(rng, case, dtype):
     # far from the block's mean. Each case is checked against math.fsum.
     from conftest import fsum_mean_var
 
-    n = 3 * 8192 + 17
+    n = 9 * 8192 + 17  # two groups of four blocks read together, one block alone, a partial one
     if case == "offset":  # shift close to the mean: the one-pass result stands
         x = rng.standard_normal(n) + 1e4
     elif case == "trend":  # first values far below each block's mean: fallback
@@ -137,7 +137,8 @@ def test_summary_accuracy_finite(rng, case, dtype):
         x = rng.random(n) + 0.5
         x[8192 + 5] = -0.0  # the only zero of its block, below all of it
         x[2 * 8192 + 100 : 2 * 8192 + 103] = [0.0, -0.0, 0.0]
-        x[3 * 8192 + 3] = -1.0  # last block: a range holding 0 but no zero
+        x[3 * 8192 + 3] = -1.0  # a range holding 0 but no zero
+        x[8 * 8192 + 7] = 0.0  # the block after the groups
     else:
         x = np.where(rng.random(n) < 0.5, 0.0, rng.standard_normal(n))
     x = x.astype(dtype)

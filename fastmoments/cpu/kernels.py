@@ -84,24 +84,30 @@ _maxnum_finite = _llvm_binary("llvm.maxnum", ("nnan", "nsz"))
 
 
 @njit(fastmath=_FAST, **_opts)
+def _shift(y):
+    """The mean of the first 8 values of ``y``: the shift of its one-pass sums."""
+    h = min(y.size, 8)
+    shift = 0.0
+    for i in range(h):
+        shift += np.float64(y[i])
+    return shift / h
+
+
+@njit(fastmath=_FAST, **_opts)
 def _block_moments(y):
     """(count, mean, m2) of a block in one pass over it, where that is as
     accurate as two: the sums are of ``d = v - shift`` with the mean of the
     first 8 values as the shift, and m2 = q - s*s/n stands when less than half
     of q cancels (then its error is that of the two-pass algorithm). Far
     shifts, NaN and infinities take the corrected two-pass algorithm."""
+    shift = _shift(y)
+    s, q = _shifted_sums(y, shift)
+    return _moments_from_sums(y, shift, s, q)
+
+
+@njit(fastmath=_FAST, **_opts)
+def _moments_from_sums(y, shift, s, q):
     n = y.size
-    h = min(n, 8)
-    shift = 0.0
-    for i in range(h):
-        shift += np.float64(y[i])
-    shift /= h
-    s = 0.0
-    q = 0.0
-    for i in range(n):
-        d = np.float64(y[i]) - shift
-        s += d
-        q += d * d
     if q <= _MAXF and s * s <= 0.5 * n * q:  # False for NaN and Inf
         return n, shift + s / n, q - s * s / n
     return _block_moments_two_pass(y)
@@ -288,19 +294,19 @@ def _block_summary(y):
     q proves every value finite, so no later loop needs a mask or NaN checks.
     Zeros are counted only where the range holds 0.
     """
-    n = y.size
-    h = min(n, 8)
-    shift = 0.0
-    for i in range(h):
-        shift += np.float64(y[i])
-    shift /= h
-    if not (abs(shift) <= _MAXF):
-        return _block_summary_masked(y)
+    shift = _shift(y)
     if _zeros_apart(y):
         s, q = _shifted_sums(y, shift)
         nz = -1
     else:
         s, q, nz = _shifted_sums_zeros(y, shift)
+    return _summary_from_sums(y, shift, s, q, nz)
+
+
+@njit(fastmath=_FAST, **_opts)
+def _summary_from_sums(y, shift, s, q, nz):
+    """A block's summary from its shifted sums; ``nz`` < 0: zeros not counted yet."""
+    n = y.size
     if not (q <= _MAXF):  # a NaN or an infinity, or squares beyond the range
         return _block_summary_masked(y)
     lo, hi = _finite_min_max(y)
@@ -348,25 +354,89 @@ def _block_summary_masked(y):
 
 
 @njit(**_opts)
+def _put(si, sf, j, n, mean, m2):
+    si[0, j] = n
+    sf[0, j] = mean
+    sf[1, j] = m2
+
+
+@njit(**_opts)
+def _put_summary(si, sf, j, n, mean, m2, lo, hi, nnf, nz):
+    _put(si, sf, j, n, mean, m2)
+    si[1, j] = nnf
+    si[2, j] = nz
+    sf[2, j] = lo
+    sf[3, j] = hi
+
+
+@njit(**_opts)
 def block_state(kind, y, si, sf, j):
     """Reduce the 1-D contiguous block ``y`` into state slot ``j``."""
     if kind == SUMMARY:
         n, mean, m2, lo, hi, nnf, nz = _block_summary(y)
-        si[0, j] = n
-        si[1, j] = nnf
-        si[2, j] = nz
-        sf[0, j] = mean
-        sf[1, j] = m2
-        sf[2, j] = lo
-        sf[3, j] = hi
-        return
-    if kind == MOMENTS:
+        _put_summary(si, sf, j, n, mean, m2, lo, hi, nnf, nz)
+    elif kind == MOMENTS:
         n, mean, m2 = _block_moments(y)
+        _put(si, sf, j, n, mean, m2)
     else:
         n, mean, m2 = _block_moments_skipna(y)
-    si[0, j] = n
-    sf[0, j] = mean
-    sf[1, j] = m2
+        _put(si, sf, j, n, mean, m2)
+
+
+# -- four blocks at once ------------------------------------------------------------
+# A core reading one block at a time keeps too few cache misses in flight for
+# the memory's bandwidth: four adjacent blocks read in one loop are four
+# streams for the hardware prefetchers (measured, sums of 200 MB on 2 threads:
+# 0.78-0.85 -> 1.04-1.11 of a one-stream parallel sum for float32, 0.95-0.98 ->
+# 1.13-1.16 for float64). Groups start at block indices divisible by GROUP and
+# tasks hold a multiple of GROUP blocks, so which blocks form a group, and
+# every result, depend on the shape alone.
+
+GROUP = 4
+
+
+@njit(fastmath=_FAST, **_opts)
+def _shifted_sums4(y0, y1, y2, y3, k0, k1, k2, k3, out):
+    """_shifted_sums of four equally long blocks in one loop, into ``out[0:8]``."""
+    s0 = q0 = s1 = q1 = s2 = q2 = s3 = q3 = 0.0
+    for i in range(y0.size):
+        d0 = np.float64(y0[i]) - k0
+        d1 = np.float64(y1[i]) - k1
+        d2 = np.float64(y2[i]) - k2
+        d3 = np.float64(y3[i]) - k3
+        s0 += d0
+        q0 += d0 * d0
+        s1 += d1
+        q1 += d1 * d1
+        s2 += d2
+        q2 += d2 * d2
+        s3 += d3
+        q3 += d3 * d3
+    out[0], out[1], out[2], out[3] = s0, q0, s1, q1
+    out[4], out[5], out[6], out[7] = s2, q2, s3, q3
+
+
+@njit(**_opts)
+def group_states(kind, y, b, si, sf):
+    """States of the GROUP full blocks from block ``b`` of ``y`` (kind MOMENTS
+    or SUMMARY) into slots 0..GROUP-1; each as block_state's, but for the
+    order of its sums."""
+    ys = (y[b * BLOCK : (b + 1) * BLOCK], y[(b + 1) * BLOCK : (b + 2) * BLOCK],
+          y[(b + 2) * BLOCK : (b + 3) * BLOCK], y[(b + 3) * BLOCK : (b + 4) * BLOCK])
+    shifts = np.empty(GROUP)
+    sums = np.empty(2 * GROUP)
+    for i in range(GROUP):
+        shifts[i] = _shift(ys[i])
+    _shifted_sums4(ys[0], ys[1], ys[2], ys[3], shifts[0], shifts[1], shifts[2], shifts[3], sums)
+    for i in range(GROUP):
+        s = sums[2 * i]
+        q = sums[2 * i + 1]
+        if kind == SUMMARY:
+            n, mean, m2, lo, hi, nnf, nz = _summary_from_sums(ys[i], shifts[i], s, q, -1)
+            _put_summary(si, sf, i, n, mean, m2, lo, hi, nnf, nz)
+        else:
+            n, mean, m2 = _moments_from_sums(ys[i], shifts[i], s, q)
+            _put(si, sf, i, n, mean, m2)
 
 
 # -- merging states ----------------------------------------------------------------
@@ -478,10 +548,22 @@ def _row_chunk(kind, y, b0, b1, si_out, sf_out, o):
         return
     si = np.empty((N_INT, STACK), np.int64)
     sf = np.empty((N_FLOAT, STACK), np.float64)
+    gi = np.empty((N_INT, GROUP), np.int64)
+    gf = np.empty((N_FLOAT, GROUP), np.float64)
+    full = y.size // BLOCK
     top = 0
-    for b in range(b0, b1):
-        block_state(kind, y[b * BLOCK : min(y.size, (b + 1) * BLOCK)], si, sf, top)
-        top = carry_push(kind, si, sf, top, b - b0)
+    b = b0
+    while b < b1:
+        if kind != MOMENTS_SKIPNA and b % GROUP == 0 and b + GROUP <= min(b1, full):
+            group_states(kind, y, b, gi, gf)
+            for i in range(GROUP):
+                copy_slot(gi, gf, i, si, sf, top)
+                top = carry_push(kind, si, sf, top, b + i - b0)
+            b += GROUP
+        else:
+            block_state(kind, y[b * BLOCK : min(y.size, (b + 1) * BLOCK)], si, sf, top)
+            top = carry_push(kind, si, sf, top, b - b0)
+            b += 1
     carry_finish(kind, si, sf, top)
     copy_slot(si, sf, 0, si_out, sf_out, o)
 
@@ -566,7 +648,7 @@ def reduce_rows(kind, x, si_out, sf_out):
     # machine). Any power of two gives the same merge tree, so the results
     # do not change with it.
     chunk = CHUNK
-    while m == 1 and chunk > 4 and nb < 16 * chunk:
+    while m == 1 and chunk > GROUP and nb < 16 * chunk:
         chunk //= 2
     nc = (nb + chunk - 1) // chunk
     if nc == 1:
@@ -805,17 +887,18 @@ def _tile_moments_dense(x, r0, r1, c0, w, s, c, q, mean_out, m2_out):
 
     Four rows per step: the per-column accumulators are loaded and stored once
     per four rows instead of once per row (measured in cache: 0.55 -> 0.32 ns
-    per value). ``s``, ``c`` and ``q`` are workspaces of at least ``w`` values.
+    per value). The four are a quarter of the tile apart, so that the tile is
+    read as four streams (see GROUP). ``s``, ``c`` and ``q`` are workspaces of
+    at least ``w`` values.
     """
     for j in range(w):
         s[j] = 0.0
-    r = r0
-    while r + 4 <= r1:
-        a, b, e, f = x[r, c0 : c0 + w], x[r + 1, c0 : c0 + w], x[r + 2, c0 : c0 + w], x[r + 3, c0 : c0 + w]
+    h = (r1 - r0) // 4
+    for r in range(r0, r0 + h):
+        a, b, e, f = x[r, c0 : c0 + w], x[r + h, c0 : c0 + w], x[r + 2 * h, c0 : c0 + w], x[r + 3 * h, c0 : c0 + w]
         for j in range(w):
             s[j] += (np.float64(a[j]) + np.float64(b[j])) + (np.float64(e[j]) + np.float64(f[j]))
-        r += 4
-    for rr in range(r, r1):
+    for rr in range(r0 + 4 * h, r1):
         a = x[rr, c0 : c0 + w]
         for j in range(w):
             s[j] += np.float64(a[j])
@@ -844,9 +927,9 @@ def _tile_moments_shifted(x, r0, r1, c0, w, shift, s, q):
     for j in range(w):
         s[j] = 0.0
         q[j] = 0.0
-    r = r0
-    while r + 4 <= r1:
-        a, b, e, f = x[r, c0 : c0 + w], x[r + 1, c0 : c0 + w], x[r + 2, c0 : c0 + w], x[r + 3, c0 : c0 + w]
+    h = (r1 - r0) // 4
+    for r in range(r0, r0 + h):
+        a, b, e, f = x[r, c0 : c0 + w], x[r + h, c0 : c0 + w], x[r + 2 * h, c0 : c0 + w], x[r + 3 * h, c0 : c0 + w]
         for j in range(w):
             k = shift[j]
             d0 = np.float64(a[j]) - k
@@ -855,8 +938,7 @@ def _tile_moments_shifted(x, r0, r1, c0, w, shift, s, q):
             d3 = np.float64(f[j]) - k
             s[j] += (d0 + d1) + (d2 + d3)
             q[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-        r += 4
-    for rr in range(r, r1):
+    for rr in range(r0 + 4 * h, r1):
         a = x[rr, c0 : c0 + w]
         for j in range(w):
             d = np.float64(a[j]) - shift[j]
