@@ -47,25 +47,65 @@ def timing(request) -> bool:
 
 # -- the streaming bounds -----------------------------------------------------------
 
-_CHUNK = 1 << 16  # elements per parallel task of the bound kernels
+_CHUNK = 1 << 16  # elements per parallel task of the merge bound
+_SEG_BYTES = 1 << 16  # bytes per stream segment of the read bounds
+
+
+@njit(fastmath=True, cache=True)
+def _sum(y):
+    s = y.dtype.type(0)
+    for i in range(y.size):
+        s += y[i]
+    return s
+
+
+@njit(fastmath=True, cache=True)
+def _sum4(a, b, c, d):
+    s0 = s1 = s2 = s3 = a.dtype.type(0)
+    for i in range(a.size):
+        s0 += a[i]
+        s1 += b[i]
+        s2 += c[i]
+        s3 += d[i]
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(fastmath=True, cache=True)
+def _read_range(x, g0, g1, seg):
+    """Sum of groups g0..g1 of ``x``: each group is four adjacent segments of
+    ``seg`` values, read in one loop as four streams."""
+    s = 0.0
+    for g in range(g0, g1):
+        o = g * 4 * seg
+        s += _sum4(x[o : o + seg], x[o + seg : o + 2 * seg], x[o + 2 * seg : o + 3 * seg], x[o + 3 * seg : o + 4 * seg])
+    return s
+
+
+@njit(cache=True)
+def _read_plan(n, itemsize):
+    """(values per segment, groups, groups per task, tasks) for reading ``n`` values."""
+    seg = max(1, _SEG_BYTES // itemsize)
+    ng = n // (4 * seg)
+    per_task = max(1, min(8, ng // 16))  # at least 16 tasks where there are 16 groups
+    return seg, ng, per_task, (ng + per_task - 1) // per_task
 
 
 @njit(parallel=True, fastmath=True, cache=True)
 def stream_sum(x):
     """Sum of a contiguous 1-D array: one read of its bytes at full speed.
 
-    The inner loop runs over a slice with a non-negative index so that LLVM
-    vectorizes it; the accumulator has the input's dtype (the cheapest read).
+    A core reading one stream keeps too few cache misses in flight to reach the
+    memory's bandwidth: each task reads four adjacent 64 KiB segments in one
+    loop, four streams for the hardware prefetchers (measured at 400 MB on 2
+    threads: 7-16% faster than one stream). The inner loops run over slices
+    with a non-negative index so that LLVM vectorizes them; the accumulators
+    have the input's dtype (the cheapest read).
     """
-    n = x.size
-    nchunk = (n + _CHUNK - 1) // _CHUNK
-    parts = np.zeros(max(nchunk, 1))
-    for c in prange(nchunk):
-        y = x[c * _CHUNK : min((c + 1) * _CHUNK, n)]
-        s = y.dtype.type(0)
-        for i in range(y.size):
-            s += y[i]
-        parts[c] = s
+    seg, ng, per_task, nt = _read_plan(x.size, x.itemsize)
+    parts = np.zeros(nt + 1)
+    for t in prange(nt):
+        parts[t] = _read_range(x, t * per_task, min(ng, (t + 1) * per_task), seg)
+    parts[nt] = _sum(x[ng * 4 * seg :])
     return parts.sum()
 
 
@@ -100,20 +140,22 @@ def stream_merge9(n1, m1, q1, n2, m2, q2):
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _read_write_into(x, out_a, out_b):
-    n = x.size
+    seg, ng, per_task, nt = _read_plan(x.size, x.itemsize)
     m = out_a.size
-    nchunk = max(1, (n + _CHUNK - 1) // _CHUNK)
-    for c in prange(nchunk):
-        y = x[c * _CHUNK : min((c + 1) * _CHUNK, n)]
-        s = y.dtype.type(0)
-        for i in range(y.size):
-            s += y[i]
-        # This chunk's share of the outputs, so reads and writes stream together.
-        a = out_a[c * m // nchunk : (c + 1) * m // nchunk]
-        b = out_b[c * m // nchunk : (c + 1) * m // nchunk]
+    parts = np.zeros(nt + 1)
+    for t in prange(nt + 1):
+        if t < nt:
+            s = _read_range(x, t * per_task, min(ng, (t + 1) * per_task), seg)
+        else:
+            s = _sum(x[ng * 4 * seg :])
+        parts[t] = s
+        # This task's share of the outputs, so reads and writes stream together.
+        a = out_a[t * m // (nt + 1) : (t + 1) * m // (nt + 1)]
+        b = out_b[t * m // (nt + 1) : (t + 1) * m // (nt + 1)]
         for j in range(a.size):
             a[j] = s
             b[j] = s
+    return parts.sum()
 
 
 def stream_read_write(x, n_out):
