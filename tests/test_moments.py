@@ -159,3 +159,30 @@ def test_short_rows(rng, k, dtype):
             ms = fm.moments(y, axis=1)
             np.testing.assert_equal(ms.mean[1:4], y[1:4].mean(axis=1))
             np.testing.assert_equal(ms.var()[1:4], y[1:4].var(axis=1))
+
+
+@pytest.mark.parametrize("k", [100, 1000, 8192])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_of_one_block(rng, k, dtype):
+    # Rows of 65..8192 values are one block each, reduced four at a time (rows a
+    # quarter of a task apart, read in one loop) but for the rows after the last
+    # whole task. Some rows start far from their mean, which sends their
+    # one-pass sums to the two-pass fallback inside those quartets.
+    from conftest import exact_mean_var
+
+    m_rows = 4 * ((1 << 16) // (k * np.dtype(dtype).itemsize) + 1) * 3 + 5  # 3 tasks and 5 more rows
+    x = rng.standard_normal((m_rows, k)) * 7 + 1e6
+    x[::3, :8] += 1e5
+    x[1::4, 5] = 0.0
+    x = x.astype(dtype)
+    m = check(x, axis=1)
+    s = fm.summarize(x, axis=1)
+    y = x.astype(np.float64)
+    np.testing.assert_array_equal(s.n_zero, (y == 0).sum(axis=1))
+    np.testing.assert_array_equal(s.min, y.min(axis=1))
+    np.testing.assert_array_equal(s.max, y.max(axis=1))
+    for i in (0, 1, 3, m_rows // 2, m_rows - 1):
+        mean, var = exact_mean_var(x[i])
+        for got in (m[i], s[i]):
+            assert abs(got.mean - float(mean)) <= 1e-15 * float(np.abs(y[i]).max())
+            assert abs(got.var() - float(var)) <= 1e-13 * float(var)

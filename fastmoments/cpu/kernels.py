@@ -417,26 +417,33 @@ def _shifted_sums4(y0, y1, y2, y3, k0, k1, k2, k3, out):
 
 
 @njit(**_opts)
-def group_states(kind, y, b, si, sf):
-    """States of the GROUP full blocks from block ``b`` of ``y`` (kind MOMENTS
-    or SUMMARY) into slots 0..GROUP-1; each as block_state's, but for the
-    order of its sums."""
-    ys = (y[b * BLOCK : (b + 1) * BLOCK], y[(b + 1) * BLOCK : (b + 2) * BLOCK],
-          y[(b + 2) * BLOCK : (b + 3) * BLOCK], y[(b + 3) * BLOCK : (b + 4) * BLOCK])
+def states4(kind, y0, y1, y2, y3, si, sf, o0, o1, o2, o3):
+    """States of four equally long arrays (kind MOMENTS or SUMMARY) into slots
+    o0..o3, read in one loop; each as block_state's but for the order of its sums."""
+    ys = (y0, y1, y2, y3)
+    slots = (o0, o1, o2, o3)
     shifts = np.empty(GROUP)
     sums = np.empty(2 * GROUP)
     for i in range(GROUP):
         shifts[i] = _shift(ys[i])
-    _shifted_sums4(ys[0], ys[1], ys[2], ys[3], shifts[0], shifts[1], shifts[2], shifts[3], sums)
+    _shifted_sums4(y0, y1, y2, y3, shifts[0], shifts[1], shifts[2], shifts[3], sums)
     for i in range(GROUP):
         s = sums[2 * i]
         q = sums[2 * i + 1]
         if kind == SUMMARY:
             n, mean, m2, lo, hi, nnf, nz = _summary_from_sums(ys[i], shifts[i], s, q, -1)
-            _put_summary(si, sf, i, n, mean, m2, lo, hi, nnf, nz)
+            _put_summary(si, sf, slots[i], n, mean, m2, lo, hi, nnf, nz)
         else:
             n, mean, m2 = _moments_from_sums(ys[i], shifts[i], s, q)
-            _put(si, sf, i, n, mean, m2)
+            _put(si, sf, slots[i], n, mean, m2)
+
+
+@njit(**_opts)
+def group_states(kind, y, b, si, sf):
+    """States of the GROUP full blocks from block ``b`` of ``y`` into slots 0..GROUP-1."""
+    states4(kind, y[b * BLOCK : (b + 1) * BLOCK], y[(b + 1) * BLOCK : (b + 2) * BLOCK],
+            y[(b + 2) * BLOCK : (b + 3) * BLOCK], y[(b + 3) * BLOCK : (b + 4) * BLOCK],
+            si, sf, 0, 1, 2, 3)
 
 
 # -- merging states ----------------------------------------------------------------
@@ -651,6 +658,23 @@ def reduce_rows(kind, x, si_out, sf_out):
     while m == 1 and chunk > GROUP and nb < 16 * chunk:
         chunk //= 2
     nc = (nb + chunk - 1) // chunk
+    if nb == 1 and kind != MOMENTS_SKIPNA:
+        # Rows of one block each: a task's rows are read in quartets a quarter
+        # of the task apart, four streams (see GROUP), the quarter at least
+        # 64 KiB; rows past the last whole task one by one.
+        quarter = max(1, (1 << 16) // (k * x.itemsize) + 1)
+        task = GROUP * quarter
+        n_tasks = m // task
+        for t in prange(n_tasks + 1):
+            i0 = t * task
+            if t < n_tasks:
+                for i in range(i0, i0 + quarter):
+                    states4(kind, x[i], x[i + quarter], x[i + 2 * quarter], x[i + 3 * quarter],
+                            si_out, sf_out, i, i + quarter, i + 2 * quarter, i + 3 * quarter)
+            else:
+                for i in range(i0, m):
+                    block_state(kind, x[i], si_out, sf_out, i)
+        return si_out, sf_out
     if nc == 1:
         for i in prange(m):
             _row_chunk(kind, x[i], 0, nb, si_out, sf_out, i)
