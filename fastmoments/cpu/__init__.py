@@ -156,8 +156,8 @@ def summarize(x, axes):
 
 def _readable(a):
     """``a`` as a C-contiguous float32 or float64 array (a copy only if needed)."""
-    dt = a.dtype
-    if dt is not _F64 and dt is not _F32 and dt != _F64 and dt != _F32:
+    dt = a.dtype  # native byte order already (asarray)
+    if dt.char not in "fd":
         a = a.astype(np.float64 if dt.itemsize > 4 or dt.kind != "f" else np.float32)
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 

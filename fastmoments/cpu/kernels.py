@@ -394,10 +394,14 @@ def block_state(kind, y, si, sf, j):
 
 GROUP = 4
 
+# Below this many chunk states, folding them in a second parallel region costs
+# more than folding them on one thread.
+FOLD_PARALLEL_MIN = 4096
+
 
 @njit(fastmath=_FAST, **_opts)
-def _shifted_sums4(y0, y1, y2, y3, k0, k1, k2, k3, out):
-    """_shifted_sums of four equally long blocks in one loop, into ``out[0:8]``."""
+def _shifted_sums4(y0, y1, y2, y3, k0, k1, k2, k3):
+    """_shifted_sums of four equally long blocks in one loop: (s0, q0, ..., s3, q3)."""
     s0 = q0 = s1 = q1 = s2 = q2 = s3 = q3 = 0.0
     for i in range(y0.size):
         d0 = np.float64(y0[i]) - k0
@@ -412,8 +416,7 @@ def _shifted_sums4(y0, y1, y2, y3, k0, k1, k2, k3, out):
         q2 += d2 * d2
         s3 += d3
         q3 += d3 * d3
-    out[0], out[1], out[2], out[3] = s0, q0, s1, q1
-    out[4], out[5], out[6], out[7] = s2, q2, s3, q3
+    return s0, q0, s1, q1, s2, q2, s3, q3
 
 
 @njit(**_opts)
@@ -422,11 +425,10 @@ def states4(kind, y0, y1, y2, y3, si, sf, o0, o1, o2, o3):
     o0..o3, read in one loop; each as block_state's but for the order of its sums."""
     ys = (y0, y1, y2, y3)
     slots = (o0, o1, o2, o3)
-    shifts = np.empty(GROUP)
-    sums = np.empty(2 * GROUP)
-    for i in range(GROUP):
-        shifts[i] = _shift(ys[i])
-    _shifted_sums4(y0, y1, y2, y3, shifts[0], shifts[1], shifts[2], shifts[3], sums)
+    # Tuples, not arrays: rows of one block call this every four rows, where
+    # two allocations per call would cost as much as the sums.
+    shifts = (_shift(y0), _shift(y1), _shift(y2), _shift(y3))
+    sums = _shifted_sums4(y0, y1, y2, y3, shifts[0], shifts[1], shifts[2], shifts[3])
     for i in range(GROUP):
         s = sums[2 * i]
         q = sums[2 * i + 1]
@@ -686,7 +688,7 @@ def reduce_rows(kind, x, si_out, sf_out):
         i = t // nc
         c = t - i * nc
         _row_chunk(kind, x[i], c * chunk, min(nb, (c + 1) * chunk), si_c, sf_c, t)
-    if m * nc < 4096:  # a second parallel region would cost more than the fold
+    if m * nc < FOLD_PARALLEL_MIN:
         for i in range(m):
             _fold_chunks(kind, si_c, sf_c, i * nc, nc, si_out, sf_out, i)
         return si_out, sf_out
@@ -1271,7 +1273,7 @@ def reduce_table(kind, addresses, sizes, codes, n_threads, si_out, sf_out):
         c = t - first[a]
         _table_chunk(kind, addresses[a], size, codes[a], c * CHUNK,
                      min(nb, (c + 1) * CHUNK), si_c, sf_c, t)
-    if total < 4096:  # as in reduce_rows
+    if total < FOLD_PARALLEL_MIN:
         for a in range(n):
             _fold_chunks(kind, si_c, sf_c, first[a], first[a + 1] - first[a], si_out, sf_out, a)
         return si_out, sf_out
