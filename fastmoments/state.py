@@ -40,6 +40,9 @@ class _State:
         for name, arr in zip(cls._fields, fields):
             if type(arr) is np.ndarray:  # CuPy arrays have no read-only flag
                 arr.flags.writeable = False  # a no-op on our own views, which are read-only already
+            elif isinstance(arr, np.generic):  # e.g. state[i]: fields are always arrays, 0-d here
+                arr = np.array(arr)
+                arr.flags.writeable = False
             set_field(self, name, arr)
         return self
 

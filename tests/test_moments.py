@@ -117,6 +117,25 @@ def test_empty():
         assert merged.count == 2 and merged.mean == 1.5 and merged.m2 == 0.5
 
 
+@pytest.mark.parametrize("n", [0, 1, 10, 64, 65, 100_000])
+def test_full_reduction_fields_are_0d_arrays(n):
+    # Each size takes another path (empty, short row, one block, many blocks);
+    # all must give read-only 0-d arrays, as Moments.empty() and merge do, never
+    # NumPy scalars for some sizes and arrays for others.
+    x = np.arange(n, dtype=np.float64)
+    states = [fm.moments(x), fm.moments(x, skipna=True), fm.summarize(x),
+              fm.moments(x.reshape(1, n), axis=None), fm.summarize_each([x])[0]]
+    states.append(states[0].merge(fm.Moments.empty()))
+    for st in states:
+        for f in st.fields:
+            assert type(f) is np.ndarray and f.shape == () and not f.flags.writeable
+        assert int(st.count) == n
+    if n:
+        np.testing.assert_allclose(states[0].var(), np.var(x), rtol=1e-14)
+    row = fm.moments(np.ones((3, 4)), axis=0)[1]
+    assert all(type(f) is np.ndarray and f.shape == () and not f.flags.writeable for f in row.fields)
+
+
 def test_input_not_modified(rng):
     x = rng.standard_normal(20_000).astype(np.float32)
     before = x.copy()

@@ -74,9 +74,10 @@ def _unpack(kind, si, sf, shape):
     sf.flags.writeable = False
     si = si.reshape(si.shape[:1] + shape)
     sf = sf.reshape(sf.shape[:1] + shape)
+    # [i, ...], not [i]: a full reduction's fields stay 0-d arrays, not NumPy scalars.
     if kind == K.SUMMARY:
-        return (si[0], sf[0], sf[1], sf[2], sf[3], si[1], si[2])
-    return (si[0], sf[0], sf[1])
+        return (si[0, ...], sf[0, ...], sf[1, ...], sf[2, ...], sf[3, ...], si[1, ...], si[2, ...])
+    return (si[0, ...], sf[0, ...], sf[1, ...])
 
 
 def _elementwise(kind, x):
