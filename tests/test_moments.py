@@ -154,17 +154,23 @@ def test_hypothesis_vs_numpy(x, data):
     check(x, axis, rel=1e-9)
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 31, 64, 65])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 31, 32, 64, 65])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int16])
 def test_short_rows(rng, k, dtype):
-    # Rows of up to 64 values take their own unrolled kernel (one per k <= 8);
-    # 40,000 rows cross its parallel task boundaries; an offset of 1e6 tests
-    # the corrected two-pass per row against exact rational arithmetic.
+    # Rows of up to 64 values take their own unrolled kernel (one per k <= 8,
+    # four rows per step in vector code for 16, 32 and 64); 40,000 rows cross
+    # its parallel task boundaries, and 39,999 leave rows after the last step
+    # of four; an offset of 1e6 tests the corrected two-pass per row against
+    # exact rational arithmetic.
     from conftest import exact_mean_var
 
     x = (rng.standard_normal((40_000, k)) * 7 + (1e6 if dtype != np.int16 else 0)).astype(dtype)
     m = check(x, axis=-1)
     check(x.reshape(200, 200, k), axis=2)
+    tail = check(x[:39_999], axis=-1)
+    for i in (39_996, 39_998):
+        mean, var = exact_mean_var(x[i])
+        assert abs(tail.var()[i] - float(var)) <= 1e-11 * float(var) + 1e-300
     for i in (0, 39_999):
         mean, var = exact_mean_var(x[i])
         scale = float(np.abs(x[i].astype(np.float64)).max())

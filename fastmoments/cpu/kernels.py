@@ -80,6 +80,27 @@ _minnum_finite = _llvm_binary("llvm.minnum", ("nnan", "nsz"))
 _maxnum_finite = _llvm_binary("llvm.maxnum", ("nnan", "nsz"))
 
 
+@intrinsic
+def _prefetch(typingctx, arr, index):
+    """Ask for the cache line holding ``arr[index]`` (a hint: never faults, any index)."""
+    if not isinstance(arr, types.Array):
+        return None
+    sig = types.void(arr, index)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        idx = context.cast(builder, args[1], signature.args[1], types.intp)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8")
+        ptr = builder.bitcast(builder.gep(ary.data, [idx]), i8p)  # read, keep in all levels, data
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 # -- one block, in cache ---------------------------------------------------------
 
 
@@ -800,6 +821,129 @@ def _rows_any(x, mean_out, m2_out, k):
         m2_out[i] = q - c * c * inv
 
 
+_F64 = ir.DoubleType()
+_I32 = ir.IntType(32)
+_V4 = ir.VectorType(_F64, 4)
+
+
+def _shuffle(b, u, v, mask):
+    return b.shuffle_vector(u, v, ir.Constant(ir.VectorType(_I32, len(mask)), mask))
+
+
+def _add_all(b, vs):
+    """Sum of a list of vectors, as a balanced tree."""
+    while len(vs) > 1:
+        vs = [b.fadd(vs[i], vs[i + 1]) for i in range(0, len(vs), 2)]
+    return vs[0]
+
+
+def _lane_sums(b, p):
+    """[sum(p[0]), sum(p[1]), sum(p[2]), sum(p[3])] for four <4 x double>: a
+    transpose-and-add, so that four rows' totals come out of one vector."""
+    lo = b.fadd(_shuffle(b, p[0], p[1], [0, 4, 2, 6]), _shuffle(b, p[0], p[1], [1, 5, 3, 7]))
+    hi = b.fadd(_shuffle(b, p[2], p[3], [0, 4, 2, 6]), _shuffle(b, p[2], p[3], [1, 5, 3, 7]))
+    return b.fadd(_shuffle(b, lo, hi, [0, 1, 4, 5]), _shuffle(b, lo, hi, [2, 3, 6, 7]))
+
+
+def _four_row_sums(k):
+    """An intrinsic ``(x, start) -> (means, c, q)``, each a 4-tuple of float64:
+    for the four consecutive ``k``-value rows of the flat real array ``x``
+    from ``start``, the first pass's means, then the sums of ``d = v - mean``
+    and of ``d * d`` (the corrected two-pass algorithm of _rows_of).
+
+    LLVM leaves such short rows in scalar code; here each row is k/4 vectors of
+    four float64, and the four rows' totals come out of one transpose-and-add.
+    The order of every sum is fixed by this code, so results are deterministic.
+    """
+    assert k % 4 == 0 and k & (k - 1) == 0
+
+    @intrinsic
+    def sums(typingctx, x, start):
+        if not isinstance(x, types.Array) or not isinstance(x.dtype, (types.Float, types.Integer)):
+            return None
+        quad = types.UniTuple(types.float64, 4)
+        sig = types.Tuple((quad, quad, quad))(x, start)
+
+        def codegen(context, b, signature, args):
+            ary = context.make_array(signature.args[0])(context, b, args[0])
+            i0 = context.cast(b, args[1], signature.args[1], types.intp)
+            dtype = signature.args[0].dtype
+            elt = context.get_data_type(dtype)
+            vptr = ir.VectorType(elt, 4).as_pointer()
+            if dtype == types.float64:
+                widen = lambda v: v  # noqa: E731
+            elif isinstance(dtype, types.Float):
+                widen = lambda v: b.fpext(v, _V4)  # noqa: E731
+            else:  # integers as np.float64(v) converts them: exact up to 2**53
+                widen = (lambda v: b.sitofp(v, _V4)) if dtype.signed else (lambda v: b.uitofp(v, _V4))
+            rows = []
+            for r in range(4):
+                chunks = []
+                for j in range(0, k, 4):
+                    at = b.gep(ary.data, [b.add(i0, ir.Constant(i0.type, r * k + j))])
+                    chunks.append(widen(b.load(b.bitcast(at, vptr), align=dtype.bitwidth // 8)))
+                rows.append(chunks)
+            means = b.fmul(_lane_sums(b, [_add_all(b, list(c)) for c in rows]), ir.Constant(_V4, [1.0 / k] * 4))
+            cs, qs = [], []
+            for r in range(4):
+                mean = _shuffle(b, means, ir.Constant(_V4, ir.Undefined), [r] * 4)
+                ds = [b.fsub(v, mean) for v in rows[r]]
+                cs.append(_add_all(b, list(ds)))
+                qs.append(_add_all(b, [b.fmul(d, d) for d in ds]))
+            out = []
+            for vec in (means, _lane_sums(b, cs), _lane_sums(b, qs)):
+                lanes = [b.extract_element(vec, ir.Constant(_I32, i)) for i in range(4)]
+                out.append(context.make_tuple(b, quad, lanes))
+            return context.make_tuple(b, signature.return_type, out)
+
+        return sig, codegen
+
+    return sums
+
+
+_sums_of_16 = _four_row_sums(16)
+_sums_of_32 = _four_row_sums(32)
+_sums_of_64 = _four_row_sums(64)
+PREFETCH_BYTES = 2048  # how far ahead _rows_in_vectors asks for its rows
+
+
+@njit(inline="always", **_opts)
+def _rows_in_vectors(x, mean_out, m2_out, k):
+    """As _rows_of for a literal ``k`` of 16, 32 or 64: four rows per step (see
+    _four_row_sums), and the rows PREFETCH_BYTES ahead asked for in advance.
+
+    Measured at 400 MB into preallocated outputs, 2 threads, as fractions of
+    the read bound, two runs (2026-11-28): k = 16 float64 0.70/0.50 -> 0.83/0.66
+    (before -> after, scalar _rows_in_lanes before), float32 0.37/0.54 ->
+    0.44/0.60; k = 32 float64 0.48/0.64 -> 0.67/0.81, float32 0.46/0.48 ->
+    0.71/0.72; k = 64 0.67/0.57 -> 0.67/0.60 and 0.52/0.59 -> 0.60/0.62. So
+    much arithmetic per byte keeps too few misses in flight; the prefetches
+    add them (prefetching from the scalar row loops made those slower).
+    """
+    m = mean_out.size
+    inv = 1.0 / k
+    line = 64 // x.itemsize
+    ahead = max(4, PREFETCH_BYTES // (k * x.itemsize)) * k
+    for g in range(m // 4):
+        i = 4 * g
+        for j in range(0, 4 * k, line):
+            _prefetch(x, i * k + ahead + j)
+        if k == 16:
+            means, cs, qs = _sums_of_16(x, i * k)
+        elif k == 32:
+            means, cs, qs = _sums_of_32(x, i * k)
+        else:
+            means, cs, qs = _sums_of_64(x, i * k)
+        for r in range(4):
+            mean = means[r]
+            c = cs[r]
+            ok = abs(mean) <= _MAXF
+            mean_out[i + r] = mean + c * inv if ok else mean
+            m2_out[i + r] = qs[r] - c * c * inv if ok else np.nan
+    done = 4 * (m // 4)
+    _rows_in_lanes(x[done * k :], mean_out[done:], m2_out[done:], k)
+
+
 @njit(**_opts)
 def _short_rows(x, mean_out, m2_out, k):
     # One specialisation per literal k (measured, in cache: 2x faster than _rows_any).
@@ -820,7 +964,11 @@ def _short_rows(x, mean_out, m2_out, k):
     elif k == 8:
         _rows_of(x, mean_out, m2_out, 8)
     elif k == 16:
-        _rows_in_lanes(x, mean_out, m2_out, 16)
+        _rows_in_vectors(x, mean_out, m2_out, 16)
+    elif k == 32:
+        _rows_in_vectors(x, mean_out, m2_out, 32)
+    elif k == 64:
+        _rows_in_vectors(x, mean_out, m2_out, 64)
     else:
         _rows_any(x, mean_out, m2_out, k)
 
