@@ -916,9 +916,10 @@ def _rows_in_vectors(x, mean_out, m2_out, k):
     the read bound, two runs (2026-11-28): k = 16 float64 0.70/0.50 -> 0.83/0.66
     (before -> after, scalar _rows_in_lanes before), float32 0.37/0.54 ->
     0.44/0.60; k = 32 float64 0.48/0.64 -> 0.67/0.81, float32 0.46/0.48 ->
-    0.71/0.72; k = 64 0.67/0.57 -> 0.67/0.60 and 0.52/0.59 -> 0.60/0.62. So
-    much arithmetic per byte keeps too few misses in flight; the prefetches
-    add them (prefetching from the scalar row loops made those slower).
+    0.71/0.72; k = 64 float64 0.67/0.57 -> 0.67/0.60, float32 0.52/0.59 ->
+    0.60/0.62. So much arithmetic per byte keeps too few misses in flight;
+    the prefetches add them (prefetching from the scalar row loops made those
+    slower).
     """
     m = mean_out.size
     inv = 1.0 / k
