@@ -912,8 +912,8 @@ def _rows_in_vectors(x, mean_out, m2_out, k):
     """As _rows_of for a literal ``k`` of 16, 32 or 64: four rows per step (see
     _four_row_sums), and the rows PREFETCH_BYTES ahead asked for in advance.
 
-    Measured at 400 MB into preallocated outputs, 2 threads, as fractions of
-    the read bound, two runs (2026-11-28): k = 16 float64 0.70/0.50 -> 0.83/0.66
+    Measured at 400 MB into preallocated outputs, 2 threads of a 2-core AMD
+    EPYC (Zen 3) KVM VM, as fractions of the read bound, two runs (2026-11-28): k = 16 float64 0.70/0.50 -> 0.83/0.66
     (before -> after, scalar _rows_in_lanes before), float32 0.37/0.54 ->
     0.44/0.60; k = 32 float64 0.48/0.64 -> 0.67/0.81, float32 0.46/0.48 ->
     0.71/0.72; k = 64 float64 0.67/0.57 -> 0.67/0.60, float32 0.52/0.59 ->
