@@ -56,6 +56,31 @@ def test_summarize_vs_numpy(rng, shape, axis, dtype):
         assert s.norm() == pytest.approx(np.linalg.norm(v), rel=1e-11)
 
 
+@pytest.mark.parametrize("k,m", [(65, 2100), (1003, 300), (8191, 40)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32])
+def test_summarize_rows_with_tails(rng, k, m, dtype):
+    # Rows of one block are summarized four at a time, float rows in one loop
+    # of 8-value steps and the last k % 8 values apart: put each row's
+    # minimum, maximum, a zero or a non-finite value there, and in the steps.
+    x = rng.standard_normal((m, k)) * 10 + 3
+    for i in range(m):
+        at = k - 1 - (i // 6) % (k % 8) if i % 2 else int(rng.integers(0, k - k % 8))
+        x[i, at] = [x[i].min() - 1, x[i].max() + 1, 0.0, np.nan, -np.inf, -0.0][i % 6]
+    if dtype == np.int32:
+        x = np.nan_to_num(x, nan=7.0, neginf=-99.0)
+    x = x.astype(dtype)
+    s = fm.summarize(x, axis=1)
+    check(s, ref_summary(x, axis=1), rel=1e-12)
+    np.testing.assert_array_equal(s.min, ref_summary(x, axis=1)["min"])
+    np.testing.assert_array_equal(s.max, ref_summary(x, axis=1)["max"])
+    each = fm.summarize_each(list(x))  # each row alone: one block, no quartets
+    check(each, ref_summary(x, axis=1), rel=1e-12)
+    for i in range(0, m, m // 7):
+        alone = fm.summarize(x[i])
+        for f in ("count", "mean", "m2", "min", "max", "n_nonfinite", "n_zero"):
+            np.testing.assert_array_equal(getattr(alone, f), getattr(each, f)[i], err_msg=f"{i} {f}")
+
+
 def test_summarize_all_nonfinite_and_empty():
     s = fm.summarize([np.nan, np.inf, -np.inf])
     assert s.count == 0 and s.n_nonfinite == 3 and np.isnan(s.min) and np.isnan(s.max)

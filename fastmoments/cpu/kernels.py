@@ -90,15 +90,45 @@ def _prefetch(typingctx, arr, index):
     def codegen(context, builder, signature, args):
         ary = context.make_array(signature.args[0])(context, builder, args[0])
         idx = context.cast(builder, args[1], signature.args[1], types.intp)
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8")
-        ptr = builder.bitcast(builder.gep(ary.data, [idx]), i8p)  # read, keep in all levels, data
-        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        _prefetch_ir(builder, builder.gep(ary.data, [idx]))
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _prefetch_ir(b, ptr):
+    """IR asking for the cache line at ``ptr``: a read, kept in all cache levels."""
+    i8p = ir.IntType(8).as_pointer()
+    i32 = ir.IntType(32)
+    fn = cgutils.get_or_insert_function(
+        b.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8")
+    b.call(fn, [b.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+
+
+# -- LLVM vector IR shared by the hand-vectorized loops below ---------------------
+
+_F64 = ir.DoubleType()
+_I32 = ir.IntType(32)
+_V4 = ir.VectorType(_F64, 4)
+
+
+def _shuffle(b, u, v, mask):
+    return b.shuffle_vector(u, v, ir.Constant(ir.VectorType(_I32, len(mask)), mask))
+
+
+def _add_all(b, vs):
+    """Sum of a list of vectors, as a balanced tree."""
+    while len(vs) > 1:
+        vs = [b.fadd(vs[i], vs[i + 1]) for i in range(0, len(vs), 2)]
+    return vs[0]
+
+
+def _lane_sums(b, p):
+    """[sum(p[0]), sum(p[1]), sum(p[2]), sum(p[3])] for four <4 x double>: a
+    transpose-and-add, so that four rows' totals come out of one vector."""
+    lo = b.fadd(_shuffle(b, p[0], p[1], [0, 4, 2, 6]), _shuffle(b, p[0], p[1], [1, 5, 3, 7]))
+    hi = b.fadd(_shuffle(b, p[2], p[3], [0, 4, 2, 6]), _shuffle(b, p[2], p[3], [1, 5, 3, 7]))
+    return b.fadd(_shuffle(b, lo, hi, [0, 1, 4, 5]), _shuffle(b, lo, hi, [2, 3, 6, 7]))
 
 
 # -- one block, in cache ---------------------------------------------------------
@@ -289,50 +319,207 @@ def _shifted_sums_zeros(y, shift):
     return s, q, nz
 
 
-def _zeros_apart(y):
-    """Whether zeros of ``y`` are counted in a loop of their own (float32:
-    0.13 + 0.06 ns per value in cache, against 0.31 in the sums' loop) or in
-    the sums' loop (float64: 0.17 there, against 0.16 + 0.10 apart)."""
+# -- a summary in one loop: sums, min, max and zeros together -------------------------
+
+SUMMARY_STEP = 8  # values per block per iteration of the _summary_sums loop
+# How far ahead the _summary_sums loop asks for its blocks' data. Measured with
+# summarize_each on ResNet-50's parameters (2 threads of a 2-core AMD EPYC
+# KVM VM, fraction of the read bound, 2-4 runs each, 2026-11-28): none
+# 0.59-0.65, 512 B 0.70-0.72, 1 KiB 0.68-0.74, 2 KiB 0.58-0.71, 4 KiB
+# 0.68-0.69; a 1-D float64 summary did best at 1 KiB (0.86-0.87, none 0.78-0.82).
+SUMMARY_PREFETCH_BYTES = 1024
+_CONTRACT = ("contract",)
 
 
-@overload(_zeros_apart)
-def _zeros_apart_impl(y):
-    apart = y.dtype == types.float32
-    return lambda y: apart
+def _fusable(aty):
+    """Whether _summary_sums reads arrays of Numba type ``aty``."""
+    return (isinstance(aty, types.Array) and aty.ndim == 1 and aty.layout == "C"
+            and aty.dtype in (types.float32, types.float64))
+
+
+def _min_select(b, a, v):
+    # v < a ? v : a is one vminps/vminpd. A NaN leaves ``a``: the sums turn
+    # NaN too and send the block to _block_summary_masked, which discards this.
+    return b.select(b.fcmp_ordered("<", v, a), v, a)
+
+
+def _max_select(b, a, v):
+    return b.select(b.fcmp_ordered(">", v, a), v, a)
+
+
+def _fold_lanes(b, vec, op):
+    """``op`` over the lanes of ``vec``, halving it each time: a fixed order."""
+    n = vec.type.count
+    while n > 1:
+        n //= 2
+        vec = op(b, _shuffle(b, vec, vec, list(range(n))), _shuffle(b, vec, vec, list(range(n, 2 * n))))
+    return b.extract_element(vec, ir.Constant(_I32, 0))
+
+
+def _summary_sums(ns):
+    """An intrinsic ``(ys, shifts) -> (s, q, lo, hi, nz)`` for a tuple of ``ns``
+    equally long contiguous float32 or float64 blocks: over the first
+    size//SUMMARY_STEP*SUMMARY_STEP values of each, in one loop, the sums of
+    ``d = v - shift`` and of ``d * d`` (float64), the min and the max (in the
+    input's type: exact) and the number of zeros, each as an ``ns``-tuple.
+
+    LLVM vectorizes the sums, the min/max and the zero count each alone but
+    not together, and three loops over a block (the later two from cache, with
+    no memory reads in flight meanwhile) made summaries compute-bound. Here one
+    loop does it all, 8 values per block per step; float32 min, max and zeros
+    take 8 lanes. Two blocks per loop (four needed more accumulators than the
+    16 vector registers and spilled), each asking for its data
+    SUMMARY_PREFETCH_BYTES ahead. Every sum's order is fixed by this code, so
+    results are deterministic.
+    """
+    tup = types.UniTuple(types.float64, ns)
+
+    @intrinsic
+    def sums(typingctx, ys, shifts):
+        if not (isinstance(ys, types.UniTuple) and ys.count == ns and _fusable(ys.dtype) and shifts == tup):
+            return None
+        return types.Tuple((tup, tup, tup, tup, types.UniTuple(types.int64, ns)))(ys, shifts), _codegen
+
+    def _codegen(context, b, signature, args):
+        aty = signature.args[0].dtype
+        arys = [context.make_array(aty)(context, b, b.extract_value(args[0], j)) for j in range(ns)]
+        n = b.extract_value(arys[0].shape, 0)
+        steps = b.udiv(n, ir.Constant(n.type, SUMMARY_STEP))
+        narrow = aty.dtype == types.float32
+        lanes = 8 if narrow else 4  # of the min, max and zero-count accumulators
+        ev = ir.VectorType(context.get_data_type(aty.dtype), lanes)
+        cv = ir.VectorType(ir.IntType(32 if narrow else 64), lanes)
+        shifts = []
+        for j in range(ns):
+            one = b.insert_element(ir.Constant(_V4, ir.Undefined), b.extract_value(args[1], j), ir.Constant(_I32, 0))
+            shifts.append(_shuffle(b, one, one, [0] * 4))
+        init = dict(s=ir.Constant(_V4, [0.0] * 4), q=ir.Constant(_V4, [0.0] * 4),
+                    lo=ir.Constant(ev, [float("inf")] * lanes), hi=ir.Constant(ev, [float("-inf")] * lanes),
+                    nz=ir.Constant(cv, [0] * lanes))
+        zeros = ir.Constant(ev, [0.0] * lanes)
+
+        entry = b.basic_block
+        loop = b.append_basic_block("summary.loop")
+        done = b.append_basic_block("summary.done")
+        b.cbranch(b.icmp_unsigned(">", steps, ir.Constant(n.type, 0)), loop, done)
+        b.position_at_end(loop)
+        i = b.phi(n.type)
+        i.add_incoming(ir.Constant(n.type, 0), entry)
+        acc = []
+        for _ in range(ns):
+            acc.append({k: b.phi(v.type) for k, v in init.items()})
+            for k, phi in acc[-1].items():
+                phi.add_incoming(init[k], entry)
+        at = b.mul(i, ir.Constant(n.type, SUMMARY_STEP))
+        new = []
+        for j in range(ns):
+            ptr = b.gep(arys[j].data, [at])
+            _prefetch_ir(b, b.gep(ptr, [ir.Constant(n.type, SUMMARY_PREFETCH_BYTES * 8 // aty.dtype.bitwidth)]))
+            if narrow:
+                v = b.load(b.bitcast(ptr, ev.as_pointer()), align=4)
+                vs = [v]
+                w = b.fpext(v, ir.VectorType(_F64, 8))
+                halves = [_shuffle(b, w, w, [0, 1, 2, 3]), _shuffle(b, w, w, [4, 5, 6, 7])]
+            else:
+                vs = [b.load(b.bitcast(b.gep(ptr, [ir.Constant(n.type, h)]), ev.as_pointer()), align=8)
+                      for h in (0, 4)]
+                halves = vs
+            a = acc[j]
+            lo, hi, nz = a["lo"], a["hi"], a["nz"]
+            for v in vs:
+                lo = _min_select(b, lo, v)
+                hi = _max_select(b, hi, v)
+                nz = b.sub(nz, b.sext(b.fcmp_ordered("==", v, zeros), cv))  # true is -1
+            d0, d1 = (b.fsub(h, shifts[j]) for h in halves)
+            s = b.fadd(a["s"], b.fadd(d0, d1))
+            sq = b.fadd(b.fmul(d0, d0, flags=_CONTRACT), b.fmul(d1, d1, flags=_CONTRACT), flags=_CONTRACT)
+            new.append(dict(s=s, q=b.fadd(a["q"], sq), lo=lo, hi=hi, nz=nz))
+        nxt = b.add(i, ir.Constant(n.type, 1))
+        last = b.basic_block
+        i.add_incoming(nxt, last)
+        for a, nw in zip(acc, new):
+            for k, phi in a.items():
+                phi.add_incoming(nw[k], last)
+        b.cbranch(b.icmp_unsigned("<", nxt, steps), loop, done)
+
+        b.position_at_end(done)
+        out = {k: [] for k in init}
+        for a, nw in zip(acc, new):
+            for k in init:
+                phi = b.phi(init[k].type)
+                phi.add_incoming(init[k], entry)
+                phi.add_incoming(nw[k], last)
+                out[k].append(phi)
+        widen = (lambda x: b.fpext(x, _F64)) if narrow else (lambda x: x)
+        count = (lambda x: b.sext(x, ir.IntType(64))) if narrow else (lambda x: x)
+        fields = [
+            [_fold_lanes(b, x, lambda b, u, v: b.fadd(u, v)) for x in out["s"]],
+            [_fold_lanes(b, x, lambda b, u, v: b.fadd(u, v)) for x in out["q"]],
+            [widen(_fold_lanes(b, x, _min_select)) for x in out["lo"]],
+            [widen(_fold_lanes(b, x, _max_select)) for x in out["hi"]],
+            [count(_fold_lanes(b, x, lambda b, u, v: b.add(u, v))) for x in out["nz"]],
+        ]
+        rt = signature.return_type
+        return context.make_tuple(b, rt, [context.make_tuple(b, rt[f], fields[f]) for f in range(5)])
+
+    return sums
+
+
+_summary_sums_1 = _summary_sums(1)
+_summary_sums_2 = _summary_sums(2)
 
 
 @njit(fastmath=_FAST, **_opts)
+def _summary_tail(y, shift, s, q, lo, hi, nz):
+    """Add the values of ``y`` that _summary_sums leaves (after its last step)."""
+    for i in range(y.size - y.size % SUMMARY_STEP, y.size):
+        v = np.float64(y[i])
+        d = v - shift
+        s += d
+        q += d * d
+        lo = v if v < lo else lo
+        hi = v if v > hi else hi
+        nz += 1 if v == 0.0 else 0
+    return s, q, lo, hi, nz
+
+
 def _block_summary(y):
-    """Summary of a block (at most 2**24 values) in vectorized passes over it
-    while it sits in cache: the sums, the min and max, and for float32 the
-    zeros (see _zeros_apart). Min and max need a loop of their own: LLVM
-    vectorizes them with nothing else.
+    """Summary of a block (at most 2**24 values): (n, mean, m2, min, max,
+    n_nonfinite, n_zero), reading the block once while it sits in cache.
 
     The sums are taken of ``d = v - shift``, with the mean of the block's
     first 8 values as the shift: m2 = q - s*s/n then keeps the digits of the
     two-pass algorithm as long as less than half of q cancels, which is
     checked; otherwise a second pass around the mean found redoes m2. A finite
-    q proves every value finite, so no later loop needs a mask or NaN checks.
-    Zeros are counted only where the range holds 0.
+    q proves every value finite; otherwise _block_summary_masked starts over.
+    Contiguous float32/float64 blocks take the one loop of _summary_sums;
+    integers take a loop of sums and zeros, then one of min and max.
     """
-    shift = _shift(y)
-    if _zeros_apart(y):
-        s, q = _shifted_sums(y, shift)
-        nz = -1
-    else:
+
+
+@overload(_block_summary, jit_options=dict(fastmath=_FAST, error_model="numpy"))
+def _block_summary_impl(y):
+    if _fusable(y):
+        def one_loop(y):
+            shift = _shift(y)
+            s, q, lo, hi, nz = _summary_sums_1((y,), (shift,))
+            s, q, lo, hi, nz = _summary_tail(y, shift, s[0], q[0], lo[0], hi[0], nz[0])
+            return _summary_from_parts(y, shift, s, q, lo, hi, nz)
+        return one_loop
+
+    def loops(y):
+        shift = _shift(y)
         s, q, nz = _shifted_sums_zeros(y, shift)
-    return _summary_from_sums(y, shift, s, q, nz)
+        return _summary_from_sums(y, shift, s, q, nz)
+    return loops
 
 
 @njit(fastmath=_FAST, **_opts)
-def _summary_from_sums(y, shift, s, q, nz):
-    """A block's summary from its shifted sums; ``nz`` < 0: zeros not counted yet."""
+def _summary_from_parts(y, shift, s, q, lo, hi, nz):
+    """A block's summary from its shifted sums, min, max and zero count."""
     n = y.size
     if not (q <= _MAXF):  # a NaN or an infinity, or squares beyond the range
         return _block_summary_masked(y)
-    lo, hi = _finite_min_max(y)
-    if nz < 0:
-        nz = _count_zeros(y) if lo <= 0.0 <= hi else 0
     mean = shift + s / n
     if s * s <= 0.5 * n * q:
         return n, mean, q - s * s / n, lo, hi, 0, nz
@@ -343,6 +530,17 @@ def _summary_from_sums(y, shift, s, q, nz):
         c += d
         m2 += d * d
     return n, mean + c / n, m2 - c * c / n, lo, hi, 0, nz
+
+
+@njit(fastmath=_FAST, **_opts)
+def _summary_from_sums(y, shift, s, q, nz):
+    """A block's summary from its shifted sums; ``nz`` < 0: zeros not counted yet."""
+    if not (q <= _MAXF):
+        return _block_summary_masked(y)
+    lo, hi = _finite_min_max(y)
+    if nz < 0:
+        nz = _count_zeros(y) if lo <= 0.0 <= hi else 0
+    return _summary_from_parts(y, shift, s, q, lo, hi, nz)
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -409,7 +607,8 @@ def block_state(kind, y, si, sf, j):
 # the memory's bandwidth: four adjacent blocks read in one loop are four
 # streams for the hardware prefetchers (measured, sums of 200 MB on 2 threads:
 # 0.78-0.85 -> 1.04-1.11 of a one-stream parallel sum for float32, 0.95-0.98 ->
-# 1.13-1.16 for float64). Groups start at block indices divisible by GROUP and
+# 1.13-1.16 for float64). Summaries of float blocks read them two by two
+# instead, with prefetches (see _summary_sums). Groups start at block indices divisible by GROUP and
 # tasks hold a multiple of GROUP blocks, so which blocks form a group, and
 # every result, depend on the shape alone.
 
@@ -440,25 +639,53 @@ def _shifted_sums4(y0, y1, y2, y3, k0, k1, k2, k3):
     return s0, q0, s1, q1, s2, q2, s3, q3
 
 
+def _summaries4(ys, shifts, si, sf, slots):
+    """Summaries of the four equally long blocks ``ys`` into ``slots`` (see states4)."""
+
+
+@overload(_summaries4, jit_options=dict(error_model="numpy"))
+def _summaries4_impl(ys, shifts, si, sf, slots):
+    if _fusable(ys.dtype):
+        def in_pairs(ys, shifts, si, sf, slots):
+            _two_summaries(ys[0], ys[1], shifts[0], shifts[1], si, sf, slots[0], slots[1])
+            _two_summaries(ys[2], ys[3], shifts[2], shifts[3], si, sf, slots[2], slots[3])
+        return in_pairs
+
+    def sums_first(ys, shifts, si, sf, slots):
+        sums = _shifted_sums4(ys[0], ys[1], ys[2], ys[3], shifts[0], shifts[1], shifts[2], shifts[3])
+        for i in range(GROUP):
+            n, mean, m2, lo, hi, nnf, nz = _summary_from_sums(ys[i], shifts[i], sums[2 * i], sums[2 * i + 1], -1)
+            _put_summary(si, sf, slots[i], n, mean, m2, lo, hi, nnf, nz)
+    return sums_first
+
+
+@njit(**_opts)
+def _two_summaries(y0, y1, k0, k1, si, sf, o0, o1):
+    s, q, lo, hi, nz = _summary_sums_2((y0, y1), (k0, k1))
+    s0, q0, lo0, hi0, nz0 = _summary_tail(y0, k0, s[0], q[0], lo[0], hi[0], nz[0])
+    n, mean, m2, lo0, hi0, nnf, nz0 = _summary_from_parts(y0, k0, s0, q0, lo0, hi0, nz0)
+    _put_summary(si, sf, o0, n, mean, m2, lo0, hi0, nnf, nz0)
+    s1, q1, lo1, hi1, nz1 = _summary_tail(y1, k1, s[1], q[1], lo[1], hi[1], nz[1])
+    n, mean, m2, lo1, hi1, nnf, nz1 = _summary_from_parts(y1, k1, s1, q1, lo1, hi1, nz1)
+    _put_summary(si, sf, o1, n, mean, m2, lo1, hi1, nnf, nz1)
+
+
 @njit(**_opts)
 def states4(kind, y0, y1, y2, y3, si, sf, o0, o1, o2, o3):
     """States of four equally long arrays (kind MOMENTS or SUMMARY) into slots
-    o0..o3, read in one loop; each as block_state's but for the order of its sums."""
+    o0..o3, read together (see GROUP); each as block_state's but for the order of its sums."""
     ys = (y0, y1, y2, y3)
     slots = (o0, o1, o2, o3)
     # Tuples, not arrays: rows of one block call this every four rows, where
     # two allocations per call would cost as much as the sums.
     shifts = (_shift(y0), _shift(y1), _shift(y2), _shift(y3))
+    if kind == SUMMARY:
+        _summaries4(ys, shifts, si, sf, slots)
+        return
     sums = _shifted_sums4(y0, y1, y2, y3, shifts[0], shifts[1], shifts[2], shifts[3])
     for i in range(GROUP):
-        s = sums[2 * i]
-        q = sums[2 * i + 1]
-        if kind == SUMMARY:
-            n, mean, m2, lo, hi, nnf, nz = _summary_from_sums(ys[i], shifts[i], s, q, -1)
-            _put_summary(si, sf, slots[i], n, mean, m2, lo, hi, nnf, nz)
-        else:
-            n, mean, m2 = _moments_from_sums(ys[i], shifts[i], s, q)
-            _put(si, sf, slots[i], n, mean, m2)
+        n, mean, m2 = _moments_from_sums(ys[i], shifts[i], sums[2 * i], sums[2 * i + 1])
+        _put(si, sf, slots[i], n, mean, m2)
 
 
 @njit(**_opts)
@@ -819,30 +1046,6 @@ def _rows_any(x, mean_out, m2_out, k):
             q += d * d
         mean_out[i] = mean + c * inv
         m2_out[i] = q - c * c * inv
-
-
-_F64 = ir.DoubleType()
-_I32 = ir.IntType(32)
-_V4 = ir.VectorType(_F64, 4)
-
-
-def _shuffle(b, u, v, mask):
-    return b.shuffle_vector(u, v, ir.Constant(ir.VectorType(_I32, len(mask)), mask))
-
-
-def _add_all(b, vs):
-    """Sum of a list of vectors, as a balanced tree."""
-    while len(vs) > 1:
-        vs = [b.fadd(vs[i], vs[i + 1]) for i in range(0, len(vs), 2)]
-    return vs[0]
-
-
-def _lane_sums(b, p):
-    """[sum(p[0]), sum(p[1]), sum(p[2]), sum(p[3])] for four <4 x double>: a
-    transpose-and-add, so that four rows' totals come out of one vector."""
-    lo = b.fadd(_shuffle(b, p[0], p[1], [0, 4, 2, 6]), _shuffle(b, p[0], p[1], [1, 5, 3, 7]))
-    hi = b.fadd(_shuffle(b, p[2], p[3], [0, 4, 2, 6]), _shuffle(b, p[2], p[3], [1, 5, 3, 7]))
-    return b.fadd(_shuffle(b, lo, hi, [0, 1, 4, 5]), _shuffle(b, lo, hi, [2, 3, 6, 7]))
 
 
 def _four_row_sums(k):
