@@ -470,8 +470,9 @@ _summary_sums_2 = _summary_sums(2)
 
 
 @njit(fastmath=_FAST, **_opts)
-def _summary_tail(y, shift, s, q, lo, hi, nz):
-    """Add the values of ``y`` that _summary_sums leaves (after its last step)."""
+def _summary_after_steps(y, shift, s, q, lo, hi, nz):
+    """A block's summary from _summary_sums's results for it: adds the values
+    after its last step, then as _summary_from_parts."""
     for i in range(y.size - y.size % SUMMARY_STEP, y.size):
         v = np.float64(y[i])
         d = v - shift
@@ -480,7 +481,7 @@ def _summary_tail(y, shift, s, q, lo, hi, nz):
         lo = v if v < lo else lo
         hi = v if v > hi else hi
         nz += 1 if v == 0.0 else 0
-    return s, q, lo, hi, nz
+    return _summary_from_parts(y, shift, s, q, lo, hi, nz)
 
 
 def _block_summary(y):
@@ -503,8 +504,7 @@ def _block_summary_impl(y):
         def one_loop(y):
             shift = _shift(y)
             s, q, lo, hi, nz = _summary_sums_1((y,), (shift,))
-            s, q, lo, hi, nz = _summary_tail(y, shift, s[0], q[0], lo[0], hi[0], nz[0])
-            return _summary_from_parts(y, shift, s, q, lo, hi, nz)
+            return _summary_after_steps(y, shift, s[0], q[0], lo[0], hi[0], nz[0])
         return one_loop
 
     def loops(y):
@@ -608,9 +608,9 @@ def block_state(kind, y, si, sf, j):
 # streams for the hardware prefetchers (measured, sums of 200 MB on 2 threads:
 # 0.78-0.85 -> 1.04-1.11 of a one-stream parallel sum for float32, 0.95-0.98 ->
 # 1.13-1.16 for float64). Summaries of float blocks read them two by two
-# instead, with prefetches (see _summary_sums). Groups start at block indices divisible by GROUP and
-# tasks hold a multiple of GROUP blocks, so which blocks form a group, and
-# every result, depend on the shape alone.
+# instead, with prefetches (see _summary_sums). Groups start at block indices
+# divisible by GROUP and tasks hold a multiple of GROUP blocks, so which blocks
+# form a group, and every result, depend on the shape alone.
 
 GROUP = 4
 
@@ -662,11 +662,9 @@ def _summaries4_impl(ys, shifts, si, sf, slots):
 @njit(**_opts)
 def _two_summaries(y0, y1, k0, k1, si, sf, o0, o1):
     s, q, lo, hi, nz = _summary_sums_2((y0, y1), (k0, k1))
-    s0, q0, lo0, hi0, nz0 = _summary_tail(y0, k0, s[0], q[0], lo[0], hi[0], nz[0])
-    n, mean, m2, lo0, hi0, nnf, nz0 = _summary_from_parts(y0, k0, s0, q0, lo0, hi0, nz0)
+    n, mean, m2, lo0, hi0, nnf, nz0 = _summary_after_steps(y0, k0, s[0], q[0], lo[0], hi[0], nz[0])
     _put_summary(si, sf, o0, n, mean, m2, lo0, hi0, nnf, nz0)
-    s1, q1, lo1, hi1, nz1 = _summary_tail(y1, k1, s[1], q[1], lo[1], hi[1], nz[1])
-    n, mean, m2, lo1, hi1, nnf, nz1 = _summary_from_parts(y1, k1, s1, q1, lo1, hi1, nz1)
+    n, mean, m2, lo1, hi1, nnf, nz1 = _summary_after_steps(y1, k1, s[1], q[1], lo[1], hi[1], nz[1])
     _put_summary(si, sf, o1, n, mean, m2, lo1, hi1, nnf, nz1)
 
 
