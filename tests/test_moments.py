@@ -154,6 +154,23 @@ def test_hypothesis_vs_numpy(x, data):
     check(x, axis, rel=1e-9)
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 5, 6, 7, 12, 15, 31])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int16, np.bool_])
+def test_narrow_columns(rng, m, dtype):
+    # Reducing over axis 0, rows narrower than 128 bytes are viewed as g
+    # interleaved copies (g up to 128 for bools), merged pairwise, then the
+    # leftover rows. Row counts: fewer than 2g (no widening), a multiple of
+    # g, and a multiple plus a remainder; against NumPy in float64.
+    for k in (5, 256 * 3, 256 * 3 + 77, 20_011):
+        x = (rng.standard_normal((k, m)) * 7 + 3).astype(dtype)
+        check(x, axis=0)
+        s = fm.summarize(x, axis=0)
+        xf = x.astype(np.float64)
+        np.testing.assert_array_equal(s.min, xf.min(axis=0))
+        np.testing.assert_array_equal(s.max, xf.max(axis=0))
+        np.testing.assert_array_equal(s.n_zero, (xf == 0).sum(axis=0))
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 31, 32, 64, 65])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int16])
 def test_short_rows(rng, k, dtype):
