@@ -153,3 +153,38 @@ def test_task_size_does_not_change_results(n):
     assert one.m2.tobytes() == two.m2[0].tobytes()
     s_one, s_two = fm.summarize(x), fm.summarize(np.stack([x, x]), axis=1)
     assert s_one.m2.tobytes() == s_two.m2[0].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_parallel_and_serial_kernels_agree_bit_for_bit(rng, dtype):
+    # The CPU wing picks the serial or the parallel kernel by size alone, so a
+    # result must not change at the threshold. Long rows over several tasks,
+    # a narrow column set and an elementwise merge, against NumPy too.
+    from fastmoments import cpu
+    from fastmoments.cpu import kernels as K
+
+    x = (rng.standard_normal((3, 300_007)) * 4 + 2).astype(dtype)
+    for kind in (K.MOMENTS, K.SUMMARY):
+        par = cpu._run(K.reduce_rows, kind, 3, x)
+        ser = cpu._run(K.reduce_rows_serial, kind, 3, x)
+        for p, s in zip(par, ser):
+            np.testing.assert_array_equal(p, s)
+        np.testing.assert_allclose(par[1][0], x.astype(np.float64).mean(axis=1), rtol=1e-12)
+    cols = x.reshape(-1, 3)
+    par = cpu._run(K.reduce_cols, K.MOMENTS, 3, cols)
+    ser = cpu._run(K.reduce_cols_serial, K.MOMENTS, 3, cols)
+    for p, s in zip(par, ser):
+        np.testing.assert_array_equal(p, s)
+    a = fm.moments(x, axis=0)
+    y = x[::-1] * 3
+    b = fm.moments(y, axis=0)
+    fields = [f.reshape(-1) for f in a.fields], [f.reshape(-1) for f in b.fields]
+    outs = []
+    for kernel in (K.merge_moment_arrays, K.merge_moment_arrays_serial):
+        out = [np.empty(a.size, np.int64), np.empty(a.size), np.empty(a.size)]
+        kernel(*fields[0], *fields[1], *out)
+        outs.append(out)
+    for p, s in zip(*outs):
+        np.testing.assert_array_equal(p, s)
+    both = np.concatenate([x, y]).astype(np.float64)
+    np.testing.assert_allclose(outs[0][2] / outs[0][0], both.var(axis=0), rtol=1e-12)
