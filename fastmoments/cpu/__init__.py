@@ -5,7 +5,9 @@ Implements the backend protocol described in :mod:`fastmoments._dispatch`.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 
 import numba
 import numpy as np
@@ -39,7 +41,26 @@ PARALLEL_MIN_EACH = 1 << 23
 
 
 def _pick(parallel_kernel, serial_kernel, size, threshold=PARALLEL_MIN):
-    return parallel_kernel if size >= threshold else serial_kernel
+    return parallel_kernel if size >= threshold and _may_go_parallel() else serial_kernel
+
+
+def _may_go_parallel():
+    """Whether this thread may start a parallel region. Numba's workqueue
+    layer, its fallback where neither TBB nor OpenMP is installed, aborts the
+    whole process when two threads are in parallel regions at once, as under
+    dask's threaded scheduler; with it, only the main thread goes parallel."""
+    return threading.current_thread() is threading.main_thread() or _threadsafe_layer()
+
+
+@functools.cache
+def _threadsafe_layer():
+    try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()  # the layer is chosen when the threads start
+        return numba.threading_layer() != "workqueue"
+    except Exception:  # a Numba without these: take the safe side
+        return False
 
 
 # K.n_fields of each kind, looked up without a call into Numba (~1 us per call).
@@ -197,7 +218,7 @@ def summarize_each(arrays):
     addresses = np.array([K.address(a) for a in keep], np.intp)
     sizes = np.array([a.size for a in keep], np.int64)
     codes = np.array([a.itemsize == 8 for a in keep], np.int8)
-    reduce_table = K.reduce_table if int(sizes.sum()) >= PARALLEL_MIN_EACH else K.reduce_table_serial
+    reduce_table = _pick(K.reduce_table, K.reduce_table_serial, int(sizes.sum()), PARALLEL_MIN_EACH)
     si, sf = _run(reduce_table, K.SUMMARY, n, addresses, sizes, codes, numba.get_num_threads())
     del keep
     return _unpack(K.SUMMARY, si, sf, (n,))
