@@ -137,10 +137,11 @@ def _copies(m, itemsize):
     """How many interleaved copies of ``m`` columns make one widened row: at
     least NARROW_BYTES, and a whole number of 64-byte lines, so every row is
     whole vectors with no scalar remainder (e.g. float32 (N, 3): 16 copies,
-    192 B, not 11 copies, 132 B). Paired rounds at 200-400 MB, 2 threads,
-    2026-11-28, fraction of the read bound, old -> new: (N, 3) float32
-    0.28-0.51 -> 0.39-0.69, float64 0.51-0.74 -> 0.57-0.75; (N, 5) float32
-    0.54-0.68 -> 0.63-0.93; (N, 7) float64 0.63-0.88 -> 0.73-1.00."""
+    192 B, not 11 copies, 132 B). Four paired rounds at 200 MB, 2 threads
+    of a 2-core AMD EPYC KVM VM, 2026-11-28, fraction of the read bound,
+    old -> new: (N, 3) float32 0.28-0.51 -> 0.39-0.69, float64 0.51-0.74 ->
+    0.57-0.75; (N, 5) float32 0.54-0.68 -> 0.63-0.93; (N, 7) float64
+    0.63-0.88 -> 0.73-1.00."""
     row = m * itemsize
     g = 64 // math.gcd(row, 64)
     while g * row < NARROW_BYTES:
