@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
-__all__ = ["normalize_axes", "check_dtype"]
+__all__ = ["normalize_axes", "check_dtype", "check_not_masked"]
 
 
 def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
@@ -22,7 +22,14 @@ def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
 
 
 def check_dtype(dtype) -> None:
-    """Accept bool, integer and real floating dtypes; TypeError for the rest."""
+    """Accept bool, integer and real floating dtypes up to 64 bits; TypeError for the rest."""
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        # Accumulating in float64 would round its values, and overflow those
+        # beyond float64's range, without a word.
+        raise TypeError(
+            f"unsupported dtype {dtype}: extended precision (np.longdouble) is not "
+            "supported; convert explicitly, e.g. x.astype(np.float64)"
+        )
     if dtype.kind not in "biuf":
         what = {
             "c": "complex numbers have no single variance",
@@ -34,3 +41,13 @@ def check_dtype(dtype) -> None:
             "m": "timedeltas are not supported",
         }.get(dtype.kind, "not a real numeric dtype")
         raise TypeError(f"unsupported dtype {dtype}: {what}")
+
+
+def check_not_masked(x) -> None:
+    """TypeError for NumPy masked arrays, whose mask np.asarray would drop."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            "masked arrays are not supported: their mask would be ignored. Reduce "
+            "x.compressed() for all values, or x.filled(np.nan) with skipna=True "
+            "(moments) to leave the masked values out along an axis"
+        )

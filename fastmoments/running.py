@@ -25,15 +25,28 @@ class RunningMoments:
     def update(self, x, axis=0):
         """Reduce ``x`` over ``axis`` (default 0: rows are samples) and merge it in."""
         batch = moments(x, axis=axis, skipna=self.skipna)
-        self._state = batch if self._state is None else self._state.merge(batch)
+        self._merge_in(batch, "batch")
         return self
+
+    def _merge_in(self, state, what):
+        # A stream keeps one shape: broadcasting a batch of another shape into
+        # it (a (5, 1) batch into (3,) features) would merge one feature's
+        # values into all of them.
+        if self._state is not None and state.shape != self._state.shape:
+            raise ValueError(
+                f"{what} statistics of shape {state.shape} do not match the "
+                f"running statistics of shape {self._state.shape}"
+            )
+        self._state = state if self._state is None else self._state.merge(state)
 
     def merge(self, other):
         """Merge another RunningMoments or a Moments state into this one."""
+        if isinstance(other, RunningMoments) and other._state is None:
+            return self  # nothing seen yet: the identity, whatever our shape
         state = other.state if isinstance(other, RunningMoments) else other
         if not isinstance(state, Moments):
             raise TypeError(f"cannot merge {type(other).__name__} into RunningMoments")
-        self._state = state if self._state is None else self._state.merge(state)
+        self._merge_in(state, "merged")
         return self
 
     @property

@@ -51,6 +51,10 @@ class _State:
     def from_fields(cls, **fields):
         """Build a state from its field arrays (copied), e.g. after a transfer.
 
+        Checked as the constructor checks them: counts are whole numbers in
+        [0, 2**63), floats are real and m2 is non-negative (on a GPU these
+        checks synchronize the device).
+
         Args:
             **fields: one array per name in ``_fields``; they broadcast together.
         """
@@ -63,9 +67,11 @@ class _State:
             )
         xp = backend_for(*fields.values()).xp
         arrays = [
-            xp.asarray(fields[n]).astype(np.int64 if n in cls._int_fields else np.float64)
+            _as_count(fields[n], xp, n) if n in cls._int_fields else _float_field(n, fields[n], xp)
             for n in cls._fields
         ]
+        if bool(xp.any(arrays[cls._fields.index("m2")] < 0)):
+            raise ValueError("m2 must be non-negative")
         return cls._wrap(_broadcast_fields(cls._fields, arrays, xp))
 
     def __setattr__(self, name, value):
@@ -98,6 +104,11 @@ class _State:
 
     def __getitem__(self, index):
         return self._wrap(tuple(f[index] for f in self.fields))
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError(f"iteration over a 0-d {type(self).__name__}")
+        return (self[i] for i in range(self.shape[0]))
 
     def __reduce__(self):
         return (_rebuild, (type(self), self.fields))
@@ -169,15 +180,29 @@ def _rebuild(cls, fields):
     return cls._wrap(tuple(fields))
 
 
-def _as_count(count, xp):
+_COUNT_LIMIT = 2**63  # counts are int64
+
+
+def _as_count(count, xp, name="count"):
     c = xp.asarray(count)
+    if c.dtype.kind not in "iubf":
+        raise TypeError(f"{name} must be integers, got dtype {c.dtype}")
     if c.dtype.kind == "f":
+        if not bool(xp.all(xp.isfinite(c))):
+            raise ValueError(f"{name} must be finite")
         if bool(xp.any(c != xp.floor(c))):
-            raise ValueError("count must hold whole numbers")
-    elif c.dtype.kind not in "iub":
-        raise TypeError(f"count must be integers, got dtype {c.dtype}")
+            raise ValueError(f"{name} must hold whole numbers")
     if bool(xp.any(c < 0)):
-        raise ValueError("count must be non-negative")
+        raise ValueError(f"{name} must be non-negative")
+    # The only dtypes that hold 2**63: floats (exact in float64) and uint64.
+    if c.dtype.kind == "f":
+        big = c.astype(np.float64) >= float(_COUNT_LIMIT)
+    elif c.dtype == np.uint64:
+        big = c >= np.uint64(_COUNT_LIMIT)
+    else:
+        big = None
+    if big is not None and bool(xp.any(big)):
+        raise ValueError(f"{name} must be below 2**63 (counts are int64)")
     return c.astype(np.int64)
 
 
@@ -247,9 +272,10 @@ class Moments(_State):
     def from_mean_std(cls, mean, std, count, ddof=1):
         """Build states from published summaries (mean, standard deviation, count).
 
-        A group with count 0 is empty whatever its mean; a group whose count is
-        at most ``ddof`` has zero spread whatever ``std`` says (NaN included),
-        since one value has none.
+        A group with count 0 is empty whatever its mean; a group of one value
+        has zero spread whatever ``std`` says (NaN included), since one value
+        has none; a group of two or more values with count at most ``ddof``
+        has an unknown spread (m2 NaN), since ``std`` is undefined there.
 
         Args:
             mean: group means.
@@ -263,9 +289,12 @@ class Moments(_State):
         s = _float_field("std", std, xp)
         if bool(xp.any(s < 0)):
             raise ValueError("std must be non-negative")
-        c, mu, s = _broadcast_fields(("mean", "std", "count"), (c, mu, s), xp)
+        c, mu, s = _broadcast_fields(("count", "mean", "std"), (c, mu, s), xp)
         dof = c - ddof
-        m2 = xp.where(dof > 0, s * s * xp.where(dof > 0, dof, 0), 0.0)
+        # One value has no spread; two or more whose std was computed with
+        # ddof >= count (a division by zero or less) have an unknown one.
+        m2 = xp.where(dof > 0, s * s * xp.where(dof > 0, dof, 0), xp.nan)
+        m2 = xp.where(c <= 1, 0.0, m2)
         mu = xp.where(c == 0, xp.nan, mu)
         return cls._wrap((c, mu, m2))
 

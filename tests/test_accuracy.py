@@ -168,3 +168,61 @@ def test_column_tiles_fall_back(width):
         mean, var = fsum_mean_var(x[:, j])
         assert abs(m.mean[j] - mean) <= 1e-15 * np.abs(x[:, j]).max()
         assert abs(m.var()[j] - var) <= 1e-12 * var
+
+
+def _exact_m2(x):
+    from fractions import Fraction
+
+    fr = [Fraction(float(v)) for v in x]
+    mean = sum(fr) / len(fr)
+    return mean, sum((v - mean) ** 2 for v in fr)
+
+
+def _overflow_paths(x):
+    """(name, state of all of x) for each kernel path that can reduce x."""
+    yield "1-D", fm.moments(x)
+    yield "skipna", fm.moments(x, skipna=True)
+    yield "summary", fm.summarize(x)
+    yield "row", fm.moments(x.reshape(1, -1), axis=1)[0]
+    yield "column", fm.moments(x.reshape(-1, 1), axis=0)[0]
+    yield "column skipna", fm.moments(x.reshape(-1, 1), axis=0, skipna=True)[0]
+    yield "column summary", fm.summarize(x.reshape(-1, 1), axis=0)[0]
+    yield "merged halves", fm.moments(x[: x.size // 2]).merge(fm.moments(x[x.size // 2 :]))
+
+
+@pytest.mark.parametrize("n", [3, 16, 65, 9000, "max", "offset"])
+def test_m2_overflow_is_inf_on_every_path(n):
+    # The squared deviations pass float64's range while the mean does not:
+    # m2 is inf (as np.var says), never the NaN of inf - inf.
+    if n == "max":
+        x = np.array([1e308, -1e308, 1e308])
+    elif n == "offset":
+        x = np.array([1e300, 1e300 * 1.0000001, 1e300])
+    else:
+        x = np.full(n, 1e300)
+        x[::2] = -1e300
+    mean, m2 = _exact_m2(x)
+    assert m2 > np.finfo(np.float64).max
+    for name, m in _overflow_paths(x):
+        assert m.m2 == np.inf, name
+        assert m.mean == pytest.approx(float(mean), rel=1e-15, abs=1e-12 * 1e300), name
+
+
+def test_m2_near_the_range_end_stays_finite():
+    # Deviations of 1e152: m2 = 9e307, just below the range's end.
+    x = np.full(9000, 1e152)
+    x[::2] = -1e152
+    mean, m2 = _exact_m2(x)
+    for name, m in _overflow_paths(x):
+        assert m.m2 == pytest.approx(float(m2), rel=1e-12), name
+
+
+def test_merge_of_means_whose_difference_overflows():
+    a = fm.moments(np.array([1.7e308]))
+    b = fm.moments(np.array([-1.7e308]))
+    m = a.merge(b)
+    assert m.mean == 0.0 and m.m2 == np.inf and m.count == 2
+    assert fm.moments(np.array([1.7e308, -1.7e308])).mean == 0.0
+    # elementwise, with broadcasting
+    e = fm.moments(np.array([[1.7e308, 1.0]]), axis=0).merge(fm.moments(np.array([[-1.7e308, 3.0]]), axis=0))
+    assert e.mean.tolist() == [0.0, 2.0] and e.m2.tolist() == [np.inf, 2.0]

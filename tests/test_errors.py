@@ -60,3 +60,81 @@ def test_ragged_and_mismatched():
 def test_summary_not_constructible_directly():
     with pytest.raises(TypeError, match="summarize"):
         fm.Summary(1, 2, 3)
+
+
+def test_masked_arrays_rejected_not_unmasked():
+    x = np.ma.array([1.0, 100.0, 3.0], mask=[0, 1, 0])
+    for f in (fm.moments, fm.summarize, lambda a: fm.summarize_each([a]), fm.RunningMoments().update):
+        with pytest.raises(TypeError, match="masked"):
+            f(x)
+    # what the message suggests gives the masked statistics
+    assert fm.moments(x.compressed()).mean == x.mean()
+    assert fm.moments(x.filled(np.nan), skipna=True).var() == pytest.approx(x.var(), rel=1e-15)
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="longdouble is float64 here")
+def test_longdouble_rejected_on_every_path():
+    x = np.ones((100, 3), np.longdouble)
+    calls = [fm.moments, fm.summarize, lambda a: fm.moments(a, axis=0), lambda a: fm.moments(a, axis=()),
+             lambda a: fm.summarize_each([a])]
+    for f in calls:
+        with pytest.raises(TypeError, match="longdouble"):
+            f(x)
+
+
+@pytest.mark.parametrize("count", [np.inf, -np.inf, np.nan, 1e30, 2.0**63, np.uint64(2**63 + 5)])
+def test_counts_out_of_int64_range_rejected(count):
+    with pytest.raises(ValueError, match="count"):
+        fm.Moments(count, 0.0, 0.0)
+    with pytest.raises(ValueError, match="count"):
+        fm.combine_mean_std(1.0, 1.0, count, 3.0, 1.0, 1)
+
+
+def test_largest_counts_still_accepted():
+    assert fm.Moments(np.uint64(2**63 - 1), 0.0, 0.0).count == 2**63 - 1
+    assert fm.Moments(2.0**62, 0.0, 0.0).count == 2**62
+    assert fm.Moments(np.uint8(255), 0.0, 0.0).count == 255
+
+
+def test_from_fields_validates():
+    with pytest.raises(ValueError, match="non-negative"):
+        fm.Moments.from_fields(count=-1, mean=2.0, m2=0.0)
+    with pytest.raises(ValueError, match="m2"):
+        fm.Moments.from_fields(count=3, mean=2.0, m2=-5.0)
+    with pytest.raises(ValueError, match="whole"):
+        fm.Moments.from_fields(count=2.7, mean=2.0, m2=1.0)
+    with pytest.raises(TypeError, match="count"):
+        fm.Moments.from_fields(count="a", mean=2.0, m2=1.0)
+    with pytest.raises(TypeError, match="mean"):
+        fm.Moments.from_fields(count=1, mean="a", m2=1.0)
+    s = fm.summarize(np.array([1.0, np.inf, 0.0]))
+    with pytest.raises(ValueError, match="n_zero"):
+        fm.Summary.from_fields(**{**{f: getattr(s, f) for f in s._fields}, "n_zero": -1})
+    again = fm.Summary.from_fields(**{f: getattr(s, f) for f in s._fields})
+    assert again.n_nonfinite == 1 and again.n_zero == 1 and again.max == 1.0
+
+
+def test_shape_mismatch_names_the_right_arguments():
+    with pytest.raises(ValueError, match=r"count \(\), mean \(2,\), std \(3,\)"):
+        fm.combine_mean_std([1.0, 2.0], [1.0, 1.0, 1.0], 3, 0.0, 1.0, 2)
+
+
+def test_running_moments_keeps_its_shape(rng):
+    x = rng.standard_normal((100, 3))
+    rm = fm.RunningMoments().update(x)
+    for bad in (x[:5, :1], x[:5, 0], x[:5, :2]):
+        with pytest.raises(ValueError, match="shape"):
+            rm.update(bad)
+    with pytest.raises(ValueError, match="shape"):
+        rm.merge(fm.moments(x[:, 0]))
+    assert rm.count.tolist() == [100, 100, 100]  # nothing merged by the failed calls
+    rm.merge(fm.RunningMoments())  # an empty stream is the identity
+    np.testing.assert_allclose(rm.var(), x.var(0), rtol=1e-13)
+
+
+def test_iterating_states():
+    with pytest.raises(TypeError, match="0-d"):
+        list(fm.moments(np.ones(3)))
+    m = fm.moments(np.arange(12.0).reshape(4, 3), axis=0)
+    means = [s.mean for s in m]
+    assert means == [4.5, 5.5, 6.5]

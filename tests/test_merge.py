@@ -91,6 +91,16 @@ def test_from_mean_std_small_groups():
     assert m.m2[0] == 0.0 and m.mean[0] == 1.0  # one value: no spread, NaN std ignored
     assert m.count[1] == 0 and np.isnan(m.mean[1])  # empty group
     assert m.m2[2] == pytest.approx(0.25)
+    # one value has no spread whatever ddof the std was computed with
+    m = fm.Moments.from_mean_std([1.0, 1.0], [np.nan, 7.0], 1, ddof=0)
+    assert m.m2.tolist() == [0.0, 0.0]
+    # two or more values whose std had ddof >= count: the spread is unknown
+    m = fm.Moments.from_mean_std([0.0, 0.0, 0.0], [np.nan, 1.0, 1.0], [2, 2, 3], ddof=2)
+    assert np.isnan(m.m2[0]) and np.isnan(m.m2[1]) and m.m2[2] == 1.0
+    mean, std, n = fm.combine_mean_std(1.0, np.nan, 1, 3.0, 0.0, 1, ddof=0)
+    assert (mean, std, n) == (2.0, 1.0, 2)  # as np.std([1, 3])
+    mean, std, n = fm.combine_mean_std(0.0, np.nan, 2, 0.0, np.nan, 2, ddof=2)
+    assert n == 4 and np.isnan(std)
 
 
 def seed_combine(m1, s1, n1, m2, s2, n2):

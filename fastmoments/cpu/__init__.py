@@ -12,7 +12,7 @@ import threading
 import numba
 import numpy as np
 
-from .._inputs import check_dtype
+from .._inputs import check_dtype, check_not_masked
 from . import kernels as K
 from .layout import plan
 
@@ -87,6 +87,7 @@ def asarray(x) -> np.ndarray:
     """A NumPy array of a dtype the kernels read; never modifies ``x``."""
     if type(x) is np.ndarray and (x.dtype is _F32 or x.dtype is _F64):
         return x  # the common case, without the checks below (summarize_each: per array)
+    check_not_masked(x)
     a = np.asarray(x)
     check_dtype(a.dtype)
     if not a.dtype.isnative:

@@ -164,6 +164,16 @@ def _moments_from_sums(y, shift, s, q):
     return _block_moments_two_pass(y)
 
 
+@njit(fastmath=_FAST, inline="always", **_opts)
+def _corrected_m2(q, c, inv):
+    """m2 = q - c*c/n of the corrected two-pass algorithm, ``inv`` = 1/n.
+
+    Where q, the sum of squared deviations, overflowed, so did m2: it is inf,
+    not the NaN of inf - inf that c*c would give once c passes 1e154. Where q
+    is finite, c*(c/n) <= q (Cauchy-Schwarz) cannot overflow."""
+    return q - c * (c * inv) if q <= _MAXF else q
+
+
 @njit(fastmath=_FAST, **_opts)
 def _block_moments_two_pass(y):
     n = y.size
@@ -180,7 +190,7 @@ def _block_moments_two_pass(y):
         c += d
         m2 += d * d
     # Corrected two-pass: removes the error of the first pass's rounded mean.
-    return n, mean + c / n, m2 - c * c / n
+    return n, mean + c / n, _corrected_m2(m2, c, 1.0 / n)
 
 
 # Counters below are float64: exact for a block's 8192 values, and the same
@@ -208,7 +218,7 @@ def _block_moments_skipna(y):
         d = v - mean if v == v else 0.0
         c += d
         m2 += d * d
-    return int(k), mean + c / k, m2 - c * c / k
+    return int(k), mean + c / k, _corrected_m2(m2, c, 1.0 / k)
 
 
 def _lane(y, v):
@@ -543,7 +553,7 @@ def _summary_from_parts(y, shift, s, q, lo, hi, nz):
         d = y[i] - mean
         c += d
         m2 += d * d
-    return n, mean + c / n, m2 - c * c / n, lo, hi, 0, nz
+    return n, mean + c / n, _corrected_m2(m2, c, 1.0 / n), lo, hi, 0, nz
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -583,7 +593,7 @@ def _block_summary_masked(y):
         c += d
         m2 += d * d
     n = int(k)
-    return n, mean + c / k, m2 - c * c / k, lo, hi, y.size - n, int(nz)
+    return n, mean + c / k, _corrected_m2(m2, c, 1.0 / k), lo, hi, y.size - n, int(nz)
 
 
 @njit(**_opts)
@@ -724,6 +734,10 @@ def merge_moments(na, ma, qa, nb, mb, qb):
         return n, ma + mb, np.nan
     d = mb - ma
     fb = nb / n
+    if not (abs(d) <= _MAXF):
+        # Finite means of opposite signs near the range's end: their difference
+        # overflows, their weighted sum does not; the spread does (inf).
+        return n, ma * (na / n) + mb * fb, np.inf
     return n, ma + d * fb, qa + qb + d * d * (na * fb)
 
 
@@ -991,7 +1005,7 @@ def _rows_of(x, mean_out, m2_out, k):
             c += d
             q += d * d
         mean_out[i] = mean + c * inv
-        m2_out[i] = q - c * c * inv
+        m2_out[i] = _corrected_m2(q, c, inv)
 
 
 @njit(fastmath=_FAST, inline="always", **_opts)
@@ -1033,7 +1047,7 @@ def _rows_in_lanes(x, mean_out, m2_out, k):
             q3 += d3 * d3
         c = (c0 + c1) + (c2 + c3)
         mean_out[i] = mean + c * inv
-        m2_out[i] = ((q0 + q1) + (q2 + q3)) - c * c * inv
+        m2_out[i] = _corrected_m2((q0 + q1) + (q2 + q3), c, inv)
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -1057,7 +1071,7 @@ def _rows_any(x, mean_out, m2_out, k):
             c += d
             q += d * d
         mean_out[i] = mean + c * inv
-        m2_out[i] = q - c * c * inv
+        m2_out[i] = _corrected_m2(q, c, inv)
 
 
 def _four_row_sums(k):
@@ -1155,7 +1169,7 @@ def _rows_in_vectors(x, mean_out, m2_out, k):
             c = cs[r]
             ok = abs(mean) <= _MAXF
             mean_out[i + r] = mean + c * inv if ok else mean
-            m2_out[i + r] = qs[r] - c * c * inv if ok else np.nan
+            m2_out[i + r] = _corrected_m2(qs[r], c, inv) if ok else np.nan
     done = 4 * (m // 4)
     _rows_in_lanes(x[done * k :], mean_out[done:], m2_out[done:], k)
 
@@ -1223,7 +1237,7 @@ def _tile_finish(s, cnt, c, q, w, si, sf, top):
         finite = abs(mean) <= _MAXF
         n_out[j] = np.int64(n)
         mean_out[j] = mean + c[j] * inv if finite else mean
-        m2_out[j] = (q[j] - c[j] * c[j] * inv) if n > 0.0 else 0.0
+        m2_out[j] = _corrected_m2(q[j], c[j], inv) if n > 0.0 else 0.0
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -1304,7 +1318,7 @@ def _tile_moments_dense(x, r0, r1, c0, w, s, c, q, mean_out, m2_out):
         mean = s[j]
         finite = abs(mean) <= _MAXF
         mean_out[j] = mean + c[j] * inv if finite else mean
-        m2_out[j] = q[j] - c[j] * c[j] * inv  # NaN where the mean is not finite
+        m2_out[j] = _corrected_m2(q[j], c[j], inv) if finite else np.nan
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -1351,7 +1365,9 @@ def _shifted_tile_state(x, r0, r1, c0, w, shift, ws, mean_out, m2_out):
     inv = 1.0 / n
     far = False
     for j in range(w):
-        far |= s[j] * s[j] > 0.5 * n * q[j]
+        # Also where the squares overflowed (q inf), which about the true
+        # mean they may not.
+        far |= (s[j] * s[j] > 0.5 * n * q[j]) | (q[j] > _MAXF)
     if far:
         _tile_moments_dense(x, r0, r1, c0, w, ws[0], ws[1], ws[2], mean_out, m2_out)
     else:
@@ -1369,14 +1385,16 @@ def _merge_dense(mean, m2, a, b, na, nb, w):
     counts are all ``na`` and ``nb`` (> 0): merge_moments, branch-free so
     that the loop vectorizes."""
     fb = nb / (na + nb)
+    fa = na / (na + nb)
     g = na * fb
     for j in range(w):
         ma = mean[a, j]
         mb = mean[b, j]
         d = mb - ma
         finite = (abs(ma) <= _MAXF) & (abs(mb) <= _MAXF)
-        mean[a, j] = ma + d * fb if finite else ma + mb
-        m2[a, j] = m2[a, j] + m2[b, j] + d * d * g if finite else np.nan
+        near = abs(d) <= _MAXF  # see merge_moments
+        mean[a, j] = (ma + d * fb if near else ma * fa + mb * fb) if finite else ma + mb
+        m2[a, j] = (m2[a, j] + m2[b, j] + d * d * g if near else np.inf) if finite else np.nan
 
 
 @njit(**_opts)

@@ -37,6 +37,7 @@ struct fm_half {
 };
 
 __device__ __forceinline__ double fm_nan() { return __longlong_as_double(0x7ff8000000000000LL); }
+__device__ __forceinline__ double fm_inf() { return __longlong_as_double(0x7ff0000000000000LL); }
 
 // False for NaN and +-Inf (written without isfinite so no header is needed).
 __device__ __forceinline__ bool fm_finite(double v) { return fabs(v) <= 1.7976931348623157e308; }
@@ -106,6 +107,14 @@ __device__ __forceinline__ void fm_merge_moments_into(fm_state& s, long long nb,
     }
     double d = mb - s.mean;
     double fb = (double)nb / (double)n;
+    if (!fm_finite(d)) {
+        // Finite means of opposite signs near the range's end: their difference
+        // overflows, their weighted sum does not; the spread does (inf).
+        s.mean = s.mean * ((double)s.n / (double)n) + mb * fb;
+        s.m2 = fm_inf();
+        s.n = n;
+        return;
+    }
     s.mean = s.mean + d * fb;
     s.m2 = s.m2 + qb + d * d * ((double)s.n * fb);
     s.n = n;
@@ -186,7 +195,8 @@ __device__ __forceinline__ void fm_push_group(fm_state& s, const double* v) {
         s.hi = fmax(s.hi, hi);
         s.nz += nz;
     }
-    fm_merge_moments_into(s, FM_GROUP, m + c * inv, q - c * c * inv);
+    // Where q overflowed, so did m2 (inf, not the NaN of inf - c*c).
+    fm_merge_moments_into(s, FM_GROUP, m + c * inv, fm_finite(q) ? q - c * (c * inv) : q);
 }
 
 // Fold p[0], p[stride], ..., p[(cnt-1)*stride] into s.

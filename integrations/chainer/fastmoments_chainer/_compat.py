@@ -197,6 +197,14 @@ def install() -> ChainerCompatFinder | None:
         raise RuntimeError(
             f"import fastmoments_chainer before chainer: {late} were loaded unshimmed"
         )
+    if "chainer" not in sys.modules and any(m.startswith("chainer.") for m in sys.modules):
+        # A failed `import chainer` leaves its submodules half-initialized
+        # behind it; importing Chainer again would fail in obscure ways.
+        raise RuntimeError(
+            "an earlier `import chainer` failed on this stack and left partly "
+            "imported modules behind: restart the interpreter and import "
+            "fastmoments_chainer before chainer"
+        )
     _installed = ChainerCompatFinder(shims)
     sys.meta_path.insert(0, _installed)
     return _installed

@@ -27,6 +27,7 @@ device. Nothing is copied to the host until a report, except under
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import math
@@ -95,7 +96,7 @@ class _Group:
         self.acc = None
         # Stands in for a missing gradient: an empty array contributes the
         # identity state, so the group's Summary keeps its shape every iteration.
-        self.empty = like[:0].ravel()
+        self.empty = like.ravel()[:0]  # ravel first: 0-d parameters have no [:0]
 
 
 def _device_key(arr):
@@ -199,8 +200,11 @@ class GradientMonitor(extension.Extension):
         self.on_nonfinite = on_nonfinite
         self.rules = alerts
         self.warn = warn
+        if int(history) < 0:
+            raise ValueError(f"history must be >= 0, got {history}")
         self._history_len = int(history)
-        self._entries = None          # [(kind, path, param)], fixed at the first observation
+        self._entries = None          # [(kind, path, param)]: set at the first observation,
+        #                               and again at an interval's start if the parameters changed
         self._groups = None           # device key -> _Group
         self._host = None             # host Summary carried over (resume, device change)
         self._pending_state = None    # loaded before the entries were known
@@ -226,7 +230,7 @@ class GradientMonitor(extension.Extension):
         """
         hooks = optimizer._hookable._pre_update_hooks
         if not any(h is self for h in hooks.values()):
-            optimizer.add_hook(self, name=self.name, timing="pre")
+            optimizer.add_hook(self, name=_free_hook_name(optimizer, self.name), timing="pre")
         if first:
             for name, h in list(hooks.items()):
                 if h is self:
@@ -237,8 +241,9 @@ class GradientMonitor(extension.Extension):
     def _ensure_reenable(self, optimizer):
         if self.on_nonfinite != "skip" or self._reenable is not None:
             return
-        self._reenable = _Reenable(self.name + "/reenable")
-        optimizer.add_hook(self._reenable, name=self._reenable.name, timing="post")
+        name = _free_hook_name(optimizer, self.name, "/reenable")
+        self._reenable = _Reenable(name)
+        optimizer.add_hook(self._reenable, name=name, timing="post")
 
     def initialize(self, trainer):
         ours = {id(p) for p in self.target.params()}
@@ -289,10 +294,7 @@ class GradientMonitor(extension.Extension):
 
     def _setup_entries(self):
         entries = []
-        for path, param in self.target.namedparams():
-            path = path.lstrip("/")
-            if self._select is not None and not self._select(path):
-                continue
+        for path, param in self._selected_params():
             for kind in self._kinds:
                 entries.append((kind, path, param))
         if not entries:
@@ -344,6 +346,11 @@ class GradientMonitor(extension.Extension):
         """
         if self._entries is None:
             self._setup_entries()
+        elif self._n_iter == 0 and self._host is None and not self._same_params():
+            # Parameters added (or removed) since the entries were set: each
+            # interval starts on the model as it is then.
+            self._setup_entries()
+            self._groups = None
         self._iteration = self._iteration + 1 if iteration is None else int(iteration)
         if self._first_iteration is None:
             self._first_iteration = self._iteration
@@ -476,7 +483,8 @@ class GradientMonitor(extension.Extension):
             del self._layer_norms[x["layer"]][:-max(self.rules.window if self.rules else 1, 1)]
         self.history.append((iteration, {x["layer"]: x["norm"] for x in layers},
                              {x["layer"]: x["maxabs"] for x in layers}))
-        del self.history[:-self._history_len]
+        if len(self.history) > self._history_len:  # [:-0] would keep everything
+            del self.history[: len(self.history) - self._history_len]
         self._serial += 1
         self.last_report = Report(serial=self._serial, iteration=iteration,
                                   first_iteration=self._first_iteration, iterations=self._n_iter,
@@ -489,6 +497,18 @@ class GradientMonitor(extension.Extension):
         reporter.report(values)
         self._reset_interval()
         return values
+
+    def _selected_params(self):
+        for path, param in self.target.namedparams():
+            path = path.lstrip("/")
+            if self._select is None or self._select(path):
+                yield path, param
+
+    def _same_params(self):
+        """Whether the entries still cover exactly the target's selected parameters."""
+        now = [(path, id(param)) for path, param in self._selected_params()]
+        ours = [(path, id(param)) for kind, path, param in self._entries if kind == self._kinds[0]]
+        return now == ours
 
     def _layers(self, entries, st, sq, pooled):
         order, acc = [], {}
@@ -526,6 +546,7 @@ class GradientMonitor(extension.Extension):
             "serial": self._serial,
             "layer_norms": self._layer_norms,
             "history": self.history,
+            "alerts": [dataclasses.astuple(a) for a in self._interval_alerts],
         }
 
     def _load_state(self, state):
@@ -563,11 +584,23 @@ class GradientMonitor(extension.Extension):
         self._serial = state["serial"]
         self._layer_norms = {k: list(v) for k, v in state["layer_norms"].items()}
         self.history = [(it, dict(n), dict(m)) for it, n, m in state["history"]]
-        self._interval_alerts = []
+        self._interval_alerts = [alerts_mod.Alert(*a) for a in state.get("alerts", [])]
         if self._entries is None:
             self._pending_state = state
         else:
             self._load_state(state)
+
+
+def _free_hook_name(optimizer, base, suffix=""):
+    """``base + suffix``, or ``base_1 + suffix``... if taken: two monitors on one
+    optimizer (say, for two parts of a model) get distinct hook names, as a
+    Trainer names its extensions."""
+    taken = optimizer._hookable._pre_update_hooks.keys() | optimizer._hookable._post_update_hooks.keys()
+    name, k = base + suffix, 0
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}{suffix}"
+    return name
 
 
 def _is_chainerx(arr) -> bool:
@@ -602,6 +635,7 @@ def _unscale(s, indices, entries, loss_scale):
     xp = chainer.backend.get_array_module(s.mean)
     is_grad = xp.asarray(np.array([entries[i][0] == "grad" for i in indices]))
     k = xp.where(is_grad, 1.0 / loss_scale, 1.0)
-    return fastmoments.Summary.from_fields(
-        count=s.count, mean=s.mean * k, m2=s.m2 * k * k, min=s.min * k, max=s.max * k,
-        n_nonfinite=s.n_nonfinite, n_zero=s.n_zero)
+    # _wrap, not from_fields: these fields come from a valid state, and
+    # from_fields' checks would synchronize a GPU every iteration.
+    return fastmoments.Summary._wrap((
+        s.count, s.mean * k, s.m2 * k * k, s.min * k, s.max * k, s.n_nonfinite, s.n_zero))

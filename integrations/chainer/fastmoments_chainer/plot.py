@@ -13,7 +13,8 @@ def plot_gradient_flow(history, path, title="gradient flow", alerts=()):
     """Write the gradient-flow figure of a monitor's history to ``path`` (PNG).
 
     Left: the last report's per-layer gradient norm and max |g| as bars (log
-    scale), layers in model order, alerting layers marked. Right: every
+    scale), layers in the order of the model's ``namedparams()`` (Chainer
+    sorts a Chain's children by name), alerting layers marked. Right: every
     layer's norm at each report as lines (log scale).
 
     Args:
@@ -23,6 +24,7 @@ def plot_gradient_flow(history, path, title="gradient flow", alerts=()):
         alerts: alerts of the last report, to mark their layers.
     """
     # The object-oriented API with the Agg canvas: no pyplot, no global backend change.
+    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     import numpy as np
@@ -51,9 +53,13 @@ def plot_gradient_flow(history, path, title="gradient flow", alerts=()):
                             color="red", fontsize=9)
     ax_bar.legend(fontsize=8)
     its = [h[0] for h in history]
-    for n in layers:
+    # 20 colours, then the same colours dashed, dotted...: no two lines alike.
+    colours = colormaps["tab20"].colors
+    styles = ("-", "--", ":", "-.")
+    for i, n in enumerate(layers):
         ys = [h[1].get(n, np.nan) for h in history]
-        ax_line.plot(its, [pos(y) for y in ys], label=n, lw=1.2)
+        ax_line.plot(its, [pos(y) for y in ys], label=n, lw=1.2, color=colours[i % len(colours)],
+                     linestyle=styles[(i // len(colours)) % len(styles)])
     ax_line.set_yscale("log")
     ax_line.set_xlabel("iteration")
     ax_line.set_ylabel("gradient norm")

@@ -33,7 +33,7 @@ def format_table(report, kinds=("grad",)) -> str:
     body = []
     for r in rows:
         name = r["path"] if len(kinds) == 1 else f"{r['kind']}:{r['path']}"
-        shape = "x".join(map(str, r["shape"])) if r["shape"] else "?"
+        shape = "?" if r["shape"] is None else ("x".join(map(str, r["shape"])) or "()")
         body.append([name, shape] + [_num(r[c]) for c in _COLUMNS]
                     + [str(int(r["nonfinite"])), report.flags(r["layer"])])
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]

@@ -129,3 +129,27 @@ def test_nothing_is_touched_when_nothing_is_needed(monkeypatch):
     assert sys.meta_path == before
     finder = _compat.ChainerCompatFinder([])
     assert finder.find_spec("chainer.functions.array.as_strided") is None
+
+
+def test_failed_chainer_import_gives_the_documented_error():
+    # Importing Chainer before us fails on stacks that need the shims, and
+    # leaves half-imported submodules behind: we must say what to do rather
+    # than fail inside them.
+    code = textwrap.dedent("""
+        import warnings
+        warnings.filterwarnings("ignore")
+        try:
+            import chainer
+            print("IMPORTED")
+        except Exception:
+            pass
+        try:
+            import fastmoments_chainer
+            print("NO ERROR")
+        except RuntimeError as e:
+            print("RuntimeError:", e)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    if "IMPORTED" in out.stdout:
+        pytest.skip("Chainer imports without the shims on this stack")
+    assert "RuntimeError: an earlier `import chainer` failed" in out.stdout, out.stdout + out.stderr

@@ -238,3 +238,82 @@ def test_bad_arguments():
     mon = GradientMonitor(model, params=["nothing/*"])
     with pytest.raises(ValueError, match="no parameter"):
         mon.observe()
+
+
+class _Tempered(chainer.Chain):
+    """A 0-d parameter first in namedparams order: ``a/temperature`` sorts before ``l1``."""
+
+    def __init__(self):
+        super().__init__()
+        with self.init_scope():
+            self.a = chainer.Chain()
+            with self.a.init_scope():
+                self.a.temperature = chainer.Parameter(np.array(1.5, np.float32))
+            self.l1 = L.Linear(6, 3)
+
+    def forward(self, x):
+        y = self.l1(x)
+        return y / F.broadcast_to(self.a.temperature, y.shape)
+
+
+def test_zero_d_parameter_first(rng_seed):
+    model = _Tempered()
+    assert [p for p, _ in model.namedparams()][0] == "/a/temperature"
+    mon = GradientMonitor(model)
+    steps = _train(model, mon, 3)
+    values = mon.report()
+    _check(values, steps, ["a/temperature", "l1/W", "l1/b"])
+    table = format_table(mon.last_report)
+    assert "a/temperature" in table and "()" in table
+
+
+def test_two_monitors_on_one_optimizer(rng_seed):
+    model = MLP()
+    a = GradientMonitor(model, params="l1/*")
+    b = GradientMonitor(model, params="l2/*", on_nonfinite="skip")
+    opt = chainer.optimizers.SGD(0.1)
+    opt.setup(model)
+    a.attach(opt)
+    b.attach(opt)
+    cap = Capture(model)
+    opt.add_hook(cap)
+    x, t = data()
+    for _ in range(2):
+        opt.update(lambda: F.softmax_cross_entropy(model(x), t))
+    va, vb = a.report(), b.report()
+    _check(va, cap.steps, ["l1/W", "l1/b"])
+    _check(vb, cap.steps, ["l2/W", "l2/b"])
+    assert not any("l2/" in k for k in va) and not any("l1/" in k for k in vb)
+
+
+def test_parameters_added_later_are_monitored_from_the_next_interval(rng_seed):
+    model = MLP()
+    mon = GradientMonitor(model)
+    opt = chainer.optimizers.SGD(0.1)
+    opt.setup(model)
+    mon.attach(opt)
+    x, t = data()
+    opt.update(lambda: F.softmax_cross_entropy(model(x), t))
+    mon.report()
+    with model.init_scope():
+        model.extra = L.Linear(3, 3)
+    opt.setup(model)
+    mon.attach(opt)
+    cap = Capture(model)
+    opt.add_hook(cap)
+    for _ in range(2):
+        opt.update(lambda: F.softmax_cross_entropy(model.extra(model(x)), t))
+    values = mon.report()
+    _check(values, cap.steps, ["extra/W", "extra/b", "l1/W"])
+
+
+def test_history_length(rng_seed):
+    for keep in (0, 2):
+        model = MLP()
+        mon = GradientMonitor(model, history=keep)
+        for _ in range(3):
+            _train(model, mon, 1)
+            mon.report()
+        assert len(mon.history) == keep
+    with pytest.raises(ValueError, match="history"):
+        GradientMonitor(MLP(), history=-1)

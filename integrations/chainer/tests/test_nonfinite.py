@@ -94,3 +94,19 @@ def test_skip_keeps_user_disabled_rules_disabled(rng_seed):
         _step(model, opt, x, t, poison=True)
     assert model.l3.W.update_rule.enabled is False
     assert model.l1.W.update_rule.enabled is True
+
+
+def test_skip_alerts_survive_a_snapshot_mid_interval(tmp_path):
+    model, opt, mon, x, t = _setup("skip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GradientAlert)
+        _step(model, opt, x, t, poison=True)
+    path = str(tmp_path / "m.npz")
+    chainer.serializers.save_npz(path, mon)
+    fresh = GradientMonitor(model, on_nonfinite="skip")
+    chainer.serializers.load_npz(path, fresh)
+    fresh.attach(opt)
+    _step(model, opt, x, t)
+    fresh.report()
+    kinds = [a.kind for a in fresh.last_report.alerts]
+    assert kinds.count("skipped") == 1 and fresh.last_report.values["grad/skipped"] == 1

@@ -39,6 +39,13 @@ def _prepare(darr, axis, split_every):
     if not isinstance(darr, da.Array):
         darr = da.asarray(darr)
     check_dtype(darr.dtype)
+    if isinstance(darr._meta, np.ma.MaskedArray):
+        # Found at graph construction; the chunks would fail at compute time.
+        raise TypeError(
+            "masked dask arrays are not supported: their mask would be ignored. "
+            "Use darr.map_blocks(np.ma.filled, np.nan) with skipna=True (moments) "
+            "to leave the masked values out"
+        )
     if isinstance(axis, bool) or not (axis is None or isinstance(axis, (Integral, tuple, list))):
         raise TypeError(f"axis must be None, an int or a tuple of ints, got {axis!r}")
     if split_every is not None:
@@ -49,14 +56,14 @@ def _prepare(darr, axis, split_every):
     return darr
 
 
-def _reduce(darr, chunk, axis, split_every, name):
+def _reduce(darr, chunk, axis, split_every, name, keepdims=False):
     axes = tuple(range(darr.ndim)) if axis is None else axis
     axes = (axes,) if isinstance(axes, Integral) else tuple(axes)
     # dask validates and normalizes the axes (AxisError for bad ones)
     axes = tuple(sorted(validate_axis(a, darr.ndim) for a in axes))
     if len(set(axes)) != len(axes):
         raise ValueError(f"repeated axis in {axis!r}")
-    out_ndim = darr.ndim - len(axes)
+    out_ndim = darr.ndim if keepdims else darr.ndim - len(axes)
     # The blocks hold states, not arrays; the meta only records the array
     # type (NumPy or CuPy) of the chunks for what is derived from the result.
     meta = meta_from_array(darr._meta, ndim=out_ndim, dtype=np.float64)
@@ -66,7 +73,7 @@ def _reduce(darr, chunk, axis, split_every, name):
         aggregate_states,
         combine=combine_states,
         axis=axes,
-        keepdims=False,
+        keepdims=bool(keepdims),
         dtype=np.float64,
         split_every=split_every,
         concatenate=False,
@@ -75,13 +82,14 @@ def _reduce(darr, chunk, axis, split_every, name):
     )
 
 
-def moments(darr, axis=None, *, skipna=False, split_every=None) -> LazyMoments:
+def moments(darr, axis=None, *, keepdims=False, skipna=False, split_every=None) -> LazyMoments:
     """Lazy count, mean and M2 of a Dask array along ``axis``.
 
     Args:
         darr: a Dask array (or array-like, wrapped with ``da.asarray``) of
             bool, integer or real float values; NumPy or CuPy chunks.
         axis: None (all axes), an int or a tuple of ints; negative allowed.
+        keepdims: keep the reduced axes with length 1, as NumPy does.
         skipna: leave NaN out of count, mean and m2 (otherwise NaN propagates
             to its slice, as in NumPy).
         split_every: fan-in of Dask's tree combine (int >= 2 or a dict
@@ -93,11 +101,11 @@ def moments(darr, axis=None, *, skipna=False, split_every=None) -> LazyMoments:
     """
     darr = _prepare(darr, axis, split_every)
     chunk = partial(chunk_moments, skipna=bool(skipna))
-    arr = _reduce(darr, chunk, axis, split_every, "fastmoments-moments")
+    arr = _reduce(darr, chunk, axis, split_every, "fastmoments-moments", keepdims)
     return LazyMoments(arr)
 
 
-def summarize(darr, axis=None, split_every=None) -> LazySummary:
+def summarize(darr, axis=None, split_every=None, *, keepdims=False) -> LazySummary:
     """Lazy count, mean, M2, min, max, non-finite and zero counts of a Dask array.
 
     NaN and +-Inf are counted in ``n_nonfinite`` and left out of everything else.
@@ -105,11 +113,12 @@ def summarize(darr, axis=None, split_every=None) -> LazySummary:
     Args:
         darr: a Dask array (or array-like) of bool, integer or real float values.
         axis: None (all axes), an int or a tuple of ints; negative allowed.
+        keepdims: keep the reduced axes with length 1.
         split_every: fan-in of Dask's tree combine; None uses Dask's default.
 
     Returns:
         A :class:`LazySummary`; ``.compute()`` gives a :class:`fastmoments.Summary`.
     """
     darr = _prepare(darr, axis, split_every)
-    arr = _reduce(darr, chunk_summary, axis, split_every, "fastmoments-summarize")
+    arr = _reduce(darr, chunk_summary, axis, split_every, "fastmoments-summarize", keepdims)
     return LazySummary(arr)

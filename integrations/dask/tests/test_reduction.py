@@ -225,3 +225,28 @@ def test_cupy_chunks():
     check_moments(m.to_numpy(), x, 0)
     s = fmd.summarize(d, axis=None).compute().to_numpy()
     np.testing.assert_array_equal(s.min, x.min())
+
+
+def test_masked_arrays_rejected_at_graph_construction():
+    x = np.array([1.0, 2.0, np.nan, 4.0, 100.0])
+    d = da.ma.masked_greater(da.from_array(x, chunks=2), 50)
+    for f in (fmd.moments, fmd.summarize):
+        with pytest.raises(TypeError, match="masked"):
+            f(d)
+    # what the message suggests leaves the masked values out
+    filled = d.map_blocks(np.ma.filled, np.nan)
+    m = fmd.moments(filled, skipna=True).compute()
+    assert m.count == 3 and m.mean == pytest.approx(7 / 3, rel=1e-15)
+
+
+@pytest.mark.parametrize("axis", [None, 0, (0, 2), -1])
+def test_keepdims(axis):
+    x = np.random.default_rng(1).normal(size=(40, 6, 5))
+    d = da.from_array(x, chunks=(7, 4, 2))
+    for f in (fmd.moments, fmd.summarize):
+        r = f(d, axis=axis, keepdims=True)
+        got = r.compute()
+        want = np.var(x, axis=axis, keepdims=True)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got.var(), want, rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(r.var().compute()), want, rtol=1e-12)
