@@ -226,3 +226,61 @@ def test_merge_of_means_whose_difference_overflows():
     # elementwise, with broadcasting
     e = fm.moments(np.array([[1.7e308, 1.0]]), axis=0).merge(fm.moments(np.array([[-1.7e308, 3.0]]), axis=0))
     assert e.mean.tolist() == [0.0, 2.0] and e.m2.tolist() == [np.inf, 2.0]
+
+
+def _offset_paths(x):
+    """(name, variance of x) along each CPU path that merges block or tile states."""
+    yield "1-D", fm.moments(x).var()
+    yield "1-D skipna", fm.moments(x, skipna=True).var()
+    yield "1-D summary", fm.summarize(x).var()
+    yield "summarize_each", fm.summarize_each([x, x[:1000]])[0].var()
+    yield "rows", fm.moments(np.stack([x, x[::-1]]), axis=1).var()[1]
+    for w in (3, 5, 1100):  # narrow (copies merged), and wide (tile columns in blocks)
+        n = x.size if w < 1000 else 20_000
+        cols = np.repeat(x[:n, None], w, axis=1)
+        ref = fsum_mean_var(x[:n])[1]
+        for name, m in (("", fm.moments(cols, axis=0)), (" skipna", fm.moments(cols, axis=0, skipna=True)),
+                        (" summary", fm.summarize(cols, axis=0))):
+            yield f"columns {w}{name}", m.var()[w - 1] * (fsum_mean_var(x)[1] / ref)
+
+
+@pytest.mark.parametrize("data", ["1e10 + normal", "timestamps", "1e8 + normal, float32 trend"])
+def test_offset_data_keeps_two_pass_accuracy(data):
+    # Block and tile means are merged relative to an origin near the data, so
+    # an offset far beyond the spread costs no digits of the variance. Stored
+    # as plain float64 means, they cost 2*eps*|mean|/(std*sqrt(n)): measured
+    # 2.3e-9 for the first case and 9e-11 for the second (2026-11-28).
+    rng = np.random.default_rng(5)
+    if data == "1e10 + normal":
+        x = 1e10 + rng.standard_normal(300_001)
+    elif data == "timestamps":
+        x = 1.7e9 + rng.uniform(0, 10, 400_003)
+    else:
+        x = (1e8 + np.linspace(0, 50, 200_000) + rng.standard_normal(200_000)).astype(np.float32)
+    mean, var = fsum_mean_var(x)
+    for name, v in _offset_paths(x):
+        assert abs(v - var) <= 1e-13 * var, name
+    assert fm.moments(x).mean == pytest.approx(mean, rel=1e-16)
+
+
+def test_origin_ignores_outlying_samples():
+    # Block and tile means merge relative to a median of samples of the data
+    # (9 per row, 3 per column): outliers at a few of the sampled places must
+    # not cost accuracy. Outliers at every sampled place put the origin far
+    # from the bulk, but a value of the data is never more than sqrt(n)
+    # standard deviations from the mean, which bounds what it can cost.
+    rng = np.random.default_rng(6)
+    n = 8 * 8192 + 1
+    samples = [i * (n - 1) // 8 for i in range(9)]
+    for outliers in (samples[:1] + samples[3:4], samples, [0, n // 2, n - 1]):
+        x = 1e9 + rng.standard_normal(n)
+        x[outliers] = 1e15
+        mean, var = fsum_mean_var(x)
+        for name, v in _offset_paths(x):
+            if name.startswith("columns"):
+                continue  # their windows hold other values
+            assert abs(v - var) <= 1e-12 * var, (outliers, name)
+        for w in (3, 1100):
+            cols = np.repeat(x[:, None], w, axis=1)
+            for m in (fm.moments(cols, axis=0), fm.summarize(cols, axis=0)):
+                assert abs(m.var()[0] - var) <= 1e-12 * var, (outliers, w)

@@ -171,8 +171,9 @@ def test_parallel_and_serial_kernels_agree_bit_for_bit(rng, dtype):
             np.testing.assert_array_equal(p, s)
         np.testing.assert_allclose(par[1][0], x.astype(np.float64).mean(axis=1), rtol=1e-12)
     cols = x.reshape(-1, 3)
-    par = cpu._run(K.reduce_cols, K.MOMENTS, 3, cols)
-    ser = cpu._run(K.reduce_cols_serial, K.MOMENTS, 3, cols)
+    org = K.column_origins(cols)
+    par = cpu._run(K.reduce_cols, K.MOMENTS, 3, cols, org)
+    ser = cpu._run(K.reduce_cols_serial, K.MOMENTS, 3, cols, org)
     for p, s in zip(par, ser):
         np.testing.assert_array_equal(p, s)
     a = fm.moments(x, axis=0)

@@ -153,19 +153,30 @@ def _copies(m, itemsize):
 def _reduce_cols(kind, x2):
     """Column states of (k, m) ``x2``. Narrow arrays are viewed as (k/g, g*m):
     the g interleaved copies of each column are reduced side by side in
-    vector-wide loops, then merged pairwise; the leftover rows are merged last."""
+    vector-wide loops, then merged pairwise; the leftover rows are merged last.
+    Until the end, every mean is relative to its column's origin, so that all
+    these merges keep the means' digits (see kernels.column_origins)."""
     k, m = x2.shape
     reduce_cols = _pick(K.reduce_cols, K.reduce_cols_serial, x2.size)
     g = _copies(m, x2.dtype.itemsize) if 0 < m * x2.dtype.itemsize < NARROW_BYTES else 1
+    org = K.column_origins(x2)
+    si, sf = _reduce_cols_from(kind, x2, g, reduce_cols, org)
+    K.means_from_origins(sf, org)
+    return si, sf
+
+
+def _reduce_cols_from(kind, x2, g, reduce_cols, org):
+    """_reduce_cols's states, means relative to ``org``."""
+    k, m = x2.shape
     if g == 1 or k < 2 * g:
-        return _run(reduce_cols, kind, m, x2)
+        return _run(reduce_cols, kind, m, x2, org)
     body = k - k % g
-    si, sf = _run(reduce_cols, kind, g * m, x2[:body].reshape(body // g, g * m))
+    si, sf = _run(reduce_cols, kind, g * m, x2[:body].reshape(body // g, g * m), np.tile(org, g))
     si = np.ascontiguousarray(si.reshape(-1, g, m).transpose(0, 2, 1))
     sf = np.ascontiguousarray(sf.reshape(-1, g, m).transpose(0, 2, 1))
     si, sf = _run(K.reduce_state_rows_serial, kind, m, si, sf)
     if body < k:
-        ti, tf = _run(K.reduce_cols_serial, kind, m, x2[body:])
+        ti, tf = _run(K.reduce_cols_serial, kind, m, x2[body:], org)
         si, sf = K.merge_state_arrays(kind, si, sf, ti, tf)
     return si, sf
 
