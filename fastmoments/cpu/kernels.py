@@ -1009,18 +1009,21 @@ def reduce_rows(kind, x, si_out, sf_out):
     # Long rows: parallel over (row, chunk) tasks, then fold each row's chunks.
     si_c = np.empty((N_INT, m * nc), np.int64)
     sf_c = np.empty((N_FLOAT, m * nc), np.float64)
+    origins = np.empty(m)
+    for i in range(m):
+        origins[i] = _row_origin(x[i])
     for t in prange(m * nc):
         i = t // nc
         c = t - i * nc
-        _row_chunk(kind, x[i], c * chunk, min(nb, (c + 1) * chunk), si_c, sf_c, t, _row_origin(x[i]))
+        _row_chunk(kind, x[i], c * chunk, min(nb, (c + 1) * chunk), si_c, sf_c, t, origins[i])
     if m * nc < FOLD_PARALLEL_MIN:
         for i in range(m):
             _fold_chunks(kind, si_c, sf_c, i * nc, nc, si_out, sf_out, i)
-            _from_origin(sf_out, i, _row_origin(x[i]))
+            _from_origin(sf_out, i, origins[i])
         return si_out, sf_out
     for i in prange(m):
         _fold_chunks(kind, si_c, sf_c, i * nc, nc, si_out, sf_out, i)
-        _from_origin(sf_out, i, _row_origin(x[i]))
+        _from_origin(sf_out, i, origins[i])
     return si_out, sf_out
 
 
@@ -1745,6 +1748,9 @@ def reduce_table(kind, addresses, sizes, codes, n_threads, si_out, sf_out):
     si_c = np.empty((N_INT, total), np.int64)
     sf_c = np.empty((N_FLOAT, total), np.float64)
     perm = _balanced_order(owner, first, sizes, n_threads)
+    origins = np.empty(n)
+    for a in range(n):
+        origins[a] = _table_origin(addresses[a], sizes[a], codes[a])
     for j in prange(total):
         t = perm[j]
         a = owner[t]
@@ -1755,15 +1761,15 @@ def reduce_table(kind, addresses, sizes, codes, n_threads, si_out, sf_out):
         nb = (size + BLOCK - 1) // BLOCK
         c = t - first[a]
         _table_chunk(kind, addresses[a], size, codes[a], c * CHUNK,
-                     min(nb, (c + 1) * CHUNK), si_c, sf_c, t, _table_origin(addresses[a], size, codes[a]))
+                     min(nb, (c + 1) * CHUNK), si_c, sf_c, t, origins[a])
     if total < FOLD_PARALLEL_MIN:
         for a in range(n):
             _fold_chunks(kind, si_c, sf_c, first[a], first[a + 1] - first[a], si_out, sf_out, a)
-            _from_origin(sf_out, a, _table_origin(addresses[a], sizes[a], codes[a]))
+            _from_origin(sf_out, a, origins[a])
         return si_out, sf_out
     for a in prange(n):
         _fold_chunks(kind, si_c, sf_c, first[a], first[a + 1] - first[a], si_out, sf_out, a)
-        _from_origin(sf_out, a, _table_origin(addresses[a], sizes[a], codes[a]))
+        _from_origin(sf_out, a, origins[a])
     return si_out, sf_out
 
 
