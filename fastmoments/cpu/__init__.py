@@ -160,16 +160,10 @@ def _reduce_cols(kind, x2):
     reduce_cols = _pick(K.reduce_cols, K.reduce_cols_serial, x2.size)
     g = _copies(m, x2.dtype.itemsize) if 0 < m * x2.dtype.itemsize < NARROW_BYTES else 1
     org = K.column_origins(x2)
-    si, sf = _reduce_cols_from(kind, x2, g, reduce_cols, org)
-    K.means_from_origins(sf, org)
-    return si, sf
-
-
-def _reduce_cols_from(kind, x2, g, reduce_cols, org):
-    """_reduce_cols's states, means relative to ``org``."""
-    k, m = x2.shape
     if g == 1 or k < 2 * g:
-        return _run(reduce_cols, kind, m, x2, org)
+        si, sf = _run(reduce_cols, kind, m, x2, org)
+        K.means_from_origins(sf, org)
+        return si, sf
     body = k - k % g
     si, sf = _run(reduce_cols, kind, g * m, x2[:body].reshape(body // g, g * m), np.tile(org, g))
     si = np.ascontiguousarray(si.reshape(-1, g, m).transpose(0, 2, 1))
@@ -178,6 +172,7 @@ def _reduce_cols_from(kind, x2, g, reduce_cols, org):
     if body < k:
         ti, tf = _run(K.reduce_cols_serial, kind, m, x2[body:], org)
         si, sf = K.merge_state_arrays(kind, si, sf, ti, tf)
+    K.means_from_origins(sf, org)
     return si, sf
 
 
