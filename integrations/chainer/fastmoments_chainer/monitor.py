@@ -175,7 +175,7 @@ class GradientMonitor(extension.Extension):
                  alerts=alerts_mod.AlertRules(), warn=True, history=1000):
         if not isinstance(target, chainer.Link):
             raise TypeError(f"GradientMonitor watches a chainer.Link, got {type(target).__name__}")
-        stats = STATS if stats is None else tuple(stats)
+        stats = STATS if stats is None else (stats,) if isinstance(stats, str) else tuple(stats)
         bad = [s for s in stats if s not in STATS]
         if bad or not stats:
             raise ValueError(f"unknown statistics {bad}; choose from {STATS}")
@@ -186,9 +186,9 @@ class GradientMonitor(extension.Extension):
         if params is not None and not callable(params):
             if isinstance(params, str):
                 params = (params,)
-            patterns = tuple(params)
+            patterns = tuple(params) if hasattr(params, "__iter__") else (params,)
             if not all(isinstance(p, str) for p in patterns):
-                raise TypeError("params must be None, glob patterns or a callable")
+                raise TypeError(f"params must be None, glob patterns or a callable, got {params!r}")
             params = lambda path, _p=patterns: any(fnmatch.fnmatchcase(path, q) for q in _p)  # noqa: E731
         self.target = target
         self.name = self.default_name
@@ -228,7 +228,12 @@ class GradientMonitor(extension.Extension):
             first: run before the hooks already registered (clipping, decay),
                 so the raw gradients are seen.
         """
+        if not isinstance(optimizer, chainer.Optimizer):
+            raise TypeError(f"attach takes a chainer.Optimizer, got {type(optimizer).__name__}")
+        if optimizer.target is None:
+            raise ValueError("the optimizer is not set up: call optimizer.setup(model) before attaching")
         hooks = optimizer._hookable._pre_update_hooks
+        self._check_distinct_keys(hooks.values())
         if not any(h is self for h in hooks.values()):
             optimizer.add_hook(self, name=_free_hook_name(optimizer, self.name), timing="pre")
         if first:
@@ -238,6 +243,19 @@ class GradientMonitor(extension.Extension):
         self._optimizer = optimizer
         self._ensure_reenable(optimizer)
 
+    def detach(self):
+        """Remove this monitor's hooks from the optimizer it is attached to
+        (say, before attaching a fresh monitor under the same prefix)."""
+        opt = self._optimizer
+        if opt is not None:
+            hookable = opt._hookable
+            for hooks in (hookable._pre_update_hooks, hookable._post_update_hooks):
+                for name, h in list(hooks.items()):
+                    if h is self or (h is self._reenable and h is not None):
+                        del hooks[name]
+        self._optimizer = None
+        self._reenable = None
+
     def _ensure_reenable(self, optimizer):
         if self.on_nonfinite != "skip" or self._reenable is not None:
             return
@@ -245,7 +263,23 @@ class GradientMonitor(extension.Extension):
         self._reenable = _Reenable(name)
         optimizer.add_hook(self._reenable, name=name, timing="post")
 
+    def _check_distinct_keys(self, others):
+        """Refuse a second monitor reporting under one of our prefixes: the
+        last to report would overwrite the other's totals (``grad/norm``)
+        and, for monitors of sibling links, its per-parameter keys."""
+        mine = {self._prefix[k] for k in self._kinds}
+        for other in others:
+            if other is self or not isinstance(other, GradientMonitor):
+                continue
+            clash = mine & {other._prefix[k] for k in other._kinds}
+            if clash:
+                raise ValueError(
+                    f"two GradientMonitors would report under the key prefix {sorted(clash)[0]!r} "
+                    "and overwrite each other's values: give each its own prefix= (and "
+                    "value_prefix=), or detach() the other one first")
+
     def initialize(self, trainer):
+        self._check_distinct_keys(entry.extension for entry in trainer._extensions.values())
         ours = {id(p) for p in self.target.params()}
         for opt in trainer.updater.get_all_optimizers().values():
             theirs = {id(p) for p in opt.target.params()}
@@ -264,7 +298,11 @@ class GradientMonitor(extension.Extension):
             return
         trainer = arg
         if self._optimizer is None:
-            self.observe(iteration=trainer.updater.iteration)
+            # No optimizer hook (see initialize): the update has already been
+            # applied, so 'raise' can only stop training right after it.
+            nonfinite = self.observe(iteration=trainer.updater.iteration)
+            if nonfinite and self.on_nonfinite == "raise":
+                raise alerts_mod.NonFiniteGradientError(trainer.updater.iteration, nonfinite)
         if self._report_trigger(trainer):
             self.report(iteration=trainer.updater.iteration)
 
@@ -320,6 +358,15 @@ class GradientMonitor(extension.Extension):
         for g in self._groups.values():
             for i in g.indices:
                 self._where[int(i)] = g
+        if self._host is not None:
+            # The carried-over interval (resume, device change) becomes the
+            # groups' starting state, so later iterations merge into it in the
+            # order an uninterrupted run uses: resumed results are bit-identical.
+            for g in self._groups.values():
+                with _on_device(g.key):
+                    g.acc = fastmoments.Summary._wrap(
+                        tuple(_to_device(f[g.indices], g.empty) for f in self._host.fields))
+            self._host = None
 
     def _same_devices(self, arrays):
         where = self._where
@@ -605,6 +652,13 @@ def _free_hook_name(optimizer, base, suffix=""):
 
 def _is_chainerx(arr) -> bool:
     return type(arr).__module__.split(".", 1)[0] == "chainerx"
+
+
+def _to_device(a, like):
+    """Host array ``a`` on the device of ``like`` (a copy either way)."""
+    if isinstance(like, np.ndarray):
+        return np.array(a, copy=True)
+    return chainer.backend.get_array_module(like).asarray(a)
 
 
 def _to_host(a):

@@ -86,6 +86,9 @@ class GradientFlowPlot(extension.Extension):
     default_name = "GradientFlowPlot"
 
     def __init__(self, monitor, filename="gradient_flow.png", trigger=(1, "epoch"), title="gradient flow"):
+        if getattr(monitor, "_history_len", None) == 0:
+            raise ValueError("GradientFlowPlot draws the monitor's history of reports, and this "
+                             "monitor keeps none (history=0)")
         self.monitor = monitor
         self.filename = filename
         self.trigger = trigger

@@ -7,9 +7,10 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 import pytest
+from chainer import training
 from fmc_testlib import MLP, Capture, data, reference
 
-from fastmoments_chainer import GradientMonitor, format_table
+from fastmoments_chainer import GradientFlowPlot, GradientMonitor, format_table
 from fastmoments_chainer.stats import STATS
 
 
@@ -238,6 +239,21 @@ def test_bad_arguments():
     mon = GradientMonitor(model, params=["nothing/*"])
     with pytest.raises(ValueError, match="no parameter"):
         mon.observe()
+    with pytest.raises(TypeError, match="params must be .* got 5"):
+        GradientMonitor(model, params=5)
+    with pytest.raises(ValueError, match="not set up"):
+        GradientMonitor(model).attach(chainer.optimizers.SGD())
+    with pytest.raises(TypeError, match="chainer.Optimizer"):
+        GradientMonitor(model).attach(model)
+
+
+def test_one_statistic_by_name(rng_seed):
+    model = MLP()
+    mon = GradientMonitor(model, stats="norm")
+    steps = _train(model, mon, 2)
+    values = mon.report()
+    assert {k.rsplit("/", 1)[1] for k in values if k.count("/") == 3} == {"norm"}
+    _check(values, steps, ["l1/W", "l2/b"], stats=("norm",))
 
 
 class _Tempered(chainer.Chain):
@@ -270,7 +286,7 @@ def test_zero_d_parameter_first(rng_seed):
 def test_two_monitors_on_one_optimizer(rng_seed):
     model = MLP()
     a = GradientMonitor(model, params="l1/*")
-    b = GradientMonitor(model, params="l2/*", on_nonfinite="skip")
+    b = GradientMonitor(model, params="l2/*", on_nonfinite="skip", prefix="grad2")
     opt = chainer.optimizers.SGD(0.1)
     opt.setup(model)
     a.attach(opt)
@@ -282,8 +298,34 @@ def test_two_monitors_on_one_optimizer(rng_seed):
         opt.update(lambda: F.softmax_cross_entropy(model(x), t))
     va, vb = a.report(), b.report()
     _check(va, cap.steps, ["l1/W", "l1/b"])
-    _check(vb, cap.steps, ["l2/W", "l2/b"])
+    _check(vb, cap.steps, ["l2/W", "l2/b"], prefix="grad2")
     assert not any("l2/" in k for k in va) and not any("l1/" in k for k in vb)
+    assert not va.keys() & vb.keys()
+
+
+def test_monitors_with_one_prefix_are_refused(rng_seed, tmp_path):
+    # Their totals (grad/norm) would overwrite each other in the reporter, and
+    # monitors of sibling links their per-parameter keys too (enc/W -> W).
+    model = MLP()
+    opt = chainer.optimizers.SGD(0.1)
+    opt.setup(model)
+    GradientMonitor(model.l1, values=True).attach(opt)
+    with pytest.raises(ValueError, match="prefix 'grad'"):
+        GradientMonitor(model.l2).attach(opt)
+    with pytest.raises(ValueError, match="prefix 'param'"):
+        GradientMonitor(model.l2, prefix="g2", values=True).attach(opt)
+    GradientMonitor(model.l2, prefix="g2").attach(opt)  # distinct prefixes are fine
+
+    clf = L.Classifier(MLP())
+    x, t = data()
+    it = chainer.iterators.SerialIterator(chainer.datasets.TupleDataset(x, t), 4)
+    opt = chainer.optimizers.SGD(0.1)
+    opt.setup(clf)
+    trainer = training.Trainer(training.updaters.StandardUpdater(it, opt), (1, "iteration"), out=str(tmp_path))
+    trainer.extend(GradientMonitor(clf, params="predictor/l1/*"))
+    trainer.extend(GradientMonitor(clf, params="predictor/l2/*"))
+    with pytest.raises(ValueError, match="prefix 'grad'"):
+        trainer.run()
 
 
 def test_parameters_added_later_are_monitored_from_the_next_interval(rng_seed):
@@ -317,3 +359,6 @@ def test_history_length(rng_seed):
         assert len(mon.history) == keep
     with pytest.raises(ValueError, match="history"):
         GradientMonitor(MLP(), history=-1)
+    # A plot of no history would stop the trainer at its first report.
+    with pytest.raises(ValueError, match="history=0"):
+        GradientFlowPlot(GradientMonitor(MLP(), history=0))

@@ -6,6 +6,7 @@ import chainer
 import chainer.functions as F
 import numpy as np
 import pytest
+from chainer import training
 from fmc_testlib import MLP, data
 
 from fastmoments_chainer import GradientAlert, GradientMonitor, NonFiniteGradientError
@@ -105,8 +106,26 @@ def test_skip_alerts_survive_a_snapshot_mid_interval(tmp_path):
     chainer.serializers.save_npz(path, mon)
     fresh = GradientMonitor(model, on_nonfinite="skip")
     chainer.serializers.load_npz(path, fresh)
+    mon.detach()
+    assert set(opt._hookable._pre_update_hooks) == set(opt._hookable._post_update_hooks) == set()
     fresh.attach(opt)
     _step(model, opt, x, t)
     fresh.report()
     kinds = [a.kind for a in fresh.last_report.alerts]
     assert kinds.count("skipped") == 1 and fresh.last_report.values["grad/skipped"] == 1
+
+
+def test_raise_without_an_optimizer_hook(rng_seed, tmp_path):
+    # No optimizer holds all of the model: the monitor observes after each
+    # update instead of hooking one, and 'raise' must still stop training.
+    model = MLP()
+    opt = chainer.optimizers.SGD(0.1)
+    opt.setup(model.l1)
+    x, t = data(n=8)
+    x[0, 0] = np.nan
+    it = chainer.iterators.SerialIterator(chainer.datasets.TupleDataset(x, t), 8)
+    updater = training.updaters.StandardUpdater(it, opt, loss_func=lambda x, t: F.softmax_cross_entropy(model(x), t))
+    trainer = training.Trainer(updater, (3, "iteration"), out=str(tmp_path))
+    trainer.extend(GradientMonitor(model, report_trigger=(3, "iteration"), on_nonfinite="raise"))
+    with pytest.raises(NonFiniteGradientError, match="iteration 1"):
+        trainer.run()

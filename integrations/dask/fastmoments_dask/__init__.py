@@ -48,12 +48,35 @@ def _prepare(darr, axis, split_every):
         )
     if isinstance(axis, bool) or not (axis is None or isinstance(axis, (Integral, tuple, list))):
         raise TypeError(f"axis must be None, an int or a tuple of ints, got {axis!r}")
-    if split_every is not None:
-        if isinstance(split_every, bool) or not isinstance(split_every, (Integral, dict)):
-            raise TypeError(f"split_every must be an int >= 2 or a dict, got {split_every!r}")
-        if isinstance(split_every, Integral) and split_every < 2:
-            raise ValueError(f"split_every must be at least 2, got {split_every}")
     return darr
+
+
+def _split_every(split_every, ndim):
+    """``split_every`` checked: None, an int >= 2, or a dict axis -> int >= 2
+    with its axes made non-negative (Dask would ignore negative ones)."""
+    if split_every is None:
+        return None
+    if isinstance(split_every, dict):
+        out = {}
+        for axis, fan_in in split_every.items():
+            if isinstance(axis, bool) or not isinstance(axis, Integral):
+                raise TypeError(f"split_every's keys must be axes (ints), got {axis!r}")
+            if not -ndim <= axis < ndim:
+                raise np.exceptions.AxisError(int(axis), ndim, "split_every")
+            a = int(axis) % ndim
+            if a in out:
+                raise ValueError(f"split_every names axis {a} twice")
+            out[a] = _fan_in(fan_in)
+        return out
+    return _fan_in(split_every)
+
+
+def _fan_in(v):
+    if isinstance(v, bool) or not isinstance(v, Integral):
+        raise TypeError(f"split_every must be an int >= 2 or a dict of them, got {v!r}")
+    if v < 2:
+        raise ValueError(f"split_every must be at least 2, got {v}")
+    return int(v)
 
 
 def _reduce(darr, chunk, axis, split_every, name, keepdims=False):
@@ -75,7 +98,7 @@ def _reduce(darr, chunk, axis, split_every, name, keepdims=False):
         axis=axes,
         keepdims=bool(keepdims),
         dtype=np.float64,
-        split_every=split_every,
+        split_every=_split_every(split_every, darr.ndim),
         concatenate=False,
         meta=meta,
         name=name,

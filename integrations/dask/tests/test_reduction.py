@@ -209,6 +209,25 @@ def test_bad_input():
         fmd.moments(d, split_every=1)
 
 
+def test_split_every_dicts_are_checked():
+    # Dask takes a dict's fan-ins as given: 1 kept only the last chunk's
+    # statistics, and a negative axis was ignored.
+    x = np.arange(20.0)
+    d = da.from_array(x, chunks=7)
+    for bad, err in [({0: 1}, ValueError), ({0: 0}, ValueError), ({0: True}, TypeError),
+                     ({0: 2.5}, TypeError), ({"0": 4}, TypeError), ({1: 4}, np.exceptions.AxisError),
+                     ({0: 4, -1: 4}, ValueError), (True, TypeError)]:
+        with pytest.raises(err, match="split_every|axis"):
+            fmd.moments(d, split_every=bad)
+    m = fmd.moments(d, split_every={-1: 2}).compute()
+    np.testing.assert_array_equal(m.count, 20)
+    close(m.mean, x.mean())
+    close(m.var(), x.var())
+    # the negative axis is honoured: the same tree as its positive twin, deeper than the default
+    tasks = lambda se: len(dict(fmd.moments(d, split_every=se).__dask_graph__()))  # noqa: E731
+    assert tasks({-1: 2}) == tasks({0: 2}) == tasks(2) > tasks(None)
+
+
 @pytest.mark.gpu
 def test_cupy_chunks():
     cp = pytest.importorskip("cupy")
