@@ -43,11 +43,26 @@ def check_dtype(dtype) -> None:
         raise TypeError(f"unsupported dtype {dtype}: {what}")
 
 
-def check_not_masked(x) -> None:
-    """TypeError for NumPy masked arrays, whose mask np.asarray would drop."""
+def check_not_masked(x, name=None) -> None:
+    """TypeError for NumPy masked arrays, whose mask np.asarray would drop,
+    also inside (nested) lists and tuples. ``name``: the argument, for a
+    message about something other than the data reduced."""
+    if not _holds_masked(x):
+        return
+    if name is not None:
+        raise TypeError(f"{name}: masked arrays are not supported: their mask would be ignored")
+    raise TypeError(
+        "masked arrays are not supported: their mask would be ignored. Reduce "
+        "x.compressed() for all values, or x.filled(np.nan) with skipna=True "
+        "(moments) to leave the masked values out along an axis"
+    )
+
+
+def _holds_masked(x, depth=0) -> bool:
     if isinstance(x, np.ma.MaskedArray):
-        raise TypeError(
-            "masked arrays are not supported: their mask would be ignored. Reduce "
-            "x.compressed() for all values, or x.filled(np.nan) with skipna=True "
-            "(moments) to leave the masked values out along an axis"
-        )
+        return True
+    # Sequences of arrays or sequences only: a list of a million numbers is
+    # not walked (np.asarray refuses arrays mixed with scalars anyway).
+    if isinstance(x, (list, tuple)) and x and isinstance(x[0], (list, tuple, np.ndarray)) and depth < 32:
+        return any(_holds_masked(v, depth + 1) for v in x)
+    return False

@@ -38,6 +38,7 @@ from .state import Summary
 __all__ = ["main"]
 
 DEFAULT_CHUNK = 64 * 1024 * 1024
+MAX_CHUNK = 1 << 40
 MIN_CHUNK = 4096
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -56,10 +57,12 @@ def _parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 64MB, 512k, 1G, 1048576)")
     value, unit, _ = m.groups()
     factor = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit.lower()]
-    n = int(float(value) * factor)
+    n = float(value) * factor
     if n < MIN_CHUNK:
         raise argparse.ArgumentTypeError(f"chunk size must be at least {MIN_CHUNK} bytes, got {text!r}")
-    return n
+    if n > MAX_CHUNK:
+        raise argparse.ArgumentTypeError(f"chunk size must be at most 1T, got {text!r}")
+    return int(n)
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
@@ -148,6 +151,8 @@ def _check_dtype(dtype, where):
     if dtype.kind not in "biuf":
         what = {"c": "complex", "U": "string", "S": "bytes", "M": "datetime", "m": "timedelta"}.get(dtype.kind, "non-numeric")
         raise InputError(f"{where} has {what} dtype {dtype}; only bool, integer and real float data are described")
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        raise InputError(f"{where} has extended-precision dtype {dtype}; only floats up to 64 bits are described")
 
 
 def _read_npy_header(fp, where):
@@ -175,6 +180,8 @@ def _read_npy_header(fp, where):
     except Exception as e:  # noqa: BLE001 - literal_eval and tokenize raise many kinds
         msg = " ".join(str(e).split())[:200] or type(e).__name__
         raise InputError(f"{where}: corrupt .npy header ({msg})") from None
+    if not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise InputError(f"{where}: corrupt .npy header (shape {tuple(shape)})")
     return tuple(shape), bool(fortran), dtype
 
 
@@ -429,7 +436,9 @@ def _reduce_with_dask(arr: _Array, axes, chunk, client) -> Summary:
 
     shape, ndim = arr.shape, len(arr.shape)
     cshape = shape[::-1] if arr.fortran else shape
-    if ndim == 0 or cshape[0] == 0:
+    if ndim == 0:  # one value: read it here
+        darr = da.from_array(_read_block(os.path.abspath(arr.path), arr.offset, 1, arr.dtype, ()), chunks=-1)
+    elif cshape[0] == 0:
         darr = da.from_array(np.zeros(cshape, arr.dtype), chunks=-1)
     else:
         row = math.prod(cshape[1:]) * arr.dtype.itemsize
@@ -507,14 +516,16 @@ def _describe_csv(path, args, bar):
         line_no = 1 if has_header else 0
         rows_seen = 0
         done = False
+        # No bigger than the file: a huge --chunk-size must not allocate it.
+        chunk = min(args.chunk_size, os.fstat(fp.fileno()).st_size + 1)
         while not done and numeric:
-            data = fp.read(args.chunk_size)
+            data = fp.read(chunk)
             if not data:
                 done = True
                 text_bytes, pending = pending, b""
             else:
                 buf = pending + data
-                cut = buf.rfind(b"\n")
+                cut = _last_record_end(buf)
                 if cut < 0:
                     pending = buf
                     continue
@@ -547,6 +558,19 @@ def _describe_csv(path, args, bar):
     if not numeric:
         raise InputError(f"{path} has no numeric columns")
     return [names[c] for c in acc_cols], acc
+
+
+def _last_record_end(buf):
+    """Index of the last newline of ``buf`` (which starts at a record) that
+    ends a record: one outside double quotes, where a field may hold
+    newlines. -1 if none."""
+    if b'"' not in buf:
+        return buf.rfind(b"\n")
+    a = np.frombuffer(buf, np.uint8)
+    newlines = np.flatnonzero(a == 10)
+    quotes = np.cumsum(a == 34)  # an escaped quote ("") counts twice: parity unchanged
+    outside = newlines[quotes[newlines] % 2 == 0]
+    return int(outside[-1]) if outside.size else -1
 
 
 def _parse_csv_chunk(text, delim, numeric, ncol, line_no, path):
@@ -599,7 +623,11 @@ def _num(v, as_int=False):
     v = float(v)
     if math.isnan(v):
         return None  # JSON has no NaN: null where there are no finite values
-    return int(v) if as_int and v.is_integer() else v
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"  # nor infinities (a std beyond float64's range)
+    # Integer data's min/max are float64: exact below 2**53, rounded above,
+    # where printing them as integers would claim digits they do not have.
+    return int(v) if as_int and v.is_integer() and abs(v) <= 2**53 else v
 
 
 def _rows(label, state: Summary, ddof, integral, names=None):
@@ -628,9 +656,29 @@ def _rows(label, state: Summary, ddof, integral, names=None):
 def _fmt(v):
     if v is None:
         return "-"
-    if isinstance(v, int):
+    if isinstance(v, (int, str)):
         return str(v)
     return f"{v:.6g}"
+
+
+def _unique_names(rows):
+    """Rows with repeated column names told apart ("a", "a (2)"): JSON objects
+    keep one value per name."""
+    seen, out = {}, []
+    taken = {name for name, _ in rows}
+    for name, stats in rows:
+        if name in seen:
+            k = seen[name] + 1
+            while f"{name} ({k})" in taken:
+                k += 1
+            seen[name] = k
+            new = f"{name} ({k})"
+            taken.add(new)
+            out.append((new, stats))
+        else:
+            seen[name] = 1
+            out.append((name, stats))
+    return out
 
 
 def _print_table(rows, heading):
@@ -649,8 +697,8 @@ def _print_table(rows, heading):
 def _detect_format(path, args):
     if args.format:
         return args.format
-    if args.dtype:
-        return "raw"
+    # The name and the first bytes first: --dtype on a .npy file is a
+    # mistake to report, not an order to read its header as values.
     ext = os.path.splitext(path)[1].lower()
     if ext in (".npy", ".npz"):
         return ext[1:]
@@ -658,12 +706,14 @@ def _detect_format(path, args):
         return "csv"
     with open(path, "rb") as fp:
         head = fp.read(8)
-    if not head:
-        raise InputError(f"{path} is empty")
     if head.startswith(_NPY_MAGIC):
         return "npy"
     if head.startswith(_ZIP_MAGIC):
         return "npz"
+    if args.dtype:
+        return "raw"
+    if not head:
+        raise InputError(f"{path} is empty")
     raise InputError(f"cannot tell the format of {path}: use --format (npy, npz, raw, csv) or --dtype for raw binary")
 
 
@@ -727,7 +777,7 @@ def main(argv=None) -> int:
     try:
         rows, heading = _describe(args)
         if args.json:
-            print(json.dumps(dict(rows), indent=1))
+            print(json.dumps(dict(_unique_names(rows)), indent=1, allow_nan=False))
         else:
             _print_table(rows, heading)
         sys.stdout.flush()

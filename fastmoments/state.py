@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._dispatch import backend_for, is_gpu_array
-from ._inputs import normalize_axes
+from ._inputs import check_not_masked, normalize_axes
 
 __all__ = ["Moments", "Summary"]
 
@@ -72,7 +72,16 @@ class _State:
         ]
         if bool(xp.any(arrays[cls._fields.index("m2")] < 0)):
             raise ValueError("m2 must be non-negative")
-        return cls._wrap(_broadcast_fields(cls._fields, arrays, xp))
+        out = dict(zip(cls._fields, _broadcast_fields(cls._fields, arrays, xp)))
+        # As the constructor: a state of no values carries no mean, spread or
+        # extremes, whatever was given (it would leak into merges otherwise).
+        empty = out["count"] == 0
+        for name in cls._fields:
+            if name in ("mean", "min", "max"):
+                out[name] = xp.where(empty, xp.nan, out[name])
+            elif name == "m2":
+                out[name] = xp.where(empty, 0.0, out[name])
+        return cls._wrap(tuple(out[n] for n in cls._fields))
 
     def __setattr__(self, name, value):
         raise AttributeError(f"{type(self).__name__} is immutable")
@@ -164,7 +173,15 @@ class _State:
 
     # -- derived statistics ----------------------------------------------------
     def var(self, ddof=0):
-        """Variance ``m2 / (count - ddof)``; NaN where ``count <= ddof``, as NumPy."""
+        """Variance ``m2 / (count - ddof)``; NaN where ``count <= ddof``.
+
+        (NumPy divides there anyway: inf where m2 > 0, NaN where m2 = 0, with
+        a warning. Neither is a variance, so both are NaN here, silently.)
+
+        Args:
+            ddof: delta degrees of freedom, a real number (as NumPy's).
+        """
+        _check_ddof(ddof)
         xp = _xp(self.m2)
         denom = self.count - ddof
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -176,6 +193,11 @@ class _State:
         return _xp(self.m2).sqrt(self.var(ddof))
 
 
+def _check_ddof(ddof):
+    if isinstance(ddof, (bool, np.bool_)) or not isinstance(ddof, (int, float, np.integer, np.floating)):
+        raise TypeError(f"ddof must be a real number, got {ddof!r}")
+
+
 def _rebuild(cls, fields):
     return cls._wrap(tuple(fields))
 
@@ -184,6 +206,7 @@ _COUNT_LIMIT = 2**63  # counts are int64
 
 
 def _as_count(count, xp, name="count"):
+    check_not_masked(count, name)
     c = xp.asarray(count)
     if c.dtype.kind not in "iubf":
         raise TypeError(f"{name} must be integers, got dtype {c.dtype}")
@@ -207,6 +230,7 @@ def _as_count(count, xp, name="count"):
 
 
 def _float_field(name, value, xp):
+    check_not_masked(value, name)
     a = xp.asarray(value)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be real numbers, got dtype {a.dtype}")
@@ -283,6 +307,7 @@ class Moments(_State):
             count: group sizes (non-negative integers).
             ddof: the delta degrees of freedom ``std`` was computed with.
         """
+        _check_ddof(ddof)
         xp = backend_for(mean, std, count).xp
         c = _as_count(count, xp)
         mu = _float_field("mean", mean, xp)

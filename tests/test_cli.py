@@ -361,6 +361,13 @@ def test_scheduler_runs_on_a_cluster(tmp_path, capsys):
         )
         assert_matches(got, reference(x), ["0", "1", "2"])
         _bad(capsys, tmp_path / "c.npy", "--scheduler", cluster.scheduler_address, "--axis", "5", match="out of range")
+        # a 0-d array holds one value, which the workers must not replace by 0
+        np.save(tmp_path / "s.npy", np.float64(3.5))
+        np.array(-2.25).tofile(tmp_path / "s.bin")
+        for argv in ([tmp_path / "s.npy"], [tmp_path / "s.bin", "--dtype", "f8", "--shape=()"]):
+            got, _ = run_json(capsys, *argv, "--axis", "all", "--scheduler", cluster.scheduler_address)
+            v = np.load(tmp_path / "s.npy") if argv[0].suffix == ".npy" else -2.25
+            assert got["all"] == {"count": 1, "mean": v, "std": 0.0, "min": v, "max": v, "nonfinite": 0}
 
 
 # -- the console script and the memory bound --------------------------------------------------
@@ -434,3 +441,64 @@ def test_memory_bound_on_a_large_npy(tmp_path):
     assert peak < 2 * chunk + 300 * 1024 * 1024, f"peak RSS {peak / 2**20:.0f} MiB"
     # the bound means something: holding the whole file would exceed it
     assert p.stat().st_size > bound - base
+
+
+def test_json_keeps_repeated_names_and_stays_valid(tmp_path, capsys):
+    (tmp_path / "d.csv").write_text("a,a,,column 2,x\n1,2,3,4,5\n6,7,8,9,10\n")
+    got, _ = run_json(capsys, tmp_path / "d.csv")
+    assert list(got) == ["a", "a (2)", "column 2", "column 2 (2)", "x"]
+    assert [got[k]["max"] for k in got] == [6, 7, 8, 9, 10]
+    # JSON has no infinities: a std past float64's range is the string "inf"
+    np.save(tmp_path / "b.npy", np.array([1e308, -1e308]))
+    rc, out, err = run(capsys, tmp_path / "b.npy", "--json")
+    got = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert got["all"]["std"] == "inf" and got["all"]["mean"] == 0.0
+
+
+def test_csv_quoted_newlines_at_any_chunk_size(tmp_path, capsys):
+    rows = "".join(f'{i},"line\nbreak, {i}",{2 * i}\n' for i in range(2000))
+    (tmp_path / "q.csv").write_text("n,text,v\n" + rows)
+    n = np.arange(2000.0)
+    for chunk in ("4096", "5000", "64MB"):
+        got, err = run_json(capsys, tmp_path / "q.csv", "--chunk-size", chunk)
+        assert_matches(got, {"count": [2000, 2000], "mean": [n.mean(), 2 * n.mean()], "std": [n.std(), 2 * n.std()],
+                             "min": [0, 0], "max": [1999, 3998], "nonfinite": [0, 0]}, ["n", "v"])
+        assert "'text' is not numeric" in err
+
+
+def test_dtype_and_chunk_size_mistakes(tmp_path, capsys):
+    np.save(tmp_path / "c.npy", np.ones(4))
+    _bad(capsys, tmp_path / "c.npy", "--dtype", "f4", match="--dtype and --shape are for raw binary files")
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    got, _ = run_json(capsys, tmp_path / "t.csv", "--chunk-size", "100G")  # not allocated
+    assert got["b"]["mean"] == 2.0
+    with pytest.raises(SystemExit) as e:
+        main(["describe", str(tmp_path / "t.csv"), "--chunk-size", "99999999999999999999999T"])
+    assert e.value.code == 2 and "at most" in capsys.readouterr().err
+
+
+def test_npy_headers_that_no_array_has(tmp_path, capsys):
+    def npy(name, header):
+        with open(tmp_path / name, "wb") as fp:
+            np.lib.format.write_array_header_1_0(fp, header)
+            fp.write(b"\0" * 64)
+        return tmp_path / name
+
+    for shape in [(-5,), (1, -5)]:
+        rc, out, err = run(capsys, npy("neg.npy", {"descr": "<f8", "fortran_order": False, "shape": shape}))
+        assert rc == 2 and "corrupt .npy header" in err, err
+    if np.dtype(np.longdouble).itemsize > 8:
+        np.save(tmp_path / "ld.npy", np.ones(3, np.longdouble))
+        rc, out, err = run(capsys, tmp_path / "ld.npy")
+        assert rc == 2 and "extended-precision" in err, err
+
+
+def test_integer_extremes_are_not_printed_rounded(tmp_path, capsys):
+    np.save(tmp_path / "u.npy", np.array([2**64 - 1, 7], np.uint64))
+    np.save(tmp_path / "i.npy", np.array([2**63 - 1, -(2**53)], np.int64))
+    got, _ = run_json(capsys, tmp_path / "u.npy")
+    assert got["all"]["min"] == 7 and isinstance(got["all"]["min"], int)
+    assert isinstance(got["all"]["max"], float)  # float64 of 2**64 - 1 is 2**64: not an exact integer
+    got, _ = run_json(capsys, tmp_path / "i.npy")
+    assert got["all"]["min"] == -(2**53) and isinstance(got["all"]["min"], int)
+    assert isinstance(got["all"]["max"], float)

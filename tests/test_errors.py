@@ -138,3 +138,54 @@ def test_iterating_states():
     m = fm.moments(np.arange(12.0).reshape(4, 3), axis=0)
     means = [s.mean for s in m]
     assert means == [4.5, 5.5, 6.5]
+
+
+def test_masks_inside_lists_and_state_arguments_rejected():
+    ma = np.ma.array([1.0, 99.0], mask=[0, 1])
+    calls = [lambda: fm.moments([ma]), lambda: fm.summarize([[ma, ma]]),
+             lambda: fm.Moments.from_mean_std(ma, 1.0, 5), lambda: fm.Moments(np.ma.array([1, 5], mask=[0, 1]), 1.0, 0.0),
+             lambda: fm.combine_mean_std(np.ma.array([1.0], mask=[1]), 0.5, 2, 3.0, 1.0, 4),
+             lambda: fm.Moments.from_fields(count=2, mean=ma, m2=0.0)]
+    for f in calls:
+        with pytest.raises(TypeError, match="masked"):
+            f()
+    # plain lists of numbers and of unmasked arrays still work
+    assert fm.moments([1.0, 2.0, 3.0]).mean == 2.0
+    assert fm.moments([np.array([1.0, 2.0]), np.array([3.0, 4.0])]).mean == 2.5
+
+
+def test_counts_passing_int64_are_an_error_not_a_wrap():
+    big = fm.Moments(2**62, 1.0, 0.0)
+    with pytest.raises(ValueError, match="2\\*\\*63"):
+        big.merge(big)
+    with pytest.raises(ValueError, match="2\\*\\*63"):
+        fm.combine_mean_std(1.0, 0.5, 2**62, 3.0, 1.0, 2**62)
+    with pytest.raises(ValueError, match="2\\*\\*63"):
+        fm.Moments([2**62] * 3, 1.0, 0.0).reduce()
+    s = fm.summarize(np.array([np.nan, 1.0]))
+    huge = fm.Summary.from_fields(**{**{f: getattr(s, f) for f in s._fields}, "n_nonfinite": 2**62 + 1})
+    with pytest.raises(ValueError, match="2\\*\\*63"):
+        huge.merge(huge)
+    # right below the limit, exact
+    assert fm.Moments([2**61] * 3, 1.0, 0.0).reduce().count == 3 * 2**61
+    assert big.merge(fm.Moments(2**62 - 1, 1.0, 0.0)).count == 2**63 - 1
+
+
+def test_from_fields_empties_states_of_no_values():
+    s = fm.Summary.from_fields(count=[0], mean=[5.0], m2=[3.0], min=[1.0], max=[2.0], n_nonfinite=[0], n_zero=[0])
+    assert np.isnan(s.mean[0]) and s.m2[0] == 0 and np.isnan(s.min[0]) and np.isnan(s.max[0])
+    merged = s.merge(fm.summarize(np.array([[10.0, 20.0]]), axis=1))
+    assert merged.min[0] == 10.0 and merged.max[0] == 20.0 and merged.mean[0] == 15.0
+    m = fm.Moments.from_fields(count=[0, 0], mean=[5.0, 5.0], m2=[3.0, 3.0]).reduce()
+    assert m.count == 0 and np.isnan(m.mean) and m.m2 == 0
+
+
+def test_ddof_must_be_a_number():
+    m = fm.moments(np.arange(5.0))
+    for bad in ("1", None, True, [1]):
+        with pytest.raises(TypeError, match="ddof"):
+            m.var(ddof=bad)
+        with pytest.raises(TypeError, match="ddof"):
+            fm.combine_mean_std(1.0, 0.5, 2, 3.0, 1.0, 4, ddof=bad)
+    assert m.var(ddof=np.int64(1)) == np.var(np.arange(5.0), ddof=1)
+    assert m.var(ddof=0.5) == np.var(np.arange(5.0), ddof=0.5)

@@ -248,13 +248,31 @@ def merge(kind, a, b):
     size = a[0].size
     merge_moments = _pick(K.merge_moment_arrays, K.merge_moment_arrays_serial, size, PARALLEL_MIN_STREAM)
     n, m, q = np.empty(size, np.int64), np.empty(size), np.empty(size)
-    merge_moments(a[0], a[1], a[2], b[0], b[1], b[2], n, m, q)
+    if merge_moments(a[0], a[1], a[2], b[0], b[1], b[2], n, m, q):
+        raise ValueError(_COUNT_OVERFLOW)
     if kind == "moments":
         return n.reshape(shape), m.reshape(shape), q.reshape(shape)
     merge_extremes = _pick(K.merge_extremes_arrays, K.merge_extremes_arrays_serial, size, PARALLEL_MIN_STREAM)
     lo, hi = np.empty(size), np.empty(size)
     merge_extremes(a[3], a[4], b[3], b[4], lo, hi)
-    return tuple(f.reshape(shape) for f in (n, m, q, lo, hi, a[5] + b[5], a[6] + b[6]))
+    tallies = a[5] + b[5], a[6] + b[6]
+    if any(t.size and t.min() < 0 for t in tallies):
+        raise ValueError(_COUNT_OVERFLOW)
+    return tuple(f.reshape(shape) for f in (n, m, q, lo, hi) + tallies)
+
+
+_COUNT_OVERFLOW = "the merged counts pass 2**63 - 1, the range of their int64"
+
+
+def _check_count_sums(ints, axes):
+    """ValueError where the counts merged along ``axes`` would pass int64's
+    range: the merge tree's sums would wrap (only states built from huge
+    counts get there; no data set has 2**63 values)."""
+    for f in ints:
+        if f.size and float(f.sum(axis=axes, dtype=np.float64).max()) >= 2.0**62:
+            exact = np.asarray(f, dtype=object).sum(axis=axes)
+            if np.max(exact) >= 2**63:
+                raise ValueError(_COUNT_OVERFLOW)
 
 
 def reduce(kind, fields, axes):
@@ -271,6 +289,7 @@ def reduce(kind, fields, axes):
     # (mean, m2[, min, max]): exactly the kernels' state layout.
     ints = [f for f in fields if f.dtype == np.int64]
     floats = [f for f in fields if f.dtype != np.int64]
+    _check_count_sums(ints, tuple(axes))
     si = np.stack([f.transpose(order).reshape(m, k) for f in ints])
     sf = np.stack([f.transpose(order).reshape(m, k) for f in floats])
     reduce_states = _pick(K.reduce_state_rows, K.reduce_state_rows_serial, si.shape[1] * si.shape[2])

@@ -1794,9 +1794,14 @@ def merge_state_arrays(kind, si_a, sf_a, si_b, sf_b):
 
 @njit(parallel=True, **_opts)
 def merge_moment_arrays(na, ma, qa, nb, mb, qb, nn, mm, qq):
-    """Elementwise merge of two equally shaped, flat (count, mean, m2) arrays."""
+    """Elementwise merge of two equally shaped, flat (count, mean, m2) arrays;
+    returns how many counts passed int64's range (a sum of two counts below
+    2**63 that does wraps to a negative number)."""
+    wrapped = 0
     for i in prange(na.size):
         nn[i], mm[i], qq[i] = merge_moments(na[i], ma[i], qa[i], nb[i], mb[i], qb[i])
+        wrapped += 1 if nn[i] < 0 else 0
+    return wrapped
 
 
 @njit(parallel=True, **_opts)
