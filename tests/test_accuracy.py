@@ -284,3 +284,34 @@ def test_origin_ignores_outlying_samples():
             cols = np.repeat(x[:, None], w, axis=1)
             for m in (fm.moments(cols, axis=0), fm.summarize(cols, axis=0)):
                 assert abs(m.var()[0] - var) <= 1e-12 * var, (outliers, w)
+
+
+def _row_paths(x):
+    """The paths that reduce x as a row (the column tiles are not among them)."""
+    yield "1-D", fm.moments(x)
+    yield "skipna", fm.moments(np.append(x, np.nan), skipna=True)
+    yield "summary", fm.summarize(np.append(x, [np.inf, -np.inf]))
+    yield "row", fm.moments(np.vstack([x, x]), axis=1)[1]
+    yield "row summary", fm.summarize(np.vstack([x, x]), axis=1)[1]
+
+
+@pytest.mark.parametrize("case", ["alternating 9", "four of 1e308", "alternating 10000", "two blocks apart",
+                                  "3 per row", "16 per row"])
+def test_values_in_range_whose_sums_are_not(case):
+    # |v| > MAX / n: the sums overflow though the mean is within the range.
+    # Those rows are summed again scaled by 2**-64; before, the mean came out
+    # inf or NaN, even of the wrong sign (+inf for a mean of -1.9e307).
+    big = 1.7e308
+    x = {
+        "alternating 9": np.array([-big, big] * 4 + [-big]),
+        "four of 1e308": np.full(4, 1e308),
+        "alternating 10000": np.where(np.arange(10_000) % 2 == 0, -big, big),
+        "two blocks apart": np.concatenate([np.full(9000, big), np.full(9000, -1e308)]),
+        "3 per row": np.array([big, big, -big]),
+        "16 per row": np.array([big] * 12 + [-big] * 4),
+    }[case]
+    mean, m2 = _exact_m2(x)
+    want_m2 = float(m2) if m2 <= np.finfo(np.float64).max else np.inf
+    for name, m in _row_paths(x):
+        assert m.mean == pytest.approx(float(mean), rel=1e-14), name
+        assert m.m2 == pytest.approx(want_m2, rel=1e-12), name

@@ -182,16 +182,63 @@ def _block_moments_two_pass(y, origin):
     for i in range(n):
         s += y[i] - origin
     mean = s / n
-    if not (abs(mean) <= _MAXF):  # NaN or Inf in the block: as NumPy, m2 is NaN
-        return n, mean, np.nan
+    if not (abs(mean) <= _MAXF):
+        if _all_finite(y):  # values in range, their sum not
+            return _scaled_moments(y, origin)
+        return n, mean, np.nan  # NaN or Inf in the block: as NumPy, m2 is NaN
     m2 = 0.0
     c = 0.0
     for i in range(n):
         d = (y[i] - origin) - mean
         c += d
         m2 += d * d
+    if not (abs(c) <= _MAXF):  # deviations beyond the range
+        return _scaled_moments(y, origin)
     # Corrected two-pass: removes the error of the first pass's rounded mean.
     return n, mean + c / n, _corrected_m2(m2, c, 1.0 / n)
+
+
+# Values near float64's limit (|v| > MAX / n) have sums beyond it though their
+# mean is within. Such blocks are summed again scaled down by 2**64 (exact:
+# a power of two), so that no sum of up to 2**63 values can overflow, and the
+# results scaled back: the mean exactly, m2 to inf where it passes the range.
+_DOWN = 2.0**-64
+_UP = 2.0**64
+
+
+@njit(fastmath=_FAST, **_opts)
+def _all_finite(y):
+    ok = True
+    for i in range(y.size):
+        ok &= abs(np.float64(y[i])) <= _MAXF
+    return ok
+
+
+@njit(fastmath=_FAST, **_opts)
+def _scaled_moments(y, origin):
+    """(count, mean - origin, m2) of the finite values of ``y``, summed at
+    2**-64 of their scale (callers send blocks whose every value counts
+    but NaN, skipped by skipna, or every finite one, for summaries)."""
+    o = origin * _DOWN
+    s = 0.0
+    k = 0.0
+    for i in range(y.size):
+        v = np.float64(y[i])
+        ok = abs(v) <= _MAXF
+        s += v * _DOWN - o if ok else 0.0
+        k += 1.0 if ok else 0.0
+    if k == 0.0:
+        return 0, np.nan, 0.0
+    mean = s / k
+    m2 = 0.0
+    c = 0.0
+    for i in range(y.size):
+        v = np.float64(y[i])
+        d = (v * _DOWN - o) - mean if abs(v) <= _MAXF else 0.0
+        c += d
+        m2 += d * d
+    # m2 * 2**128 overflows to inf exactly where the true m2 passes the range
+    return int(k), (mean + c / k) * _UP, _corrected_m2(m2, c, 1.0 / k) * _UP * _UP
 
 
 # Counters below are float64: exact for a block's 8192 values, and the same
@@ -211,6 +258,8 @@ def _block_moments_skipna(y, origin):
         return 0, np.nan, 0.0
     mean = s / k
     if not (abs(mean) <= _MAXF):
+        if not _has_inf(y):  # values in range, their sum not
+            return _scaled_moments(y, origin)
         return int(k), mean, np.nan
     m2 = 0.0
     c = 0.0
@@ -219,7 +268,17 @@ def _block_moments_skipna(y, origin):
         d = v - mean if v == v else 0.0
         c += d
         m2 += d * d
+    if not (abs(c) <= _MAXF):
+        return _scaled_moments(y, origin)
     return int(k), mean + c / k, _corrected_m2(m2, c, 1.0 / k)
+
+
+@njit(fastmath=_FAST, **_opts)
+def _has_inf(y):
+    found = False
+    for i in range(y.size):
+        found |= abs(np.float64(y[i])) == _INF
+    return found
 
 
 def _lane(y, v):
@@ -555,7 +614,11 @@ def _summary_from_parts(y, shift, s, q, lo, hi, nz, origin):
         d = (y[i] - origin) - mean
         c += d
         m2 += d * d
-    return n, mean + c / n, _corrected_m2(m2, c, 1.0 / n), lo, hi, 0, nz
+    if not (abs(c) <= _MAXF):  # deviations beyond the range
+        n, mean, m2 = _scaled_moments(y, origin)
+    else:
+        mean, m2 = mean + c / n, _corrected_m2(m2, c, 1.0 / n)
+    return n, mean, m2, lo, hi, 0, nz
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -586,7 +649,11 @@ def _block_summary_masked(y, origin):
         return 0, np.nan, 0.0, np.nan, np.nan, y.size, 0
     lo = _finite_min(y)
     hi = _finite_max(y)
+    n = int(k)
     mean = s / k
+    if not (abs(mean) <= _MAXF):  # finite values, their sum beyond the range
+        n, mean, m2 = _scaled_moments(y, origin)
+        return n, mean, m2, lo, hi, y.size - n, int(nz)
     m2 = 0.0
     c = 0.0
     for i in range(y.size):
@@ -594,7 +661,9 @@ def _block_summary_masked(y, origin):
         d = (v - origin) - mean if abs(v) <= _MAXF else 0.0
         c += d
         m2 += d * d
-    n = int(k)
+    if not (abs(c) <= _MAXF):
+        n, mean, m2 = _scaled_moments(y, origin)
+        return n, mean, m2, lo, hi, y.size - n, int(nz)
     return n, mean + c / k, _corrected_m2(m2, c, 1.0 / k), lo, hi, y.size - n, int(nz)
 
 
@@ -834,6 +903,7 @@ def carry_finish(kind, si, sf, top):
 # of the spread instead.
 
 ORIGIN_SAMPLES = 9
+_ORIGIN_MAX = 2.0**1000
 
 
 @njit(**_opts)
@@ -859,7 +929,9 @@ def _row_origin(y):
     if k == 0:
         return 0.0
     v = np.sort(v[:k])
-    return v[(k - 1) // 2]
+    o = v[(k - 1) // 2]
+    # Near the range's end a mean relative to the origin could overflow.
+    return o if abs(o) <= _ORIGIN_MAX else 0.0
 
 
 @njit(**_opts)
@@ -951,12 +1023,23 @@ def _small_rows(kind, x, i0, i1, si_out, sf_out, o0):
             _tile_summary(scratch, 0, k, 0, w, ws, si, sf, 0, org)
         else:
             _tile_moments(kind, scratch, 0, k, 0, w, ws, si, sf, 0, org)
+        for r in range(w):
+            if si[0, 0, r] > 0 and not (abs(sf[0, 0, r] + sf[1, 0, r]) <= _MAXF):
+                _small_row_scaled(kind, x[i0 + t0 + r], si, sf, r)
         for f in range(si_out.shape[0]):
             for r in range(w):
                 si_out[f, o0 + t0 + r] = si[f, 0, r]
         for f in range(sf_out.shape[0]):
             for r in range(w):
                 sf_out[f, o0 + t0 + r] = sf[f, 0, r]
+
+
+@njit(**_opts)
+def _small_row_scaled(kind, row, si, sf, r):
+    """Slot ``r``'s mean and m2 again, scaled, where the row's non-finite
+    mean or m2 came from sums past the range rather than from its values."""
+    if kind == SUMMARY or (_all_finite(row) if kind == MOMENTS else not _has_inf(row)):
+        _, sf[0, 0, r], sf[1, 0, r] = _scaled_moments(row, 0.0)
 
 
 @njit(parallel=True, **_opts)
@@ -1035,6 +1118,18 @@ def reduce_rows(kind, x, si_out, sf_out):
 SHORT_ROWS_TASK = 1 << 14  # rows per parallel task
 
 
+@njit(**_opts)
+def _redo_scaled(x, i, k, mean_out, m2_out):
+    """Row ``i`` (``k`` values of the flat ``x``) again, scaled, if its values
+    are finite: the sums of values near the range's end overflowed (see
+    _scaled_moments)."""
+    row = x[i * k : (i + 1) * k]
+    if _all_finite(row):
+        _, mean, m2 = _scaled_moments(row, 0.0)
+        mean_out[i] = mean
+        m2_out[i] = m2
+
+
 @njit(fastmath=_FAST, inline="always", **_opts)
 def _rows_of(x, mean_out, m2_out, k):
     """(mean, m2) of the consecutive ``k``-value rows of the flat ``x``.
@@ -1053,6 +1148,7 @@ def _rows_of(x, mean_out, m2_out, k):
         if not (abs(mean) <= _MAXF):
             mean_out[i] = mean
             m2_out[i] = np.nan
+            _redo_scaled(x, i, k, mean_out, m2_out)
             continue
         c = 0.0
         q = 0.0
@@ -1062,6 +1158,8 @@ def _rows_of(x, mean_out, m2_out, k):
             q += d * d
         mean_out[i] = mean + c * inv
         m2_out[i] = _corrected_m2(q, c, inv)
+        if not (abs(c) <= _MAXF):
+            _redo_scaled(x, i, k, mean_out, m2_out)
 
 
 @njit(fastmath=_FAST, inline="always", **_opts)
@@ -1084,6 +1182,7 @@ def _rows_in_lanes(x, mean_out, m2_out, k):
         if not (abs(mean) <= _MAXF):
             mean_out[i] = mean
             m2_out[i] = np.nan
+            _redo_scaled(x, i, k, mean_out, m2_out)
             continue
         c0 = c1 = c2 = c3 = 0.0
         q0 = q1 = q2 = q3 = 0.0
@@ -1104,6 +1203,8 @@ def _rows_in_lanes(x, mean_out, m2_out, k):
         c = (c0 + c1) + (c2 + c3)
         mean_out[i] = mean + c * inv
         m2_out[i] = _corrected_m2((q0 + q1) + (q2 + q3), c, inv)
+        if not (abs(c) <= _MAXF):
+            _redo_scaled(x, i, k, mean_out, m2_out)
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -1119,6 +1220,7 @@ def _rows_any(x, mean_out, m2_out, k):
         if not (abs(mean) <= _MAXF):
             mean_out[i] = mean
             m2_out[i] = np.nan
+            _redo_scaled(x, i, k, mean_out, m2_out)
             continue
         c = 0.0
         q = 0.0
@@ -1128,6 +1230,8 @@ def _rows_any(x, mean_out, m2_out, k):
             q += d * d
         mean_out[i] = mean + c * inv
         m2_out[i] = _corrected_m2(q, c, inv)
+        if not (abs(c) <= _MAXF):
+            _redo_scaled(x, i, k, mean_out, m2_out)
 
 
 def _four_row_sums(k):
@@ -1226,6 +1330,8 @@ def _rows_in_vectors(x, mean_out, m2_out, k):
             ok = abs(mean) <= _MAXF
             mean_out[i + r] = mean + c * inv if ok else mean
             m2_out[i + r] = _corrected_m2(qs[r], c, inv) if ok else np.nan
+            if not (abs(mean + c) <= _MAXF):
+                _redo_scaled(x, i + r, k, mean_out, m2_out)
     done = 4 * (m // 4)
     _rows_in_lanes(x[done * k :], mean_out[done:], m2_out[done:], k)
 
