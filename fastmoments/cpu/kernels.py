@@ -1118,16 +1118,22 @@ def reduce_rows(kind, x, si_out, sf_out):
 SHORT_ROWS_TASK = 1 << 14  # rows per parallel task
 
 
-@njit(**_opts)
-def _redo_scaled(x, i, k, mean_out, m2_out):
-    """Row ``i`` (``k`` values of the flat ``x``) again, scaled, if its values
-    are finite: the sums of values near the range's end overflowed (see
-    _scaled_moments)."""
-    row = x[i * k : (i + 1) * k]
-    if _all_finite(row):
-        _, mean, m2 = _scaled_moments(row, 0.0)
-        mean_out[i] = mean
-        m2_out[i] = m2
+@njit(fastmath=_FAST, **_opts)
+def _redo_overflowed_rows(x, mean_out, m2_out, k):
+    """Rows whose mean came out inf or NaN though their values are finite
+    (sums or deviations beyond the range, see _scaled_moments), again,
+    scaled. A scan of the task's outputs while they are in cache, rather
+    than a branch in the row loops, where it cost a third of their speed."""
+    bad = False
+    for i in range(mean_out.size):
+        bad |= not (abs(mean_out[i]) <= _MAXF)
+    if not bad:
+        return
+    for i in range(mean_out.size):
+        if not (abs(mean_out[i]) <= _MAXF):
+            row = x[i * k : (i + 1) * k]
+            if _all_finite(row):
+                _, mean_out[i], m2_out[i] = _scaled_moments(row, 0.0)
 
 
 @njit(fastmath=_FAST, inline="always", **_opts)
@@ -1148,7 +1154,6 @@ def _rows_of(x, mean_out, m2_out, k):
         if not (abs(mean) <= _MAXF):
             mean_out[i] = mean
             m2_out[i] = np.nan
-            _redo_scaled(x, i, k, mean_out, m2_out)
             continue
         c = 0.0
         q = 0.0
@@ -1158,8 +1163,6 @@ def _rows_of(x, mean_out, m2_out, k):
             q += d * d
         mean_out[i] = mean + c * inv
         m2_out[i] = _corrected_m2(q, c, inv)
-        if not (abs(c) <= _MAXF):
-            _redo_scaled(x, i, k, mean_out, m2_out)
 
 
 @njit(fastmath=_FAST, inline="always", **_opts)
@@ -1182,7 +1185,6 @@ def _rows_in_lanes(x, mean_out, m2_out, k):
         if not (abs(mean) <= _MAXF):
             mean_out[i] = mean
             m2_out[i] = np.nan
-            _redo_scaled(x, i, k, mean_out, m2_out)
             continue
         c0 = c1 = c2 = c3 = 0.0
         q0 = q1 = q2 = q3 = 0.0
@@ -1203,8 +1205,6 @@ def _rows_in_lanes(x, mean_out, m2_out, k):
         c = (c0 + c1) + (c2 + c3)
         mean_out[i] = mean + c * inv
         m2_out[i] = _corrected_m2((q0 + q1) + (q2 + q3), c, inv)
-        if not (abs(c) <= _MAXF):
-            _redo_scaled(x, i, k, mean_out, m2_out)
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -1220,7 +1220,6 @@ def _rows_any(x, mean_out, m2_out, k):
         if not (abs(mean) <= _MAXF):
             mean_out[i] = mean
             m2_out[i] = np.nan
-            _redo_scaled(x, i, k, mean_out, m2_out)
             continue
         c = 0.0
         q = 0.0
@@ -1230,8 +1229,6 @@ def _rows_any(x, mean_out, m2_out, k):
             q += d * d
         mean_out[i] = mean + c * inv
         m2_out[i] = _corrected_m2(q, c, inv)
-        if not (abs(c) <= _MAXF):
-            _redo_scaled(x, i, k, mean_out, m2_out)
 
 
 def _four_row_sums(k):
@@ -1330,8 +1327,6 @@ def _rows_in_vectors(x, mean_out, m2_out, k):
             ok = abs(mean) <= _MAXF
             mean_out[i + r] = mean + c * inv if ok else mean
             m2_out[i + r] = _corrected_m2(qs[r], c, inv) if ok else np.nan
-            if not (abs(mean + c) <= _MAXF):
-                _redo_scaled(x, i + r, k, mean_out, m2_out)
     done = 4 * (m // 4)
     _rows_in_lanes(x[done * k :], mean_out[done:], m2_out[done:], k)
 
@@ -1363,6 +1358,7 @@ def _short_rows(x, mean_out, m2_out, k):
         _rows_in_vectors(x, mean_out, m2_out, 64)
     else:
         _rows_any(x, mean_out, m2_out, k)
+    _redo_overflowed_rows(x, mean_out, m2_out, k)
 
 
 @njit(parallel=True, **_opts)
