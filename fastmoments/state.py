@@ -72,16 +72,7 @@ class _State:
         ]
         if bool(xp.any(arrays[cls._fields.index("m2")] < 0)):
             raise ValueError("m2 must be non-negative")
-        out = dict(zip(cls._fields, _broadcast_fields(cls._fields, arrays, xp)))
-        # As the constructor: a state of no values carries no mean, spread or
-        # extremes, whatever was given (it would leak into merges otherwise).
-        empty = out["count"] == 0
-        for name in cls._fields:
-            if name in ("mean", "min", "max"):
-                out[name] = xp.where(empty, xp.nan, out[name])
-            elif name == "m2":
-                out[name] = xp.where(empty, 0.0, out[name])
-        return cls._wrap(tuple(out[n] for n in cls._fields))
+        return cls._wrap(_cleared_where_empty(cls._fields, _broadcast_fields(cls._fields, arrays, xp), xp))
 
     def __setattr__(self, name, value):
         raise AttributeError(f"{type(self).__name__} is immutable")
@@ -237,6 +228,14 @@ def _float_field(name, value, xp):
     return a.astype(np.float64)  # astype copies: the caller's array stays theirs
 
 
+def _cleared_where_empty(names, arrays, xp):
+    """The fields, with no mean, spread or extremes where the count is 0,
+    whatever was given: those would leak into merges otherwise."""
+    empty = arrays[names.index("count")] == 0
+    fill = {"mean": xp.nan, "min": xp.nan, "max": xp.nan, "m2": 0.0}
+    return tuple(xp.where(empty, fill[n], a) if n in fill else a for n, a in zip(names, arrays))
+
+
 def _broadcast_fields(names, arrays, xp):
     try:
         shape = np.broadcast_shapes(*(a.shape for a in arrays))
@@ -270,10 +269,7 @@ class Moments(_State):
         m2 = _float_field("m2", m2, xp)
         if bool(xp.any(m2 < 0)):
             raise ValueError("m2 must be non-negative")
-        c, mu, m2 = _broadcast_fields(self._fields, (c, mu, m2), xp)
-        mu = xp.where(c == 0, xp.nan, mu)
-        m2 = xp.where(c == 0, 0.0, m2)
-        fields = (c, mu, m2)
+        fields = _cleared_where_empty(self._fields, _broadcast_fields(self._fields, (c, mu, m2), xp), xp)
         for name, arr in zip(self._fields, fields):
             if isinstance(arr, np.ndarray):
                 arr.flags.writeable = False

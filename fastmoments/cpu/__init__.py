@@ -178,19 +178,15 @@ def _reduce_cols(kind, x2):
 
 def _redo_overflowed_columns(kind, x2, si, sf):
     """Columns whose values are within float64's range but whose sums are not
-    (|v| > 1.8e308 / n) came out with an inf or NaN mean: each is reduced
-    again as a row, scaled by 2**-64 (exact), and scaled back, as the row
-    kernels do for theirs (kernels._scaled_moments). Rare: one check of the
-    output otherwise."""
+    (|v| > 1.8e308 / n) came out with an inf or NaN mean: each is summed
+    again as the row kernels redo theirs (kernels.scaled_redo). Rare: one
+    check of the output otherwise."""
     with np.errstate(invalid="ignore"):
         bad = ~(np.abs(sf[0]) <= np.finfo(np.float64).max) & (si[0] > 0)
     for j in np.flatnonzero(bad):
-        col = np.ascontiguousarray(x2[:, j], dtype=np.float64)
-        if (kind == K.MOMENTS and not np.isfinite(col).all()) or (kind == K.MOMENTS_SKIPNA and np.isinf(col).any()):
-            continue  # an inf or NaN value: the mean is what it says
-        _, cf = _run(K.reduce_rows_serial, kind, 1, (col * 2.0**-64).reshape(1, -1))
-        sf[0, j] = cf[0, 0] * 2.0**64
-        sf[1, j] = cf[1, 0] * 2.0**64 * 2.0**64
+        ok, mean, m2 = K.scaled_redo(kind, np.ascontiguousarray(x2[:, j], dtype=np.float64))
+        if ok:
+            sf[0, j], sf[1, j] = mean, m2
     return si, sf
 
 

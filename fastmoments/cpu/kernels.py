@@ -1025,7 +1025,9 @@ def _small_rows(kind, x, i0, i1, si_out, sf_out, o0):
             _tile_moments(kind, scratch, 0, k, 0, w, ws, si, sf, 0, org)
         for r in range(w):
             if si[0, 0, r] > 0 and not (abs(sf[0, 0, r] + sf[1, 0, r]) <= _MAXF):
-                _small_row_scaled(kind, x[i0 + t0 + r], si, sf, r)
+                ok, mean, m2 = scaled_redo(kind, x[i0 + t0 + r])
+                if ok:
+                    sf[0, 0, r], sf[1, 0, r] = mean, m2
         for f in range(si_out.shape[0]):
             for r in range(w):
                 si_out[f, o0 + t0 + r] = si[f, 0, r]
@@ -1035,11 +1037,15 @@ def _small_rows(kind, x, i0, i1, si_out, sf_out, o0):
 
 
 @njit(**_opts)
-def _small_row_scaled(kind, row, si, sf, r):
-    """Slot ``r``'s mean and m2 again, scaled, where the row's non-finite
-    mean or m2 came from sums past the range rather than from its values."""
-    if kind == SUMMARY or (_all_finite(row) if kind == MOMENTS else not _has_inf(row)):
-        _, sf[0, 0, r], sf[1, 0, r] = _scaled_moments(row, 0.0)
+def scaled_redo(kind, row):
+    """(True, mean, m2) of ``row``, summed scaled (see _scaled_moments),
+    where the non-finite mean that ``kind`` gave it came from sums past the
+    range rather than from its values; (False, nan, nan) where it came from
+    its values (an inf, or a NaN that ``kind`` counts)."""
+    if kind == SUMMARY or (not _has_inf(row) if kind == MOMENTS_SKIPNA else _all_finite(row)):
+        _, mean, m2 = _scaled_moments(row, 0.0)
+        return True, mean, m2
+    return False, np.nan, np.nan
 
 
 @njit(parallel=True, **_opts)
@@ -1131,9 +1137,9 @@ def _redo_overflowed_rows(x, mean_out, m2_out, k):
         return
     for i in range(mean_out.size):
         if not (abs(mean_out[i]) <= _MAXF):
-            row = x[i * k : (i + 1) * k]
-            if _all_finite(row):
-                _, mean_out[i], m2_out[i] = _scaled_moments(row, 0.0)
+            ok, mean, m2 = scaled_redo(MOMENTS, x[i * k : (i + 1) * k])
+            if ok:
+                mean_out[i], m2_out[i] = mean, m2
 
 
 @njit(fastmath=_FAST, inline="always", **_opts)
