@@ -251,7 +251,7 @@ class GradientMonitor(extension.Extension):
             hookable = opt._hookable
             for hooks in (hookable._pre_update_hooks, hookable._post_update_hooks):
                 for name, h in list(hooks.items()):
-                    if h is self or (h is self._reenable and h is not None):
+                    if h is self or h is self._reenable:
                         del hooks[name]
         self._optimizer = None
         self._reenable = None
@@ -364,7 +364,7 @@ class GradientMonitor(extension.Extension):
             # order an uninterrupted run uses: resumed results are bit-identical.
             for g in self._groups.values():
                 with _on_device(g.key):
-                    g.acc = fastmoments.Summary._wrap(
+                    g.acc = fastmoments.Summary._wrap(  # f[indices] is a copy: ours
                         tuple(_to_device(f[g.indices], g.empty) for f in self._host.fields))
             self._host = None
 
@@ -655,10 +655,8 @@ def _is_chainerx(arr) -> bool:
 
 
 def _to_device(a, like):
-    """Host array ``a`` on the device of ``like`` (a copy either way)."""
-    if isinstance(like, np.ndarray):
-        return np.array(a, copy=True)
-    return chainer.backend.get_array_module(like).asarray(a)
+    """Host array ``a`` on the device of ``like``."""
+    return a if isinstance(like, np.ndarray) else chainer.backend.get_array_module(like).asarray(a)
 
 
 def _to_host(a):

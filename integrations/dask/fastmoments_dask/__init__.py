@@ -35,7 +35,7 @@ __all__ = ["moments", "summarize", "LazyMoments", "LazySummary"]
 __version__ = "0.1.0"
 
 
-def _prepare(darr, axis, split_every):
+def _prepare(darr, axis):
     if not isinstance(darr, da.Array):
         darr = da.asarray(darr)
     check_dtype(darr.dtype)
@@ -122,7 +122,7 @@ def moments(darr, axis=None, *, keepdims=False, skipna=False, split_every=None) 
         A :class:`LazyMoments`; ``.compute()`` gives a :class:`fastmoments.Moments`
         with the shape of ``darr`` without ``axis``.
     """
-    darr = _prepare(darr, axis, split_every)
+    darr = _prepare(darr, axis)
     chunk = partial(chunk_moments, skipna=bool(skipna))
     arr = _reduce(darr, chunk, axis, split_every, "fastmoments-moments", keepdims)
     return LazyMoments(arr)
@@ -142,6 +142,6 @@ def summarize(darr, axis=None, split_every=None, *, keepdims=False) -> LazySumma
     Returns:
         A :class:`LazySummary`; ``.compute()`` gives a :class:`fastmoments.Summary`.
     """
-    darr = _prepare(darr, axis, split_every)
+    darr = _prepare(darr, axis)
     arr = _reduce(darr, chunk_summary, axis, split_every, "fastmoments-summarize", keepdims)
     return LazySummary(arr)
