@@ -5,6 +5,28 @@ import numpy as np
 import pytest
 
 DATA = pathlib.Path(__file__).parent / "data"
+_EMULATOR_LINE = ""
+
+
+def _load_activate():
+    import importlib.util
+
+    path = pathlib.Path(__file__).parent / "gpu_emu" / "activate.py"
+    spec = importlib.util.spec_from_file_location("fastmoments_gpu_emu_activate", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def pytest_configure(config):
+    # Before any test module imports cupy: the GPU tests run on the CUDA
+    # emulator when asked (CI=true, FASTMOMENTS_GPU_EMULATOR=1) and no GPU is here.
+    global _EMULATOR_LINE
+    _EMULATOR_LINE = _load_activate().activate()
+
+
+def pytest_report_header(config):
+    return _EMULATOR_LINE
 
 
 def exact_mean_var(values):
