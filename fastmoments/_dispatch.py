@@ -18,11 +18,14 @@ or returns is of its own array type (NumPy for ``fastmoments.cpu``, CuPy for
     As ``moments``, over the finite values only; counts are int64, the rest
     float64; min and max are NaN where count is 0.
 ``summarize_each(arrays) -> the same 7 fields, each of shape (len(arrays),)``
-``merge(kind, a, b) -> fields``
+``merge(kind, a, b, checked=True) -> fields``
     Elementwise merge of two field tuples of ``kind`` ("moments" or "summary"),
-    with NumPy broadcasting.
+    with NumPy broadcasting. Counts whose sums pass int64 are a ValueError;
+    ``checked=False`` lets a backend skip that check where it costs a
+    synchronization (the GPU), for callers whose counts cannot get there.
 ``reduce(kind, fields, axes) -> fields``
-    Merge the states of a field tuple along ``axes`` (a pairwise tree).
+    Merge the states of a field tuple along ``axes`` (a pairwise tree);
+    counts whose sums pass int64 are a ValueError.
 """
 
 from __future__ import annotations

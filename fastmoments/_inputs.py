@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
-__all__ = ["normalize_axes", "check_dtype", "check_not_masked"]
+__all__ = ["normalize_axes", "check_dtype", "check_not_masked", "COUNT_OVERFLOW"]
+
+COUNT_OVERFLOW = "the merged counts pass 2**63 - 1, the range of their int64"
 
 
 def normalize_axes(axis, ndim: int) -> tuple[int, ...]:

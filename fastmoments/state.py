@@ -136,8 +136,15 @@ class _State:
                 f"cannot merge states of shapes {self.shape} and {other.shape}: "
                 "they do not broadcast"
             ) from None
+        return self._merge(other, checked=True)
+
+    def _merge(self, other, checked):
+        """:meth:`merge` of a state of this type; ``checked=False`` skips the
+        check of counts passing int64, which on a GPU costs a synchronization
+        (for callers whose counts cannot get near 2**63, e.g. per-iteration
+        accumulation of gradient statistics)."""
         be = backend_for(*self.fields, *other.fields)
-        return self._wrap(be.merge(self._kind, self.fields, other.fields))
+        return self._wrap(be.merge(self._kind, self.fields, other.fields, checked=checked))
 
     def reduce(self, axis=None):
         """Merge the states along ``axis`` (None: all), as a pairwise tree.

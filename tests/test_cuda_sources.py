@@ -72,7 +72,7 @@ def _state_header_wrapper(path, srcmod):
     operations. (fm_reduce.cu's wrappers instantiate every stored type.)"""
     accumulate = "\n".join(
         f"    fm_accumulate<{t}, {k}>(reinterpret_cast<const {t}*>(p), stride, cnt, s);"
-        for t in ("bool", "fm_half", "double")
+        for t in ("fm_bool", "fm_half", "double")
         for k in srcmod.KINDS
     )
     merges = "\n".join(f"    s = fm_merge<{k}>(s, fm_empty());" for k in srcmod.KINDS)

@@ -7,6 +7,7 @@ machine with ``python bench/gpu_check.py`` (or ``pytest tests/test_gpu.py``).
 from __future__ import annotations
 
 import itertools
+import math
 import zlib
 
 import numpy as np
@@ -369,3 +370,81 @@ def test_mixing_numpy_and_cupy_is_a_type_error():
 def test_bad_dtype_is_a_type_error():
     with pytest.raises(TypeError, match="complex"):
         fm.moments(cupy.zeros(3, np.complex64))
+
+
+def test_bool_bytes_count_as_zero_and_one():
+    """NumPy bools holding bytes other than 0x01 (frombuffer, uint8 views) are
+    True: 1, never their byte value."""
+    raw = np.resize(np.array([2, 0, 255, 1, 0, 7, 0, 0, 128, 3], np.uint8), 40 * 130)
+    b = raw.view(np.bool_).reshape(40, 130)
+    ref = (raw != 0).astype(np.float64).reshape(40, 130)
+    g = cupy.asarray(b)
+    assert int((g.view(np.uint8) > 1).sum()) > 0  # the odd bytes reached the device
+    for axis in (None, 0, 1):
+        m = fm.moments(g, axis=axis)
+        np.testing.assert_allclose(m.mean.get(), ref.mean(axis=axis), rtol=1e-13)
+        np.testing.assert_allclose(m.var().get(), ref.var(axis=axis), rtol=1e-12)
+        s = fm.summarize(g, axis=axis).to_numpy()
+        np.testing.assert_array_equal(s.max, ref.max(axis=axis))
+        np.testing.assert_array_equal(s.n_zero, (ref == 0).sum(axis=axis))
+    each = fm.summarize_each([g, g[:, :7]]).to_numpy()
+    np.testing.assert_allclose(each.mean, [ref.mean(), ref[:, :7].mean()], rtol=1e-13)
+    np.testing.assert_array_equal(each.max, [1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.full(4, 1e308),
+        np.array([1.7e308] * 20 + [-1.7e308] * 10),
+        np.full(3000, 1e306),
+        np.tile([1.5e308, 1.0e308], 5000),
+        np.concatenate([np.full(5000, 1e308), np.full(100, -1e308)]),
+        np.array([0.0, 1.58e154]),  # m2 = d**2 / 2 fits, d**2 does not
+    ],
+    ids=["4x1e308", "opposite-signs", "3000x1e306", "alternating", "mixed", "d-squared"],
+)
+def test_values_whose_sums_overflow(x):
+    """Values within float64's range whose sums are not: the true mean, and
+    m2 inf only where it passes the range; as on the CPU."""
+    n = x.size
+    ref_mean = math.fsum(x * 2.0**-64) / n * 2.0**64
+    d = x * 2.0**-600 - ref_mean * 2.0**-600  # exact scaling: no overflow, no underflow here
+    with np.errstate(over="ignore"):
+        ref_m2 = math.fsum(d * d) * 2.0**600 * 2.0**600  # inf where it passes the range
+    pair = np.stack([x, x])
+    for layout, axis in ((x, None), (pair, 1), (pair.T.copy(), 0)):
+        for f in (fm.moments, fm.summarize):
+            g = f(cupy.asarray(layout), axis=axis).to_numpy()
+            np.testing.assert_allclose(g.mean, ref_mean, rtol=1e-14)
+            if math.isinf(ref_m2):
+                assert np.all(np.isinf(g.m2)), g.m2
+            else:
+                np.testing.assert_allclose(g.m2, ref_m2, rtol=1e-12, atol=0)
+
+
+def test_counts_past_int64_are_refused():
+    big = 2**62 + 5
+
+    def state(counts):
+        c = cupy.asarray(np.array(counts, np.int64))
+        return fm.Moments(c, cupy.ones(c.shape), cupy.zeros(c.shape))
+
+    with pytest.raises(ValueError, match=r"2\*\*63"):
+        state([big, 1]).merge(state([big, 1]))
+    with pytest.raises(ValueError, match=r"2\*\*63"):
+        state([[big, big], [1, 1]]).reduce(1)
+    with pytest.raises(ValueError, match=r"2\*\*63"):
+        state([big, big]).reduce()
+    s = fm.summarize(cupy.zeros(3))
+    fields = {k: getattr(s, k) for k in s._fields}
+    fields["n_zero"] = cupy.asarray(np.int64(big))
+    huge = fm.Summary.from_fields(**fields)
+    with pytest.raises(ValueError, match=r"2\*\*63"):
+        huge.merge(huge)
+    # just inside the range: exact, as on the CPU
+    top = 2**62 - 1
+    m = state([top]).merge(state([top]))
+    assert int(m.count.get()[0]) == 2**63 - 2 == int(fm.Moments(np.array([top]), 1.0, 0.0).merge(
+        fm.Moments(np.array([top]), 1.0, 0.0)).count[0])
+    assert int(state([top, top]).reduce().count.get()) == 2**63 - 2

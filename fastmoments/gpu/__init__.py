@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .._inputs import check_dtype
+from .._inputs import COUNT_OVERFLOW, check_dtype
 from . import _sources as src
 from ._layout import EACH_CHUNK, each_table, geometry
 from ._layout import plan as _plan
@@ -230,22 +230,50 @@ def _summarize_each(arrays):
 # -- merging states ----------------------------------------------------------------
 
 
-def merge(kind, a, b):
-    """Elementwise merge of two field tuples of ``kind``, with broadcasting."""
+def merge(kind, a, b, checked=True):
+    """Elementwise merge of two field tuples of ``kind``, with broadcasting.
+
+    With ``checked``, counts whose sums pass int64 are a ValueError, at the
+    cost of one synchronization (valid counts are non-negative, so a sum that
+    passed the range wrapped to a negative number).
+    """
     _require()
     from . import _kernels
 
     if kind not in ("moments", "summary"):
         raise ValueError(f"unknown state kind {kind!r}")
-    return tuple(_kernels.merge_kernel(kind)(*a, *b))
+    out = tuple(_kernels.merge_kernel(kind)(*a, *b))
+    if checked and out[0].size:
+        wrapped = out[0] < 0
+        if kind == "summary":
+            wrapped |= (out[5] < 0) | (out[6] < 0)
+        if bool(wrapped.any()):
+            raise ValueError(COUNT_OVERFLOW)
+    return out
 
 
-def reduce(kind, fields, axes):
-    """Merge the states of ``fields`` along ``axes``: sequential within a thread, then trees."""
+def reduce(kind, fields, axes, checked=True):
+    """Merge the states of ``fields`` along ``axes``: sequential within a thread, then trees.
+
+    With ``checked``, counts whose sums along ``axes`` pass int64 are a
+    ValueError (one synchronization; exact only where a float64 sum comes
+    near the range).
+    """
     _require()
     fields = tuple(cupy.asarray(f) for f in fields)
     with fields[0].device:
+        if checked and axes and fields[0].size:
+            _check_count_sums([f for f in fields if f.dtype == np.int64], tuple(axes))
         return _reduce_states(kind, fields, tuple(axes))
+
+
+def _check_count_sums(ints, axes):
+    peak = max(float(f.sum(axis=axes, dtype=np.float64).max()) for f in ints)
+    if peak >= 2.0**62:
+        for f in ints:
+            exact = np.asarray(f.get(), dtype=object).sum(axis=axes)
+            if np.max(exact) >= 2**63:
+                raise ValueError(COUNT_OVERFLOW)
 
 
 def _reduce_states(kind, fields, axes):

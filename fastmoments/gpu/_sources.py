@@ -36,7 +36,7 @@ REDUCE_SOURCE = HERE / "fm_reduce.cu"
 # Storage type of each accepted dtype, as named in the kernels' templates, and
 # its code in the summarize_each table (FM_DT_* in fm_reduce.cu).
 CTYPES = {
-    np.dtype(np.bool_): "bool",
+    np.dtype(np.bool_): "fm_bool",  # read as bytes: any nonzero byte is True
     np.dtype(np.int8): "signed char",
     np.dtype(np.uint8): "unsigned char",
     np.dtype(np.int16): "short",

@@ -201,7 +201,7 @@ __global__ void __launch_bounds__(FM_THREADS)
     long long cnt = first < end ? (end - first + FM_THREADS - 1) / FM_THREADS : 0;
     fm_state s = fm_empty();
     switch (e.dtype) {  // uniform across the block
-        case FM_DT_BOOL: fm_each_tile<bool, KIND>(e.ptr, first, cnt, s); break;
+        case FM_DT_BOOL: fm_each_tile<fm_bool, KIND>(e.ptr, first, cnt, s); break;
         case FM_DT_INT8: fm_each_tile<signed char, KIND>(e.ptr, first, cnt, s); break;
         case FM_DT_UINT8: fm_each_tile<unsigned char, KIND>(e.ptr, first, cnt, s); break;
         case FM_DT_INT16: fm_each_tile<short, KIND>(e.ptr, first, cnt, s); break;

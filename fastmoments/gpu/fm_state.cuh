@@ -31,6 +31,13 @@ struct fm_state {
     long long nz;
 };
 
+// bool as its byte: a C++ bool may only hold 0 or 1, but a NumPy bool array
+// can hold any byte (np.frombuffer, a uint8 array viewed as bool), and every
+// nonzero byte is True there.
+struct fm_bool {
+    unsigned char bits;
+};
+
 // float16 as raw bits: no cuda_fp16.h, so the same text compiles everywhere.
 struct fm_half {
     unsigned short bits;
@@ -56,7 +63,7 @@ __device__ __forceinline__ fm_state fm_empty() {
 
 // -- conversion of one stored value to float64 --------------------------------
 
-__device__ __forceinline__ double fm_to_double(bool v) { return v ? 1.0 : 0.0; }
+__device__ __forceinline__ double fm_to_double(fm_bool v) { return v.bits != 0 ? 1.0 : 0.0; }
 __device__ __forceinline__ double fm_to_double(signed char v) { return (double)v; }
 __device__ __forceinline__ double fm_to_double(unsigned char v) { return (double)v; }
 __device__ __forceinline__ double fm_to_double(short v) { return (double)v; }
@@ -116,7 +123,9 @@ __device__ __forceinline__ void fm_merge_moments_into(fm_state& s, long long nb,
         return;
     }
     s.mean = s.mean + d * fb;
-    s.m2 = s.m2 + qb + d * d * ((double)s.n * fb);
+    // d * (d * w), not d * d * w: with w = na * nb / n < 1, d * d may pass
+    // the range where the term does not.
+    s.m2 = s.m2 + qb + d * (d * ((double)s.n * fb));
     s.n = n;
 }
 

@@ -317,9 +317,11 @@ inline void try_complete(int warp, unsigned mask) {
         if (!(need >> j & 1u)) continue;
         Fiber& p = lanes[j];
         if (!(need >> p.src & 1u)) {
+            char hex[16];
+            std::snprintf(hex, sizeof hex, "0x%08x", mask);
             fail(where(&p) + ": " + p.site_what + " (" + p.site_file + ":" + std::to_string(p.site_line) +
-                 ") reads lane " + std::to_string(p.src) + ", which does not take part (mask " +
-                 std::to_string(mask) + ")");
+                 ") reads lane " + std::to_string(p.src) + ", which does not take part (mask " + hex +
+                 ")");
         }
         p.result = lanes[p.src].value;
         p.ballot = vote;

@@ -420,7 +420,9 @@ class GradientMonitor(extension.Extension):
                 s = fastmoments.summarize_each(batch)
                 if loss_scale is not None and loss_scale != 1:
                     s = _unscale(s, g.indices, self._entries, loss_scale)
-                g.acc = s if g.acc is None else g.acc.merge(s)
+                # Unchecked: counts grow by the parameter count per iteration,
+                # far from int64's range, and the check would synchronize a GPU.
+                g.acc = s if g.acc is None else g.acc._merge(s, checked=False)
             if check:
                 counts = _to_host(s.n_nonfinite)
                 for j, c in zip(g.indices, counts):

@@ -407,7 +407,7 @@ def __getattr__(name):
     if name.startswith("__"):
         raise AttributeError(name)
     obj = getattr(np, name, None)
-    if obj is None:
+    if obj is None or isinstance(obj, type(np)):  # no NumPy submodules (cupy.testing is ours)
         raise AttributeError(f"the stand-in cupy has no {name!r}")
     if callable(obj) and not isinstance(obj, type):
         return _numpy_function(name)
