@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,11 @@ def activate() -> str:
         return "GPU emulator: off (the real CuPy is already imported)"
     if _real_gpu():
         return "GPU emulator: off (a real GPU and CuPy are here: the GPU tests run on the device)"
+    missing = [tool for tool in ("g++", "nm") if shutil.which(tool) is None]
+    if missing:
+        if os.environ.get("FASTMOMENTS_GPU_EMULATOR", "").strip().lower() in _TRUE:
+            raise RuntimeError(f"FASTMOMENTS_GPU_EMULATOR=1 but {' and '.join(missing)} not found: the emulator compiles kernels with g++")
+        return f"GPU emulator: off ({' and '.join(missing)} not found)"
     if not os.environ.get("FASTMOMENTS_EMU_SEED"):
         os.environ["FASTMOMENTS_EMU_SEED"] = str(random.SystemRandom().randrange(1, 2**31))
     path = str(STAND_IN)
