@@ -99,3 +99,211 @@ def test_broken_kernel_fails(what, find, broken, monkeypatch):
     assert source.count(find) == 1, f"the text to break is not in the source once: {find!r}"
     problems = _fails(source.replace(find, broken), monkeypatch)
     assert problems, f"{what}: the emulated run did not notice"
+
+
+# -- the executor and the stand-in on small kernels of their own ----------------------------
+
+KERNELS = r"""
+extern "C" __global__ void where_am_i(long long* out) {
+    long long t = threadIdx.x + blockDim.x * (threadIdx.y + (long long)blockDim.y * threadIdx.z);
+    long long b = blockIdx.x + gridDim.x * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
+    long long g = b * (blockDim.x * blockDim.y * blockDim.z) + t;
+    out[6 * g + 0] = threadIdx.x; out[6 * g + 1] = threadIdx.y; out[6 * g + 2] = threadIdx.z;
+    out[6 * g + 3] = blockIdx.x; out[6 * g + 4] = blockIdx.y; out[6 * g + 5] = blockIdx.z;
+}
+
+extern "C" __global__ void shuffles(const int* in, int* down, int* up, int* xr, int* bc, unsigned* vote,
+                                    double* dd) {
+    int t = threadIdx.x;
+    int v = in[t];
+    down[t] = __shfl_down_sync(0xffffffffu, v, 3);
+    up[t] = __shfl_up_sync(0xffffffffu, v, 5, 16);
+    xr[t] = __shfl_xor_sync(0xffffffffu, v, 6);
+    bc[t] = __shfl_sync(0xffffffffu, v, 7, 8);
+    vote[t] = __ballot_sync(0xffffffffu, v & 1);
+    dd[t] = __shfl_down_sync(0xffffffffu, v * 0.5, 1);
+}
+
+extern "C" __global__ void block_sum(const double* x, double* out) {
+    __shared__ double buf[256];
+    buf[threadIdx.x] = x[blockIdx.x * 256 + threadIdx.x];
+    __syncthreads();
+    for (int s = 128; s > 0; s >>= 1) {
+        if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
+        BARRIER;
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = buf[0];
+}
+
+extern "C" __global__ void read_shared_first(long long* out) {
+    __shared__ long long s;
+    if (threadIdx.x == 0) {
+        out[blockIdx.x] = s;
+        s = blockIdx.x;
+    }
+}
+
+extern "C" __global__ void divergent_barrier(int* out) {
+    if (threadIdx.x < 16) __syncthreads();
+    out[threadIdx.x] = 1;
+}
+
+extern "C" __global__ void shuffle_deadlock(int* out) {
+    int v = threadIdx.x;
+    if (threadIdx.x % 32 < 16) v = __shfl_down_sync(0xffffffffu, v, 1);
+    else __syncthreads();
+    out[threadIdx.x] = v;
+}
+
+extern "C" __global__ void shuffle_from_exited(int* out) {
+    int v = threadIdx.x;
+    if (threadIdx.x < 16) v = __shfl_down_sync(0xffffffffu, v, 1);
+    out[threadIdx.x] = v;
+}
+
+extern "C" __global__ void mask_without_caller(int* out) {
+    out[threadIdx.x] = __shfl_down_sync(0x1u, (int)threadIdx.x, 1);
+}
+
+extern "C" __global__ void write_past_end(double* out, long long n) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i <= n) out[i] = 1.0;
+}
+
+extern "C" __global__ void takes_ints(int a, long long b, const double* p, double* out) {
+    out[0] = a + b + p[0];
+}
+"""
+
+
+def _module(barrier="__syncthreads()"):
+    return cupy.RawModule(code=KERNELS.replace("BARRIER", barrier))
+
+
+@pytest.fixture(params=ORDERS, ids=["forward", "reverse", "shuffled"])
+def order(request, monkeypatch):
+    monkeypatch.setattr(_emu.settings, "mode", request.param)
+    return request.param
+
+
+def test_thread_and_block_indices_are_3d(order):
+    grid, block = (3, 2, 2), (4, 3, 2)
+    out = cupy.zeros(6 * 12 * 24, np.int64)
+    _module().get_function("where_am_i")(grid, block, (out,))
+    got = out.get().reshape(-1, 6)
+    tz, ty, tx = np.meshgrid(range(2), range(3), range(4), indexing="ij")
+    bz, by, bx = np.meshgrid(range(2), range(2), range(3), indexing="ij")
+    t = np.stack([tx.ravel(), ty.ravel(), tz.ravel()], 1)
+    b = np.stack([bx.ravel(), by.ravel(), bz.ravel()], 1)
+    want = np.concatenate([np.tile(t, (len(b), 1)), np.repeat(b, len(t), 0)], 1)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_shuffles_and_votes_follow_cuda(order):
+    n = 64  # two warps
+    vals = np.random.default_rng(1).integers(-1000, 1000, n).astype(np.int32)
+    outs = [cupy.zeros(n, np.int32) for _ in range(4)] + [cupy.zeros(n, np.uint32), cupy.zeros(n, np.float64)]
+    _module().get_function("shuffles")((1,), (n,), (cupy.asarray(vals), *outs))
+    lane = np.arange(n) % 32
+    base = np.arange(n) - lane
+
+    down = vals[base + np.where(lane % 32 + 3 < 32, lane + 3, lane)]
+    up = vals[base + np.where(lane % 16 >= 5, lane - 5, lane)]
+    xr = vals[base + np.where((lane ^ 6) < (lane // 32 + 1) * 32, lane ^ 6, lane)]
+    bc = vals[base + (lane // 8) * 8 + 7]
+    vote = np.array([sum(int(vals[b + j] & 1) << j for j in range(32)) for b in base], np.uint32)
+    dd = vals[base + np.where(lane + 1 < 32, lane + 1, lane)] * 0.5
+    for got, want in zip(outs, (down, up, xr, bc, vote, dd)):
+        np.testing.assert_array_equal(got.get(), want)
+
+
+def test_block_reduction_with_barriers(order):
+    x = np.random.default_rng(2).standard_normal(256 * 5)
+    out = cupy.zeros(5)
+    _module().get_function("block_sum")((5,), (256,), (cupy.asarray(x), out))
+    np.testing.assert_allclose(out.get(), x.reshape(5, 256).sum(1), rtol=1e-12)
+
+
+def test_a_missing_barrier_gives_a_wrong_sum_in_some_order(monkeypatch):
+    x = np.random.default_rng(2).standard_normal(256 * 5)
+    wrong = 0
+    for mode in ORDERS:
+        monkeypatch.setattr(_emu.settings, "mode", mode)
+        out = cupy.zeros(5)
+        _module(barrier="").get_function("block_sum")((5,), (256,), (cupy.asarray(x), out))
+        wrong += not np.allclose(out.get(), x.reshape(5, 256).sum(1), rtol=1e-12)
+    assert wrong
+
+
+def test_new_memory_and_shared_memory_hold_garbage(order):
+    g = cupy.empty(10, np.float64).get().view(np.uint8)
+    assert np.all(g == 0x5A)
+    out = cupy.zeros(4, np.int64)
+    _module().get_function("read_shared_first")((4,), (32,), (out,))
+    # every block reads garbage, never the previous block's value
+    assert np.all(out.get().view(np.uint8) == 0x5A)
+
+
+@pytest.mark.parametrize(
+    "kernel, block, match",
+    [
+        ("divergent_barrier", 32, r"__syncthreads"),
+        ("shuffle_deadlock", 32, r"deadlock in kernel shuffle_deadlock, block \(0, 0, 0\)"),
+        ("shuffle_from_exited", 32, r"reads lane 16, which does not take part"),
+        ("mask_without_caller", 32, r"mask 0x00000001(, which does not name the calling lane|\))"),
+    ],
+)
+def test_kernel_faults_are_errors_naming_kernel_block_and_thread(kernel, block, match, order):
+    out = cupy.zeros(block, np.int32)
+    with pytest.raises(EmulatorError, match=match) as e:
+        _module().get_function(kernel)((1,), (block,), (out,))
+    assert kernel in str(e.value)
+
+
+def test_writes_past_an_allocation_are_errors():
+    out = cupy.zeros(100)
+    with pytest.raises(EmulatorError, match="wrote outside"):
+        _module().get_function("write_past_end")((1,), (128,), (out, np.int64(100)))
+
+
+def test_launch_arguments_are_checked_against_the_signature():
+    f = _module().get_function("takes_ints")
+    p, out = cupy.ones(1), cupy.zeros(1)
+    f((1,), (1,), (np.int32(2), np.int64(3), p, out))
+    assert float(out[0]) == 6.0
+    bad = [
+        ((np.int64(2), np.int64(3), p, out), r"argument 0 is int64 \(8 bytes\).*32-bit"),
+        ((np.int32(2), np.int32(3), p, out), r"argument 1 is int32"),
+        ((np.int32(2), np.int64(3), np.ones(1), out), r"argument 2 is a ndarray"),
+        ((np.int32(2), np.int64(3), cupy.ones(1, np.float32), out), r"float32 array.*64-bit floating"),
+        ((np.int32(2), np.int64(3), np.uint64(12345), out), r"neither null nor an address"),
+        ((np.int32(2), np.int64(3), p), r"takes 4 arguments, 3 given"),
+        ((np.int32(2), cupy.ones(1, np.int64), p, out), r"device array, but the parameter is a 64-bit"),
+    ]
+    for args, match in bad:
+        with pytest.raises(EmulatorError, match=match):
+            f((1,), (1,), args)
+    for grid, block, match in [((1,), (1025,), "at most 1024"), ((1, 65536), (1,), "65535"),
+                               ((0,), (1,), "positive"), ((1,), (32, 32, 2), "at most 1024")]:
+        with pytest.raises(EmulatorError, match=match):
+            f(grid, block, (np.int32(2), np.int64(3), p, out))
+
+
+def test_device_arrays_are_not_host_arrays():
+    a = cupy.arange(5.0)
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(a)
+    with pytest.raises(TypeError):
+        a + np.ones(5)
+    assert isinstance(a.sum(), cupy.ndarray) and a.sum().ndim == 0
+    np.testing.assert_array_equal((a * 2 + 1).get(), np.arange(5.0) * 2 + 1)
+
+
+def test_elementwise_kernel_broadcasts_like_cupy():
+    k = cupy.ElementwiseKernel("int64 a, float64 b", "float64 c, int64 d", "c = a * b + i; d = a - 1;",
+                               "fmemu_test_ew")
+    a = np.arange(3, dtype=np.int64).reshape(3, 1)
+    b = np.linspace(0, 1, 4)
+    c, d = k(cupy.asarray(a), cupy.asarray(b))
+    np.testing.assert_array_equal(c.get(), a * b + np.arange(12).reshape(3, 4))
+    np.testing.assert_array_equal(d.get(), np.broadcast_to(a - 1, (3, 4)))

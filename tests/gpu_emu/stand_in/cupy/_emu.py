@@ -118,17 +118,22 @@ _NM_LINE = re.compile(r"^([0-9a-f]+) ([0-9a-f]+) ([bBdDuV]) (.*)$")
 
 def _shared_variables(so: Path):
     """(address in the file, size, name) of the kernels' __shared__ variables:
-    the function-local statics of the module outside the executor."""
-    out = subprocess.run(["nm", "-C", "-S", "--defined-only", str(so)], capture_output=True, text=True, check=True)
+    the function-local statics (mangled ``_ZZ...``) outside the executor and
+    the standard library."""
+    out = subprocess.run(["nm", "-S", "--defined-only", str(so)], capture_output=True, text=True, check=True)
     found = []
     for line in out.stdout.splitlines():
         m = _NM_LINE.match(line)
         if not m:
             continue
         addr, size, _, name = m.groups()
-        if ")::" not in name or name.startswith(("fmemu::", "std::", "__", "guard variable")):
+        if not name.startswith("_ZZ") or name.startswith(("_ZZN5fmemu", "_ZZNK5fmemu", "_ZZSt", "_ZZNSt", "_ZZNKSt")):
             continue
         found.append((int(addr, 16), int(size, 16), name))
+    if found:
+        names = subprocess.run(["c++filt"], input="\n".join(n for _, _, n in found), capture_output=True,
+                               text=True).stdout.split("\n")
+        found = [(a, n, names[i] if i < len(names) and names[i] else raw) for i, (a, n, raw) in enumerate(found)]
     return found
 
 
