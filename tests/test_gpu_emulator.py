@@ -173,6 +173,64 @@ extern "C" __global__ void write_past_end(double* out, long long n) {
 extern "C" __global__ void takes_ints(int a, long long b, const double* p, double* out) {
     out[0] = a + b + p[0];
 }
+
+__shared__ double file_scope_acc;
+
+extern "C" __global__ void file_scope_shared(const double* x, double* out) {
+    __syncthreads();
+    if (threadIdx.x == 0) file_scope_acc += x[blockIdx.x];  // never zeroed: garbage on a GPU
+    __syncthreads();
+    if (threadIdx.x == 0) out[blockIdx.x] = file_scope_acc;
+}
+
+extern "C" __global__ void block_order(unsigned long long* counter, unsigned long long* out) {
+    if (threadIdx.x == 0) out[blockIdx.x] = atomicAdd(counter, 1);
+}
+
+extern "C" __global__ void mixed_intrinsics(int* out) {
+    int lane = threadIdx.x % 32;
+    if (lane < 16) out[threadIdx.x] = __shfl_down_sync(0xffffffffu, lane, 16);
+    else out[threadIdx.x] = __ballot_sync(0xffffffffu, 1);
+}
+
+extern "C" __global__ void uninitialized(const double* x, double* out) {
+    double acc;
+    for (int i = 0; i < 4; ++i) acc += x[threadIdx.x * 4 + i];
+    out[threadIdx.x] = acc;
+}
+
+extern "C" __global__ void deep_stack(double* out, int n) {
+    volatile double buf[60000];  // 480 KB of local memory: past the emulated stack
+    for (int i = 0; i < n; ++i) buf[i] = i;
+    out[threadIdx.x] = buf[n - 1];
+}
+
+extern "C" __global__ void null_write(double* out) {
+    double* p = out;
+    if (threadIdx.x == 3) p = 0;
+    p[threadIdx.x] = 1.0;
+}
+
+extern "C" __global__ void spin_on_flag(volatile int* flag, int* out) {
+    if (threadIdx.x == 0) { while (*flag == 0) {} }
+    if (threadIdx.x == 31) *flag = 1;
+    out[threadIdx.x] = 1;
+}
+
+extern "C" __global__ void __launch_bounds__(64) bounded(int* out) {
+    out[threadIdx.x] = (int)__syncthreads_count(threadIdx.x % 3 == 0);
+}
+
+extern "C" {
+__global__ void in_block(unsigned* u, float* f) {
+    atomicAdd(u, 1);
+    atomicAdd(f, 1.0f);
+}
+}
+
+extern "C" __global__ void partial_warp(int* out) {
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (int)threadIdx.x, 1);
+}
 """
 
 
@@ -307,3 +365,95 @@ def test_elementwise_kernel_broadcasts_like_cupy():
     c, d = k(cupy.asarray(a), cupy.asarray(b))
     np.testing.assert_array_equal(c.get(), a * b + np.arange(12).reshape(3, 4))
     np.testing.assert_array_equal(d.get(), np.broadcast_to(a - 1, (3, 4)))
+
+
+def test_file_scope_shared_memory_holds_garbage_in_every_block(order):
+    out = cupy.zeros(4)
+    _module().get_function("file_scope_shared")((4,), (32,), (cupy.ones(4), out))
+    # garbage + 1 in every block, never the previous block's running sum
+    assert len(set(out.get().tolist())) == 1 and out.get()[0] != 1.0
+
+
+def test_orders_are_pinned_per_launch_and_vary_otherwise(monkeypatch):
+    def run():
+        counter, out = cupy.zeros(1, np.uint64), cupy.zeros(16, np.uint64)
+        _module().get_function("block_order")((16,), (32,), (counter, out))
+        return out.get().tolist()
+
+    monkeypatch.setattr(_emu.settings, "mode", 0)
+    assert run() == list(range(16))
+    monkeypatch.setattr(_emu.settings, "mode", 1)
+    assert run() == list(range(15, -1, -1))
+    monkeypatch.setattr(_emu.settings, "mode", -1)
+    seen = {tuple(run()) for _ in range(6)}
+    assert len(seen) >= 3  # forward, reverse and shuffles, launch by launch
+
+
+def test_lanes_in_different_intrinsics_are_an_error(order):
+    with pytest.raises(EmulatorError, match="must run the same intrinsic"):
+        _module().get_function("mixed_intrinsics")((1,), (32,), (cupy.zeros(32, np.int32),))
+
+
+def test_uninitialized_locals_read_garbage():
+    x = cupy.ones(4 * 32)
+    out = cupy.zeros(32)
+    _module().get_function("uninitialized")((1,), (32,), (x, out))
+    assert not np.any(out.get() == 4.0)
+
+
+@pytest.mark.parametrize(
+    "kernel, args, match",
+    [
+        ("deep_stack", lambda: (cupy.zeros(32), np.int32(60000)), "stack overflow"),
+        ("null_write", lambda: (cupy.zeros(32),), r"thread \(3, 0, 0\): invalid memory access"),
+    ],
+)
+def test_memory_faults_are_errors_not_crashes(kernel, args, match):
+    with pytest.raises(EmulatorError, match=match):
+        _module().get_function(kernel)((1,), (32,), args())
+    # and the emulator still works afterwards
+    test_block_reduction_with_barriers(0)
+
+
+def test_a_thread_spinning_on_another_is_stopped_by_the_watchdog(monkeypatch):
+    monkeypatch.setattr(_emu.settings, "mode", 0)
+    monkeypatch.setattr(_emu.settings, "timeout", 1.0)
+    with pytest.raises(EmulatorError, match="ran past 1 s"):
+        _module().get_function("spin_on_flag")((1,), (32,), (cupy.zeros(1, np.int32), cupy.zeros(32, np.int32)))
+
+
+def test_launch_bounds_and_barrier_counts():
+    f = _module().get_function("bounded")
+    out = cupy.zeros(64, np.int32)
+    f((1,), (64,), (out,))
+    np.testing.assert_array_equal(out.get(), np.full(64, len(range(0, 64, 3))))
+    with pytest.raises(EmulatorError, match=r"__launch_bounds__\(64\)"):
+        f((1,), (128,), (cupy.zeros(128, np.int32),))
+
+
+def test_cuda_forms_the_emulator_accepts():
+    u, f = cupy.zeros(1, np.uint32), cupy.zeros(1, np.float32)
+    _module().get_function("in_block")((2,), (32,), (u, f))
+    assert int(u[0]) == 64 and float(f[0]) == 64.0
+    # lanes past the block's last thread count as exited, as on a GPU
+    out = cupy.zeros(48, np.int32)
+    _module().get_function("partial_warp")((1,), (48,), (out,))
+    np.testing.assert_array_equal(out.get(), np.arange(48) ^ 1)
+
+
+def test_too_much_shared_memory_is_refused():
+    code = "extern \"C\" __global__ void big(double* o) { __shared__ double a[5000]; __shared__ double b[5000];" \
+           " a[threadIdx.x] = 1; b[threadIdx.x] = 2; o[threadIdx.x] = a[threadIdx.x] + b[threadIdx.x]; }"
+    with pytest.raises(EmulatorError, match="static shared memory"):
+        cupy.RawModule(code=code)
+
+
+def test_views_alias_as_in_cupy():
+    a = cupy.zeros(4)
+    v = a[1]
+    a[1] = 5.0
+    assert float(v) == 5.0 and v.ndim == 0
+    k = cupy.ElementwiseKernel("int64 n", "float64 y", "y = n * 0.5;", "fmemu_test_types")
+    with pytest.raises(TypeError, match="mismatched"):
+        k(cupy.arange(3, dtype=np.int32))
+    np.testing.assert_array_equal(k(cupy.arange(3, dtype=np.int64)).get(), np.arange(3) * 0.5)

@@ -36,6 +36,12 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+#include <csetjmp>
+#include <csignal>
+#include <sys/mman.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 #if !defined(__x86_64__)
 #include <ucontext.h>
 #endif
@@ -47,19 +53,26 @@
 #define __host__
 #define __forceinline__ inline
 #define __noinline__ __attribute__((noinline))
+#ifndef FMEMU_KEEP_LAUNCH_BOUNDS  // kept when the stand-in reads the bounds (g++ -E)
 #define __launch_bounds__(...)
+#endif
 #define __constant__
-// A __shared__ variable is a function-local static: one per module, which is
-// one per block since blocks run one at a time. The stand-in CuPy finds them
-// in the module's symbol table and registers them (fmemu_add_shared), so they
-// are refilled with garbage before every block.
-#define __shared__ static __attribute__((aligned(16)))
+// A __shared__ variable is a static: one per module, which is one per block
+// since blocks run one at a time. It is refilled with garbage before every
+// block: file-scope and plain functions' ones lie in the section fmemu_shared;
+// GCC drops the section of a template function's statics, so the stand-in
+// CuPy finds those in the symbol table and registers them (fmemu_add_shared).
+#define __shared__ static __attribute__((section("fmemu_shared"), aligned(16)))
 
 struct dim3 {
     unsigned int x, y, z;
 };
 typedef dim3 uint3;
 static const int warpSize = 32;
+
+// ld's bounds of the fmemu_shared section (null when it is empty).
+extern "C" char __start_fmemu_shared[] __attribute__((weak, visibility("hidden")));
+extern "C" char __stop_fmemu_shared[] __attribute__((weak, visibility("hidden")));
 
 namespace fmemu {
 
@@ -89,6 +102,7 @@ struct Fiber {
     unsigned long long value = 0, result = 0;
     unsigned ballot = 0, need = 0;  // the vote of the exchange, and who took part
     int src = 0;
+    int pred = 0;  // __syncthreads_count / _and / _or
 };
 
 // One launch's fixed data and the block being run.
@@ -105,7 +119,10 @@ struct Launch {
     ucontext_t sched_uc;
 #endif
     int barrier_waiting = 0;
+    int barrier_count = 0;  // predicates of __syncthreads_count/and/or at the barrier
     int exited = 0;
+    std::vector<unsigned> live;   // per warp: lanes that exist and have not exited
+    std::vector<int> waiting;     // per warp: lanes waiting in a shuffle or vote
     const char* barrier_file = "";
     int barrier_line = 0;
     bool failed = false;
@@ -175,16 +192,62 @@ fmemu_fiber_entry:
 
 extern "C" void fmemu_fiber_main(Fiber* f);
 
-constexpr size_t STACK = 64 * 1024;
+// Each thread's stack: 256 KiB (pages are committed only when touched) above
+// an inaccessible guard, so an overflow faults (reported) instead of
+// corrupting a neighbour. Mapped per launch for its block size and unmapped
+// after it: every stack and guard is a mapping of its own, and the
+// process's number of mappings is limited (vm.max_map_count).
+constexpr size_t STACK = 256 * 1024;
+constexpr size_t GUARD_BYTES = 16 * 1024;
 constexpr int MAX_THREADS = 1024;
 
+struct Stacks {
+    char* lo = nullptr;
+    char* hi = nullptr;
+};
+
+inline Stacks& stacks() {
+    static Stacks s;
+    return s;
+}
+
 inline std::vector<Fiber>& fiber_pool() {
-    static std::vector<Fiber> pool;
-    if (pool.empty()) {
-        pool.resize(MAX_THREADS);
-        for (auto& f : pool) f.stack = static_cast<char*>(std::aligned_alloc(64, STACK));
-    }
+    static std::vector<Fiber> pool(MAX_THREADS);
     return pool;
+}
+
+class StackArena {
+  public:
+    explicit StackArena(int n) : bytes_(size_t(n) * (STACK + GUARD_BYTES)) {
+        void* base = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (base == MAP_FAILED) {
+            std::fprintf(stderr, "fmemu: cannot map the fibers' stacks\n");
+            std::abort();
+        }
+        base_ = static_cast<char*>(base);
+        auto& pool = fiber_pool();
+        for (int i = 0; i < n; ++i) {
+            char* lo = base_ + size_t(i) * (STACK + GUARD_BYTES);
+            mprotect(lo, GUARD_BYTES, PROT_NONE);
+            pool[size_t(i)].stack = lo + GUARD_BYTES;
+        }
+        stacks().lo = base_;
+        stacks().hi = base_ + bytes_;
+    }
+    ~StackArena() {
+        munmap(base_, bytes_);
+        stacks() = Stacks();
+    }
+
+  private:
+    size_t bytes_;
+    char* base_ = nullptr;
+};
+
+inline bool in_stack_guard(const char* addr) {
+    const Stacks& s = stacks();
+    if (addr < s.lo || addr >= s.hi) return false;
+    return size_t(addr - s.lo) % (STACK + GUARD_BYTES) < GUARD_BYTES;
 }
 
 inline void start_fiber(Fiber* f) {
@@ -258,7 +321,9 @@ inline Fiber* self() {
 
 // -- barriers ------------------------------------------------------------------------
 
-inline void syncthreads(const char* file, int line) {
+// Every thread of the block must arrive; the predicates of
+// __syncthreads_count/_and/_or are counted on the way.
+inline int syncthreads(const char* file, int line, int pred = 0) {
     Launch& l = L();
     Fiber* f = self();
     if (l.exited) {
@@ -268,6 +333,7 @@ inline void syncthreads(const char* file, int line) {
     if (l.barrier_waiting == 0) {
         l.barrier_file = file;
         l.barrier_line = line;
+        l.barrier_count = 0;
     } else if (l.barrier_line != line || std::strcmp(l.barrier_file, file) != 0) {
         fail(where(f) + ": reaches __syncthreads at " + file + ":" + std::to_string(line) + " while " +
              std::to_string(l.barrier_waiting) + " thread(s) of its block wait at another __syncthreads (" +
@@ -277,11 +343,16 @@ inline void syncthreads(const char* file, int line) {
     f->site_file = file;
     f->site_line = line;
     f->site_what = "__syncthreads";
+    l.barrier_count += pred != 0;
     if (++l.barrier_waiting == l.nthreads) {
-        for (int i = 0; i < l.nthreads; ++i) (*l.fibers)[i].state = READY;
+        for (int i = 0; i < l.nthreads; ++i) {
+            (*l.fibers)[size_t(i)].state = READY;
+            (*l.fibers)[size_t(i)].pred = l.barrier_count;
+        }
         l.barrier_waiting = 0;
     }
     yield_to_scheduler(f);
+    return f->pred;
 }
 
 // -- warps: shuffles and votes ------------------------------------------------------------
@@ -292,57 +363,69 @@ inline unsigned warp_members(int warp) {
     return n == 32 ? 0xffffffffu : ((1u << n) - 1u);
 }
 
-inline unsigned warp_live(int warp) {
-    const Launch& l = L();
-    unsigned live = 0, members = warp_members(warp);
-    for (int j = 0; j < 32; ++j)
-        if ((members >> j & 1u) && (*l.fibers)[warp * 32 + j].state != DONE) live |= 1u << j;
-    return live;
+inline unsigned warp_live(int warp) { return L().live[size_t(warp)]; }
+
+inline std::string hex32(unsigned v) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%08x", v);
+    return buf;
+}
+
+inline std::string site(const Fiber& f) {
+    return std::string(f.site_what) + " (" + f.site_file + ":" + std::to_string(f.site_line) + ")";
 }
 
 // Complete the exchange of `mask` in `warp` if every live lane it names is
-// waiting in it; each participant gets the value of its source lane.
+// waiting in it; each participant gets the value of its source lane. Lanes
+// named in the mask must wait in the same intrinsic at the same place (CUDA
+// leaves anything else undefined); __syncwarp may meet __syncwarp anywhere.
 inline void try_complete(int warp, unsigned mask) {
     Launch& l = L();
-    Fiber* lanes = &(*l.fibers)[warp * 32];
+    Fiber* lanes = &(*l.fibers)[size_t(warp) * 32];
     unsigned need = mask & warp_live(warp);
+    const Fiber* first = nullptr;
     for (int j = 0; j < 32; ++j) {
         if (!(need >> j & 1u)) continue;
-        if (lanes[j].state != SHUFFLE || lanes[j].mask != mask) return;
+        const Fiber& p = lanes[j];
+        if (p.state != SHUFFLE || p.mask != mask) return;
+        if (!first) {
+            first = &p;
+        } else if (std::strcmp(p.site_what, first->site_what) != 0 ||
+                   (std::strcmp(p.site_what, "__syncwarp") != 0 &&
+                    (p.site_line != first->site_line || std::strcmp(p.site_file, first->site_file) != 0))) {
+            fail(where(&p) + ": " + site(p) + " meets " + site(*first) + " of lane " + std::to_string(first->lane) +
+                 " under mask " + hex32(mask) + ": lanes of a mask must run the same intrinsic");
+        }
     }
     unsigned vote = 0;
+    int n = 0;
     for (int j = 0; j < 32; ++j)
-        if ((need >> j & 1u) && lanes[j].value) vote |= 1u << j;
+        if (need >> j & 1u) {
+            ++n;
+            if (lanes[j].value) vote |= 1u << j;
+        }
     for (int j = 0; j < 32; ++j) {
         if (!(need >> j & 1u)) continue;
         Fiber& p = lanes[j];
         if (!(need >> p.src & 1u)) {
-            char hex[16];
-            std::snprintf(hex, sizeof hex, "0x%08x", mask);
-            fail(where(&p) + ": " + p.site_what + " (" + p.site_file + ":" + std::to_string(p.site_line) +
-                 ") reads lane " + std::to_string(p.src) + ", which does not take part (mask " + hex +
-                 ")");
+            fail(where(&p) + ": " + site(p) + " reads lane " + std::to_string(p.src) +
+                 ", which does not take part (mask " + hex32(mask) + ")");
         }
         p.result = lanes[p.src].value;
         p.ballot = vote;
         p.need = need;
         p.state = READY;
     }
+    l.waiting[size_t(warp)] -= n;
 }
 
 inline unsigned long long exchange(unsigned mask, unsigned long long value, int src, const char* what,
                                    const char* file, int line) {
+    Launch& l = L();
     Fiber* f = self();
-    char hex[16];
-    std::snprintf(hex, sizeof hex, "0x%08x", mask);
     if (!(mask >> f->lane & 1u)) {
-        fail(where(f) + ": " + what + " (" + file + ":" + std::to_string(line) + ") with mask " + hex +
+        fail(where(f) + ": " + what + " (" + file + ":" + std::to_string(line) + ") with mask " + hex32(mask) +
              ", which does not name the calling lane " + std::to_string(f->lane));
-    }
-    unsigned members = warp_members(f->warp);
-    if (mask & ~members) {
-        fail(where(f) + ": " + what + " (" + file + ":" + std::to_string(line) + ") with mask " + hex +
-             " naming lanes beyond the block's last thread");
     }
     f->state = SHUFFLE;
     f->mask = mask;
@@ -351,7 +434,8 @@ inline unsigned long long exchange(unsigned mask, unsigned long long value, int 
     f->site_file = file;
     f->site_line = line;
     f->site_what = what;
-    try_complete(f->warp, mask);
+    // Lanes beyond the block's last thread count as exited, as on a GPU.
+    if (++l.waiting[size_t(f->warp)] >= __builtin_popcount(mask & warp_live(f->warp))) try_complete(f->warp, mask);
     yield_to_scheduler(f);
     return f->result;
 }
@@ -479,6 +563,10 @@ inline bool run_block() {
     }
     l.barrier_waiting = 0;
     l.exited = 0;
+    int nwarps = (l.nthreads + 31) / 32;
+    l.live.assign(size_t(nwarps), 0u);
+    l.waiting.assign(size_t(nwarps), 0);
+    for (int w = 0; w < nwarps; ++w) l.live[size_t(w)] = warp_members(w);
     int done = 0;
     while (done < l.nthreads) {
         bool ran = false;
@@ -510,11 +598,11 @@ extern "C" __attribute__((used)) void fmemu_fiber_main(Fiber* f) {
     }
     f->state = DONE;
     ++l.exited;
+    l.live[size_t(f->warp)] &= ~(1u << f->lane);
     // Lanes waiting in a shuffle no longer wait for this one.
-    Fiber* lanes = &(*l.fibers)[f->warp * 32];
-    unsigned members = warp_members(f->warp);
-    for (int j = 0; j < 32; ++j)
-        if ((members >> j & 1u) && lanes[j].state == SHUFFLE) try_complete(f->warp, lanes[j].mask);
+    Fiber* lanes = &(*l.fibers)[size_t(f->warp) * 32];
+    for (int j = 0; j < 32 && l.waiting[size_t(f->warp)]; ++j)
+        if (lanes[j].state == SHUFFLE) try_complete(f->warp, lanes[j].mask);
     yield_to_scheduler(f);
     __builtin_unreachable();
 }
@@ -524,6 +612,7 @@ struct Config {
     int mode = -1;  // -1: derived from the seed and the launch number
     unsigned long long launches = 0;
     unsigned char garbage = 0x5A;
+    double timeout_s = 60.0;  // a launch running longer is stopped and reported
 };
 
 inline Config& config() {
@@ -582,6 +671,111 @@ struct Bound {
     }
 };
 
+// Faults inside a launch (a bad address, a stack overflow, the watchdog)
+// jump back to the launch and become its error, instead of killing Python.
+struct Faults {
+    sigjmp_buf jump;
+    volatile sig_atomic_t sig = 0;
+    void* addr = nullptr;
+};
+
+inline Faults& faults() {
+    static Faults f;
+    return f;
+}
+
+inline const int WATCHDOG_SIGNAL = SIGRTMIN + 7;
+
+extern "C" inline void fmemu_on_fault(int sig, siginfo_t* info, void*) {
+    Faults& f = faults();
+    f.sig = sig;
+    f.addr = info ? info->si_addr : nullptr;
+    siglongjmp(f.jump, 1);
+}
+
+// Installs the handlers, an alternate signal stack and the watchdog for one
+// launch; puts back what was there before.
+class FaultScope {
+  public:
+    explicit FaultScope(double timeout_s) {
+        static thread_local std::vector<char> alt(1 << 16);
+        stack_t ss{};
+        ss.ss_sp = alt.data();
+        ss.ss_size = alt.size();
+        sigaltstack(&ss, &old_stack_);
+        struct sigaction sa {};
+        sa.sa_sigaction = &fmemu_on_fault;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &old_[0]);
+        sigaction(SIGBUS, &sa, &old_[1]);
+        sigaction(SIGFPE, &sa, &old_[2]);
+        sigaction(WATCHDOG_SIGNAL, &sa, &old_[3]);
+        sigevent ev{};
+        ev.sigev_notify = SIGEV_THREAD_ID;
+        ev.sigev_signo = WATCHDOG_SIGNAL;
+        ev._sigev_un._tid = int(gettid());
+        timer_ok_ = timer_create(CLOCK_MONOTONIC, &ev, &timer_) == 0;
+        if (timer_ok_) {
+            itimerspec its{};
+            its.it_value.tv_sec = time_t(timeout_s);
+            its.it_value.tv_nsec = long((timeout_s - double(time_t(timeout_s))) * 1e9);
+            timer_settime(timer_, 0, &its, nullptr);
+        }
+    }
+    ~FaultScope() {
+        if (timer_ok_) timer_delete(timer_);
+        sigaction(SIGSEGV, &old_[0], nullptr);
+        sigaction(SIGBUS, &old_[1], nullptr);
+        sigaction(SIGFPE, &old_[2], nullptr);
+        sigaction(WATCHDOG_SIGNAL, &old_[3], nullptr);
+        sigaltstack(&old_stack_, nullptr);
+    }
+
+  private:
+    struct sigaction old_[4];
+    stack_t old_stack_{};
+    timer_t timer_{};
+    bool timer_ok_ = false;
+};
+
+inline std::string fault_message(double timeout_s) {
+    const Launch& l = L();
+    const Faults& f = faults();
+    std::string who = where(l.current);
+    char addr[32];
+    std::snprintf(addr, sizeof addr, "%p", f.addr);
+    if (f.sig == WATCHDOG_SIGNAL)
+        return who + ": the launch ran past " + std::to_string(int(timeout_s)) +
+               " s: an endless loop, or a thread waiting for another to change memory (fibers switch only at "
+               "barriers, shuffles, votes and exit; FASTMOMENTS_EMU_TIMEOUT sets the limit)";
+    if (in_stack_guard(static_cast<const char*>(f.addr)))
+        return who + ": stack overflow (more than " + std::to_string(STACK / 1024) +
+               " KiB of local variables or recursion)";
+    return who + ": " + (f.sig == SIGFPE ? "arithmetic fault (an integer division by zero?)" : "invalid memory access") +
+           " at " + addr + (f.sig == SIGBUS ? " (SIGBUS)" : "");
+}
+
+// A permutation of [0, n) without storing it: i -> (a * i + c) mod n with
+// gcd(a, n) = 1, so grids of any size cost no memory.
+struct Permutation {
+    unsigned long long n, a = 1, c = 0;
+    bool reverse = false;
+    Permutation(unsigned long long n_, int mode, std::mt19937_64& rng) : n(n_) {
+        reverse = mode == REVERSE;
+        if (mode == SHUFFLED && n > 1) {
+            do {
+                a = rng() % n;
+            } while (a == 0 || std::__gcd(a, n) != 1);
+            c = rng() % n;
+        }
+    }
+    unsigned long long operator()(unsigned long long i) const {
+        if (reverse) return n - 1 - i;
+        return (unsigned long long)(((unsigned __int128)a * i + c) % n);
+    }
+};
+
 // Launch `k` over `grid` x `block` with the argument storage `args` (one
 // pointer per parameter). Returns 0, or 1 with the message in `err`.
 template <typename... A>
@@ -609,14 +803,17 @@ inline int launch(void (*k)(A...), const long long* grid, const long long* block
     unsigned long long launch_no = c.launches++;
     std::mt19937_64 rng(c.seed * 0x9E3779B97F4A7C15ull + launch_no);
     int mode = c.mode >= 0 ? c.mode : int((c.seed + launch_no) % 3);
-    long long nblocks = grid[0] * grid[1] * grid[2];
-    std::vector<long long> blocks(static_cast<size_t>(nblocks));
-    for (long long i = 0; i < nblocks; ++i) blocks[size_t(i)] = i;
-    if (mode == REVERSE) std::reverse(blocks.begin(), blocks.end());
-    if (mode == SHUFFLED) std::shuffle(blocks.begin(), blocks.end(), rng);
+    unsigned long long nblocks = (unsigned long long)(grid[0] * grid[1] * grid[2]);
+    Permutation blocks(nblocks, mode, rng);
     order_of(l.order, l.nthreads, mode, rng);
-    for (long long b : blocks) {
+    size_t section = __start_fmemu_shared ? size_t(__stop_fmemu_shared - __start_fmemu_shared) : 0;
+    StackArena arena(l.nthreads);
+    FaultScope scope(c.timeout_s);
+    if (sigsetjmp(faults().jump, 1)) return report(fault_message(c.timeout_s));
+    for (unsigned long long i = 0; i < nblocks; ++i) {
+        unsigned long long b = blocks(i);
         l.block_idx = dim3{unsigned(b % grid[0]), unsigned((b / grid[0]) % grid[1]), unsigned(b / (grid[0] * grid[1]))};
+        if (section) std::memset(__start_fmemu_shared, c.garbage, section);
         for (const Region& r : shared_regions()) std::memset(r.p, c.garbage, r.n);
         if (mode == SHUFFLED) std::shuffle(l.order.begin(), l.order.end(), rng);
         if (!run_block()) return report(l.error);
@@ -633,7 +830,11 @@ inline int launch(void (*k)(A...), const long long* grid, const long long* block
 #define blockDim (::fmemu::L().block)
 #define gridDim (::fmemu::L().grid)
 
-#define __syncthreads() ::fmemu::syncthreads(__FILE__, __LINE__)
+#define __syncthreads() ((void)::fmemu::syncthreads(__FILE__, __LINE__))
+#define __syncthreads_count(p) ::fmemu::syncthreads(__FILE__, __LINE__, (p))
+#define __syncthreads_and(p) (::fmemu::syncthreads(__FILE__, __LINE__, !(p)) == 0)
+#define __syncthreads_or(p) (::fmemu::syncthreads(__FILE__, __LINE__, (p)) != 0)
+#define __activemask() (::fmemu::warp_live(::fmemu::self()->warp))
 #define __syncwarp(...) ((void)::fmemu::vote(FMEMU_MASK(__VA_ARGS__), 1, "__syncwarp", __FILE__, __LINE__, 0))
 #define __shfl_down_sync(mask, v, d, ...) ::fmemu::shfl_down((mask), (v), (d), FMEMU_WIDTH(__VA_ARGS__), __FILE__, __LINE__)
 #define __shfl_up_sync(mask, v, d, ...) ::fmemu::shfl_up((mask), (v), (d), FMEMU_WIDTH(__VA_ARGS__), __FILE__, __LINE__)
@@ -662,18 +863,33 @@ template <typename T>
 __device__ __forceinline__ T __ldg(const T* p) { return *p; }
 
 // Fibers never run at once, so atomics are plain read-modify-writes.
-template <typename T>
-__device__ __forceinline__ T atomicAdd(T* p, T v) { T old = *p; *p = old + v; return old; }
-template <typename T>
-__device__ __forceinline__ T atomicSub(T* p, T v) { T old = *p; *p = old - v; return old; }
-template <typename T>
-__device__ __forceinline__ T atomicExch(T* p, T v) { T old = *p; *p = v; return old; }
-template <typename T>
-__device__ __forceinline__ T atomicMin(T* p, T v) { T old = *p; *p = v < old ? v : old; return old; }
-template <typename T>
-__device__ __forceinline__ T atomicMax(T* p, T v) { T old = *p; *p = v > old ? v : old; return old; }
-template <typename T>
-__device__ __forceinline__ T atomicCAS(T* p, T cmp, T v) { T old = *p; if (old == cmp) *p = v; return old; }
+template <typename T, typename U>
+__device__ __forceinline__ T atomicAdd(T* p, U v) { T old = *p; *p = T(old + v); return old; }
+template <typename T, typename U>
+__device__ __forceinline__ T atomicSub(T* p, U v) { T old = *p; *p = T(old - v); return old; }
+template <typename T, typename U>
+__device__ __forceinline__ T atomicExch(T* p, U v) { T old = *p; *p = T(v); return old; }
+template <typename T, typename U>
+__device__ __forceinline__ T atomicMin(T* p, U v) { T old = *p; *p = T(v) < old ? T(v) : old; return old; }
+template <typename T, typename U>
+__device__ __forceinline__ T atomicMax(T* p, U v) { T old = *p; *p = T(v) > old ? T(v) : old; return old; }
+template <typename T, typename U, typename V>
+__device__ __forceinline__ T atomicCAS(T* p, U cmp, V v) { T old = *p; if (old == T(cmp)) *p = T(v); return old; }
+template <typename T, typename U>
+__device__ __forceinline__ T atomicAnd(T* p, U v) { T old = *p; *p = T(old & v); return old; }
+template <typename T, typename U>
+__device__ __forceinline__ T atomicOr(T* p, U v) { T old = *p; *p = T(old | v); return old; }
+__device__ __forceinline__ double rsqrt(double v) { return 1.0 / sqrt(v); }
+__device__ __forceinline__ float rsqrtf(float v) { return 1.0f / sqrtf(v); }
+__device__ __forceinline__ double __fma_rn(double a, double b, double c) { return fma(a, b, c); }
+__device__ __forceinline__ unsigned __brev(unsigned v) {
+    unsigned r = 0;
+    for (int i = 0; i < 32; ++i) r |= ((v >> i) & 1u) << (31 - i);
+    return r;
+}
+__device__ __forceinline__ int __ffsll(long long v) { return __builtin_ffsll(v); }
+__device__ __forceinline__ int __clzll(long long v) { return v ? __builtin_clzll((unsigned long long)v) : 64; }
+__device__ __forceinline__ long long clock64() { return 0; }
 
 // CUDA's integer min/max overloads (device code calls them unqualified).
 #define FMEMU_MINMAX(T)                                                  \
@@ -698,10 +914,14 @@ __device__ __forceinline__ double max(double a, double b) { return fmax(a, b); }
 FMEMU_API void fmemu_add_shared(void* p, unsigned long long n) {
     fmemu::shared_regions().push_back(fmemu::Region{static_cast<char*>(p), size_t(n)});
 }
-FMEMU_API void fmemu_configure(unsigned long long seed, int mode, int garbage) {
+FMEMU_API void fmemu_configure(unsigned long long seed, int mode, int garbage, double timeout_s) {
     fmemu::config().seed = seed;
     fmemu::config().mode = mode;
     fmemu::config().garbage = (unsigned char)garbage;
+    fmemu::config().timeout_s = timeout_s;
+}
+FMEMU_API unsigned long long fmemu_section_bytes() {
+    return __start_fmemu_shared ? (unsigned long long)(__stop_fmemu_shared - __start_fmemu_shared) : 0;
 }
 
 // FMEMU_EXPORT(7, fm_segment_partial<float, 0>) defines fmemu_sig_7 and fmemu_launch_7.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 
 import numpy as np
 
@@ -102,6 +103,8 @@ class ndarray:
     __array_priority__ = 100
 
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
+        if memptr is not None or strides is not None:
+            raise EmulatorError("ndarray(memptr=..., strides=...) is not emulated")
         a = _new(np.empty(0, dtype).dtype, shape, order)
         self._a, self._buf = a._a, a._buf
 
@@ -217,7 +220,13 @@ class ndarray:
         self._a.fill(_host_scalar(value))
 
     def __getitem__(self, key):
-        return _result(self._a[_unwrap_index(key)], [self])
+        k = _unwrap_index(key)
+        r = self._a[k]
+        if isinstance(r, np.generic):
+            # CuPy gives a 0-d view for a full integer index, not a copy.
+            kt = k if isinstance(k, tuple) else (k,)
+            r = self._a[kt + (Ellipsis,)] if Ellipsis not in kt else np.array(r)
+        return _result(r, [self])
 
     def __setitem__(self, key, value):
         self._a[_unwrap_index(key)] = _unwrap(value)
@@ -464,8 +473,14 @@ def empty(shape, dtype=float, order="C"):
     return _new(dtype, shape, order)
 
 
+def _like_order(a, order):
+    if order in ("K", "A"):
+        return "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+    return order
+
+
 def empty_like(a, dtype=None, order="K", subok=None, shape=None):
-    return _new(a.dtype if dtype is None else dtype, a.shape if shape is None else shape)
+    return _new(a.dtype if dtype is None else dtype, a.shape if shape is None else shape, _like_order(a, order))
 
 
 def zeros(shape, dtype=float, order="C"):
@@ -488,15 +503,16 @@ def full(shape, fill_value, dtype=None, order="C"):
 
 
 def zeros_like(a, dtype=None, order="K", subok=None, shape=None):
-    return zeros(a.shape if shape is None else shape, a.dtype if dtype is None else dtype)
+    return zeros(a.shape if shape is None else shape, a.dtype if dtype is None else dtype, _like_order(a, order))
 
 
 def ones_like(a, dtype=None, order="K", subok=None, shape=None):
-    return ones(a.shape if shape is None else shape, a.dtype if dtype is None else dtype)
+    return ones(a.shape if shape is None else shape, a.dtype if dtype is None else dtype, _like_order(a, order))
 
 
 def full_like(a, fill_value, dtype=None, order="K", subok=None, shape=None):
-    return full(a.shape if shape is None else shape, fill_value, a.dtype if dtype is None else dtype)
+    return full(a.shape if shape is None else shape, fill_value, a.dtype if dtype is None else dtype,
+                _like_order(a, order))
 
 
 def broadcast_to(a, shape):
@@ -523,11 +539,9 @@ class RawModule:
             raise EmulatorError("RawModule(path=...) (a cubin) cannot be emulated; pass code=")
         names = list(name_expressions or [])
         # Kernels declared extern "C" are found by their plain names too.
-        import re
-
-        for m in re.finditer(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)', code):
-            if m.group(1) not in names:
-                names.append(m.group(1))
+        for name in _extern_c_kernels(code):
+            if name not in names:
+                names.append(name)
         self.code = code
         self.options = tuple(options)
         self.name_expressions = tuple(name_expressions or ())
@@ -541,6 +555,26 @@ class RawModule:
                 f"(given: {list(self.name_expressions)})"
             )
         return k
+
+
+_KERNEL = re.compile(r"__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(")
+
+
+def _extern_c_kernels(code):
+    """Names of the kernels declared extern "C", one by one or in an extern "C" { } block."""
+    spans = []
+    for m in re.finditer(r'extern\s+"C"\s*\{', code):
+        depth, i = 1, m.end()
+        while i < len(code) and depth:
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            i += 1
+        spans.append((m.end(), i))
+    names = []
+    for m in _KERNEL.finditer(code):
+        before = code[max(0, m.start() - 40) : m.start()]
+        if re.search(r'extern\s+"C"\s*$', before) or any(a <= m.start() < b for a, b in spans):
+            names.append(m.group(1))
+    return names
 
 
 class RawKernel:
@@ -617,6 +651,9 @@ class ElementwiseKernel:
                 raise TypeError(f"Unsupported type {type(a)}")
         if not any(isinstance(a, ndarray) for a in args):
             raise ValueError("Loop size is undecided.")
+        for (dt, n), a in zip(self.in_params, ins):
+            if isinstance(a, ndarray) and a.dtype != dt:  # as CuPy: only scalars are cast
+                raise TypeError(f"Type is mismatched. {n} {a.dtype.type} {dt.type}")
         shape = np.broadcast_shapes(*(a.shape for a in args if isinstance(a, ndarray)))
         for (dt, n), o in zip(self.out_params, outs):
             if not isinstance(o, ndarray) or o.dtype != dt:

@@ -30,7 +30,11 @@ HEADER = Path(__file__).resolve().parents[2] / "cuda_emu.h"
 GUARD = 256
 GARBAGE = 0x5A
 MAX_STATIC_SHARED = 48 * 1024
-CXXFLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-fvisibility=hidden", "-w", "-fno-strict-aliasing"]
+# -ftrivial-auto-var-init=pattern: an uninitialized local reads garbage, as
+# it may on a GPU, rather than a lucky zero. -fstack-clash-protection: a large
+# frame touches its pages in order, so an overflow hits the stack's guard.
+CXXFLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-fvisibility=hidden", "-w", "-fno-strict-aliasing",
+            "-ftrivial-auto-var-init=pattern", "-fstack-clash-protection"]
 
 # One launch at a time in the process: the executor's state and the kernels'
 # __shared__ variables are per module, not per caller.
@@ -65,13 +69,14 @@ class Buffer:
         return np.ndarray(shape, dtype=dtype, buffer=data, offset=offset, strides=strides)
 
     def guards_intact(self) -> bool:
-        return bool(np.all(self.raw[:GUARD] == GARBAGE) and np.all(self.raw[GUARD + self.nbytes :] == GARBAGE))
+        return self.raw[:GUARD].tobytes() == _GUARD_BYTES and self.raw[GUARD + self.nbytes :].tobytes() == _GUARD_BYTES
 
     def contains(self, addr: int) -> bool:
         return self.start <= addr <= self.start + self.nbytes
 
 
 _LIVE: "weakref.WeakSet[Buffer]" = weakref.WeakSet()
+_GUARD_BYTES = bytes([GARBAGE]) * GUARD
 
 
 def find_buffer(addr: int):
@@ -97,20 +102,34 @@ _MODULES: dict = {}
 def _compile(text: str) -> Path:
     key = hashlib.sha256((text + HEADER.read_text() + " ".join(CXXFLAGS)).encode()).hexdigest()[:24]
     so = _cache_dir() / f"m{key}.so"
-    if so.exists():
+    if so.exists() and so.with_suffix(".bounds").exists():
         return so
-    src = so.with_suffix(".cpp")
-    tmp_src = src.with_name(f"{src.stem}.{os.getpid()}.{threading.get_ident()}.cpp")
-    tmp_so = so.with_name(f"{so.stem}.{os.getpid()}.{threading.get_ident()}.so")
+    tag = f"{os.getpid()}.{threading.get_ident()}"
+    tmp_src = so.with_name(f"{so.stem}.{tag}.cpp")
+    tmp_so = so.with_name(f"{so.stem}.{tag}.so")
+    tmp_bounds = so.with_name(f"{so.stem}.{tag}.bounds")
     tmp_src.write_text(text)
     cmd = ["g++", *CXXFLAGS, f"-I{HEADER.parent}", str(tmp_src), "-o", str(tmp_so)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         tmp_src.unlink(missing_ok=True)
         raise EmulatorError(f"the kernel source does not compile (g++):\n{res.stderr[-6000:]}")
+    tmp_bounds.write_text(repr(_launch_bounds(tmp_src)))
     os.replace(tmp_so, so)  # atomic: other processes see all or nothing
-    os.replace(tmp_src, src)
+    os.replace(tmp_bounds, so.with_suffix(".bounds"))
+    os.replace(tmp_src, so.with_suffix(".cpp"))
     return so
+
+
+_BOUNDS = re.compile(r"__launch_bounds__\s*\(\s*\(*\s*(\d+)[^;{]*?\)\s*(\w+)\s*\(")
+
+
+def _launch_bounds(src: Path) -> dict:
+    """{kernel name: its __launch_bounds__ thread limit}, read from the source
+    preprocessed with __launch_bounds__ left in (its argument's macros expanded)."""
+    res = subprocess.run(["g++", "-std=c++17", "-E", "-P", "-DFMEMU_KEEP_LAUNCH_BOUNDS", f"-I{HEADER.parent}",
+                          str(src)], capture_output=True, text=True)
+    return {m.group(2): int(m.group(1)) for m in _BOUNDS.finditer(res.stdout)}
 
 
 _NM_LINE = re.compile(r"^([0-9a-f]+) ([0-9a-f]+) ([bBdDuV]) (.*)$")
@@ -155,9 +174,11 @@ class Module:
         so = _compile(text)  # concurrent compiles of one text are harmless
         self.lib = ctypes.CDLL(str(so))
         self.path = so
+        bounds = eval(so.with_suffix(".bounds").read_text(), {})  # our own repr of a dict of ints
         add = self.lib.fmemu_add_shared
         add.argtypes = [ctypes.c_void_p, ctypes.c_ulonglong]
         base = ctypes.cast(add, ctypes.c_void_p).value - _file_address(so, "fmemu_add_shared")
+        total = 0
         for addr, size, name in _shared_variables(so):
             if size > MAX_STATIC_SHARED:
                 raise EmulatorError(
@@ -165,15 +186,25 @@ class Module:
                     "of static shared memory a kernel may have"
                 )
             add(base + addr, size)
-        self.lib.fmemu_configure.argtypes = [ctypes.c_ulonglong, ctypes.c_int, ctypes.c_int]
-        self.lib.fmemu_configure(settings.seed, settings.mode, GARBAGE)
+            total += size
+        self.lib.fmemu_section_bytes.restype = ctypes.c_ulonglong
+        total += self.lib.fmemu_section_bytes()
+        if total > MAX_STATIC_SHARED:
+            # Summed over the module's kernels, so conservative; ptxas checks
+            # each kernel exactly (tests/test_cuda_sources.py).
+            raise EmulatorError(
+                f"the module's __shared__ variables take {total} bytes, more than the {MAX_STATIC_SHARED} "
+                "bytes of static shared memory a kernel may have"
+            )
+        self.lib.fmemu_configure.argtypes = [ctypes.c_ulonglong, ctypes.c_int, ctypes.c_int, ctypes.c_double]
         self.kernels = {}
         for i, n in enumerate(names):
             sig = getattr(self.lib, f"fmemu_sig_{i}")
             sig.restype = ctypes.c_char_p
             fn = getattr(self.lib, f"fmemu_launch_{i}")
             fn.restype = ctypes.c_int
-            self.kernels[n] = Kernel(n, sig().decode().split(), fn)
+            self.kernels[n] = Kernel(n, sig().decode().split(), fn, self.lib.fmemu_configure,
+                                     bounds.get(re.sub(r"<.*", "", n).strip()))
 
 
 class _Settings:
@@ -183,13 +214,14 @@ class _Settings:
     def __init__(self):
         self.seed = int(os.environ.get("FASTMOMENTS_EMU_SEED", "0") or 0)
         self.mode = int(os.environ.get("FASTMOMENTS_EMU_ORDER", "-1") or -1)
+        self.timeout = float(os.environ.get("FASTMOMENTS_EMU_TIMEOUT", "60") or 60)
 
 
 settings = _Settings()
 
 
 def load(code: str, names, source_name="kernel.cu") -> Module:
-    key = (code, tuple(names), settings.seed, settings.mode)
+    key = (code, tuple(names))
     mod = _MODULES.get(key)
     if mod is None:
         mod = Module(code, list(names), source_name)
@@ -205,10 +237,12 @@ _KINDS = {"i": "iu", "u": "iu", "f": "f", "b": "b"}
 class Kernel:
     """One kernel of a module, callable as CuPy's ``RawKernel``."""
 
-    def __init__(self, name, params, fn):
+    def __init__(self, name, params, fn, configure, max_threads=None):
         self.name = name
         self.params = params
+        self.max_threads = max_threads  # its __launch_bounds__, if any
         self._fn = fn
+        self._configure = configure
 
     def _pointer(self, i, tok, a):
         from . import ndarray
@@ -278,6 +312,10 @@ class Kernel:
             raise EmulatorError(f"kernel {self.name}: grid {grid} beyond (2**31 - 1, 65535, 65535)")
         if block[0] > 1024 or block[1] > 1024 or block[2] > 64 or block[0] * block[1] * block[2] > 1024:
             raise EmulatorError(f"kernel {self.name}: block {block}: at most 1024 threads, z at most 64")
+        if self.max_threads is not None and block[0] * block[1] * block[2] > self.max_threads:
+            raise EmulatorError(
+                f"kernel {self.name}: block {block} has more threads than its __launch_bounds__({self.max_threads})"
+            )
         if shared_mem:
             raise EmulatorError("dynamic shared memory is not emulated")
         args = tuple(args)
@@ -294,6 +332,8 @@ class Kernel:
         b = (ctypes.c_longlong * 3)(*block)
         err = ctypes.create_string_buffer(4096)
         with _LAUNCH_LOCK:
+            # Per launch: modules of one source share one library and its settings.
+            self._configure(settings.seed, settings.mode, GARBAGE, settings.timeout)
             rc = self._fn(g, b, ptrs, self.name.encode(), err, ctypes.c_longlong(len(err)))
             broken = [buf for buf in list(_LIVE) if not buf.guards_intact()]
         if rc:
