@@ -257,7 +257,9 @@ def _flat_broadcast(a_fields, b_fields):
     return shape, [flat(f) for f in a_fields], [flat(f) for f in b_fields]
 
 
-def merge(kind, a, b):
+def merge(kind, a, b, checked=True):
+    # The count check costs nothing here (the kernel flags wrapped sums), so
+    # it is always done, whatever `checked` says.
     shape, a, b = _flat_broadcast(a, b)
     size = a[0].size
     merge_moments = _pick(K.merge_moment_arrays, K.merge_moment_arrays_serial, size, PARALLEL_MIN_STREAM)
