@@ -131,6 +131,31 @@ def _lane_sums(b, p):
     return b.fadd(_shuffle(b, lo, hi, [0, 1, 4, 5]), _shuffle(b, lo, hi, [2, 3, 6, 7]))
 
 
+@intrinsic
+def _f64(typingctx, v):
+    """A value of the data as the float64 the kernels sum: ``np.float64(v)``,
+    except that a bool is 1.0 or 0.0 whatever its byte.
+
+    A NumPy bool is True for any nonzero byte (a view of other bytes, or a
+    buffer, can hold 2 or 255); Numba loads it as (byte != 0), which this
+    selects on. Measured in cache on a 2-core AMD EPYC KVM VM, sums of an
+    8192-value block: 0.55 us, against 0.85 for Numba's cast of a bool and
+    0.69 for the bytes as uint8. An intrinsic, so that it is part of the
+    caller's loops: an @overload here was a call that kept LLVM from
+    vectorizing short-row loops (20% slower, integers too)."""
+    if not isinstance(v, (types.Boolean, types.Integer, types.Float)):
+        return None
+
+    def codegen(context, b, signature, args):
+        ty = signature.args[0]
+        if isinstance(ty, types.Boolean):
+            f64 = ir.DoubleType()
+            return b.select(args[0], ir.Constant(f64, 1.0), ir.Constant(f64, 0.0))
+        return context.cast(b, args[0], ty, types.float64)
+
+    return types.float64(v), codegen
+
+
 # -- one block, in cache ---------------------------------------------------------
 
 
@@ -140,7 +165,7 @@ def _shift(y):
     h = min(y.size, 8)
     shift = 0.0
     for i in range(h):
-        shift += np.float64(y[i])
+        shift += _f64(y[i])
     return shift / h
 
 
@@ -180,7 +205,7 @@ def _block_moments_two_pass(y, origin):
     n = y.size
     s = 0.0
     for i in range(n):
-        s += y[i] - origin
+        s += _f64(y[i]) - origin
     mean = s / n
     if not (abs(mean) <= _MAXF):
         if _all_finite(y):  # values in range, their sum not
@@ -189,7 +214,7 @@ def _block_moments_two_pass(y, origin):
     m2 = 0.0
     c = 0.0
     for i in range(n):
-        d = (y[i] - origin) - mean
+        d = (_f64(y[i]) - origin) - mean
         c += d
         m2 += d * d
     if not (abs(c) <= _MAXF):  # deviations beyond the range
@@ -210,7 +235,7 @@ _UP = 2.0**64
 def _all_finite(y):
     ok = True
     for i in range(y.size):
-        ok &= abs(np.float64(y[i])) <= _MAXF
+        ok &= abs(_f64(y[i])) <= _MAXF
     return ok
 
 
@@ -223,7 +248,7 @@ def _scaled_moments(y, origin):
     s = 0.0
     k = 0.0
     for i in range(y.size):
-        v = np.float64(y[i])
+        v = _f64(y[i])
         ok = abs(v) <= _MAXF
         s += v * _DOWN - o if ok else 0.0
         k += 1.0 if ok else 0.0
@@ -233,7 +258,7 @@ def _scaled_moments(y, origin):
     m2 = 0.0
     c = 0.0
     for i in range(y.size):
-        v = np.float64(y[i])
+        v = _f64(y[i])
         d = (v * _DOWN - o) - mean if abs(v) <= _MAXF else 0.0
         c += d
         m2 += d * d
@@ -250,7 +275,7 @@ def _block_moments_skipna(y, origin):
     s = 0.0
     k = 0.0
     for i in range(y.size):
-        v = np.float64(y[i]) - origin
+        v = _f64(y[i]) - origin
         ok = v == v
         s += v if ok else 0.0
         k += 1.0 if ok else 0.0
@@ -264,7 +289,7 @@ def _block_moments_skipna(y, origin):
     m2 = 0.0
     c = 0.0
     for i in range(y.size):
-        v = np.float64(y[i]) - origin
+        v = _f64(y[i]) - origin
         d = v - mean if v == v else 0.0
         c += d
         m2 += d * d
@@ -277,7 +302,7 @@ def _block_moments_skipna(y, origin):
 def _has_inf(y):
     found = False
     for i in range(y.size):
-        found |= abs(np.float64(y[i])) == _INF
+        found |= abs(_f64(y[i])) == _INF
     return found
 
 
@@ -290,7 +315,7 @@ def _lane(y, v):
 def _lane_impl(y, v):
     if y.dtype == types.float32:
         return lambda y, v: np.float32(v)
-    return lambda y, v: np.float64(v)
+    return lambda y, v: _f64(v)
 
 
 def _lane_max(y):
@@ -369,7 +394,7 @@ def _shifted_sums(y, shift):
     s = 0.0
     q = 0.0
     for i in range(y.size):
-        d = np.float64(y[i]) - shift
+        d = _f64(y[i]) - shift
         s += d
         q += d * d
     return s, q
@@ -381,7 +406,7 @@ def _shifted_sums_zeros(y, shift):
     q = 0.0
     nz = 0
     for i in range(y.size):
-        v = np.float64(y[i])
+        v = _f64(y[i])
         d = v - shift
         s += d
         q += d * d
@@ -558,7 +583,7 @@ def _summary_after_steps(y, shift, s, q, lo, hi, nz, origin):
     """A block's summary from _summary_sums's results for it: adds the values
     after its last step, then as _summary_from_parts."""
     for i in range(y.size - y.size % SUMMARY_STEP, y.size):
-        v = np.float64(y[i])
+        v = _f64(y[i])
         d = v - shift
         s += d
         q += d * d
@@ -611,7 +636,7 @@ def _summary_from_parts(y, shift, s, q, lo, hi, nz, origin):
     c = 0.0
     m2 = 0.0
     for i in range(n):
-        d = (y[i] - origin) - mean
+        d = (_f64(y[i]) - origin) - mean
         c += d
         m2 += d * d
     if not (abs(c) <= _MAXF):  # deviations beyond the range
@@ -640,7 +665,7 @@ def _block_summary_masked(y, origin):
     k = 0.0
     nz = 0.0
     for i in range(y.size):
-        v = np.float64(y[i])
+        v = _f64(y[i])
         ok = abs(v) <= _MAXF  # False for NaN and +-Inf
         s += v - origin if ok else 0.0
         k += 1.0 if ok else 0.0
@@ -657,7 +682,7 @@ def _block_summary_masked(y, origin):
     m2 = 0.0
     c = 0.0
     for i in range(y.size):
-        v = np.float64(y[i])
+        v = _f64(y[i])
         d = (v - origin) - mean if abs(v) <= _MAXF else 0.0
         c += d
         m2 += d * d
@@ -720,10 +745,10 @@ def _shifted_sums4(y0, y1, y2, y3, k0, k1, k2, k3):
     """_shifted_sums of four equally long blocks in one loop: (s0, q0, ..., s3, q3)."""
     s0 = q0 = s1 = q1 = s2 = q2 = s3 = q3 = 0.0
     for i in range(y0.size):
-        d0 = np.float64(y0[i]) - k0
-        d1 = np.float64(y1[i]) - k1
-        d2 = np.float64(y2[i]) - k2
-        d3 = np.float64(y3[i]) - k3
+        d0 = _f64(y0[i]) - k0
+        d1 = _f64(y1[i]) - k1
+        d2 = _f64(y2[i]) - k2
+        d3 = _f64(y3[i]) - k3
         s0 += d0
         q0 += d0 * d0
         s1 += d1
@@ -922,7 +947,7 @@ def _row_origin(y):
     k = 0
     last = y.size - 1
     for i in range(ORIGIN_SAMPLES):
-        a = np.float64(y[i * last // (ORIGIN_SAMPLES - 1)])
+        a = _f64(y[i * last // (ORIGIN_SAMPLES - 1)])
         if abs(a) <= _MAXF:
             v[k] = a
             k += 1
@@ -1018,7 +1043,7 @@ def _small_rows(kind, x, i0, i1, si_out, sf_out, o0):
         for r in range(w):
             row = x[i0 + t0 + r]
             for j in range(k):
-                scratch[j, r] = row[j]
+                scratch[j, r] = _f64(row[j])
         if kind == SUMMARY:
             _tile_summary(scratch, 0, k, 0, w, ws, si, sf, 0, org)
         else:
@@ -1155,7 +1180,7 @@ def _rows_of(x, mean_out, m2_out, k):
         base = np.uint64(i) * uk
         s = 0.0
         for j in range(k):
-            s += np.float64(x[base + np.uint64(j)])
+            s += _f64(x[base + np.uint64(j)])
         mean = s * inv
         if not (abs(mean) <= _MAXF):
             mean_out[i] = mean
@@ -1164,7 +1189,7 @@ def _rows_of(x, mean_out, m2_out, k):
         c = 0.0
         q = 0.0
         for j in range(k):
-            d = np.float64(x[base + np.uint64(j)]) - mean
+            d = _f64(x[base + np.uint64(j)]) - mean
             c += d
             q += d * d
         mean_out[i] = mean + c * inv
@@ -1183,10 +1208,10 @@ def _rows_in_lanes(x, mean_out, m2_out, k):
         s0 = s1 = s2 = s3 = 0.0
         for j in range(0, k, 4):
             u = base + np.uint64(j)
-            s0 += np.float64(x[u])
-            s1 += np.float64(x[u + one])
-            s2 += np.float64(x[u + two])
-            s3 += np.float64(x[u + three])
+            s0 += _f64(x[u])
+            s1 += _f64(x[u + one])
+            s2 += _f64(x[u + two])
+            s3 += _f64(x[u + three])
         mean = ((s0 + s1) + (s2 + s3)) * inv
         if not (abs(mean) <= _MAXF):
             mean_out[i] = mean
@@ -1196,10 +1221,10 @@ def _rows_in_lanes(x, mean_out, m2_out, k):
         q0 = q1 = q2 = q3 = 0.0
         for j in range(0, k, 4):
             u = base + np.uint64(j)
-            d0 = np.float64(x[u]) - mean
-            d1 = np.float64(x[u + one]) - mean
-            d2 = np.float64(x[u + two]) - mean
-            d3 = np.float64(x[u + three]) - mean
+            d0 = _f64(x[u]) - mean
+            d1 = _f64(x[u + one]) - mean
+            d2 = _f64(x[u + two]) - mean
+            d3 = _f64(x[u + three]) - mean
             c0 += d0
             c1 += d1
             c2 += d2
@@ -1221,7 +1246,7 @@ def _rows_any(x, mean_out, m2_out, k):
         y = x[i * k : (i + 1) * k]
         s = 0.0
         for j in range(y.size):
-            s += np.float64(y[j])
+            s += _f64(y[j])
         mean = s * inv
         if not (abs(mean) <= _MAXF):
             mean_out[i] = mean
@@ -1230,7 +1255,7 @@ def _rows_any(x, mean_out, m2_out, k):
         c = 0.0
         q = 0.0
         for j in range(y.size):
-            d = np.float64(y[j]) - mean
+            d = _f64(y[j]) - mean
             c += d
             q += d * d
         mean_out[i] = mean + c * inv
@@ -1251,7 +1276,7 @@ def _four_row_sums(k):
 
     @intrinsic
     def sums(typingctx, x, start):
-        if not isinstance(x, types.Array) or not isinstance(x.dtype, (types.Float, types.Integer)):
+        if not isinstance(x, types.Array) or not isinstance(x.dtype, (types.Float, types.Integer, types.Boolean)):
             return None
         quad = types.UniTuple(types.float64, 4)
         sig = types.Tuple((quad, quad, quad))(x, start)
@@ -1262,10 +1287,14 @@ def _four_row_sums(k):
             dtype = signature.args[0].dtype
             elt = context.get_data_type(dtype)
             vptr = ir.VectorType(elt, 4).as_pointer()
+            align = 1 if isinstance(dtype, types.Boolean) else dtype.bitwidth // 8
             if dtype == types.float64:
                 widen = lambda v: v  # noqa: E731
             elif isinstance(dtype, types.Float):
                 widen = lambda v: b.fpext(v, _V4)  # noqa: E731
+            elif isinstance(dtype, types.Boolean):  # any nonzero byte is 1.0, as in _f64
+                zero, one = ir.Constant(ir.VectorType(elt, 4), None), ir.Constant(_V4, [1.0] * 4)
+                widen = lambda v: b.select(b.icmp_unsigned("!=", v, zero), one, ir.Constant(_V4, None))  # noqa: E731
             else:  # integers as np.float64(v) converts them: exact up to 2**53
                 widen = (lambda v: b.sitofp(v, _V4)) if dtype.signed else (lambda v: b.uitofp(v, _V4))
             rows = []
@@ -1273,7 +1302,7 @@ def _four_row_sums(k):
                 chunks = []
                 for j in range(0, k, 4):
                     at = b.gep(ary.data, [b.add(i0, ir.Constant(i0.type, r * k + j))])
-                    chunks.append(widen(b.load(b.bitcast(at, vptr), align=dtype.bitwidth // 8)))
+                    chunks.append(widen(b.load(b.bitcast(at, vptr), align=align)))
                 rows.append(chunks)
             means = b.fmul(_lane_sums(b, [_add_all(b, list(c)) for c in rows]), ir.Constant(_V4, [1.0 / k] * 4))
             cs, qs = [], []
@@ -1424,10 +1453,10 @@ def _tile_moments(kind, x, r0, r1, c0, w, ws, si, sf, top, org):
         row = x[r, c0 : c0 + w]
         if kind == MOMENTS:
             for j in range(w):
-                s[j] += row[j]
+                s[j] += _f64(row[j])
         else:
             for j in range(w):
-                v = np.float64(row[j])
+                v = _f64(row[j])
                 ok = v == v
                 s[j] += v if ok else 0.0
                 cnt[j] += 1.0 if ok else 0.0
@@ -1440,12 +1469,12 @@ def _tile_moments(kind, x, r0, r1, c0, w, ws, si, sf, top, org):
         row = x[r, c0 : c0 + w]
         if kind == MOMENTS:
             for j in range(w):
-                d = row[j] - s[j]
+                d = _f64(row[j]) - s[j]
                 c[j] += d
                 q[j] += d * d
         else:
             for j in range(w):
-                v = np.float64(row[j])
+                v = _f64(row[j])
                 d = v - s[j] if v == v else 0.0
                 c[j] += d
                 q[j] += d * d
@@ -1469,11 +1498,11 @@ def _tile_moments_dense(x, r0, r1, c0, w, s, c, q, mean_out, m2_out, org):
     for r in range(r0, r0 + h):
         a, b, e, f = x[r, c0 : c0 + w], x[r + h, c0 : c0 + w], x[r + 2 * h, c0 : c0 + w], x[r + 3 * h, c0 : c0 + w]
         for j in range(w):
-            s[j] += (np.float64(a[j]) + np.float64(b[j])) + (np.float64(e[j]) + np.float64(f[j]))
+            s[j] += (_f64(a[j]) + _f64(b[j])) + (_f64(e[j]) + _f64(f[j]))
     for rr in range(r0 + 4 * h, r1):
         a = x[rr, c0 : c0 + w]
         for j in range(w):
-            s[j] += np.float64(a[j])
+            s[j] += _f64(a[j])
     inv = 1.0 / (r1 - r0)
     for j in range(w):
         s[j] *= inv
@@ -1504,16 +1533,16 @@ def _tile_moments_shifted(x, r0, r1, c0, w, shift, s, q):
         a, b, e, f = x[r, c0 : c0 + w], x[r + h, c0 : c0 + w], x[r + 2 * h, c0 : c0 + w], x[r + 3 * h, c0 : c0 + w]
         for j in range(w):
             k = shift[j]
-            d0 = np.float64(a[j]) - k
-            d1 = np.float64(b[j]) - k
-            d2 = np.float64(e[j]) - k
-            d3 = np.float64(f[j]) - k
+            d0 = _f64(a[j]) - k
+            d1 = _f64(b[j]) - k
+            d2 = _f64(e[j]) - k
+            d3 = _f64(f[j]) - k
             s[j] += (d0 + d1) + (d2 + d3)
             q[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
     for rr in range(r0 + 4 * h, r1):
         a = x[rr, c0 : c0 + w]
         for j in range(w):
-            d = np.float64(a[j]) - shift[j]
+            d = _f64(a[j]) - shift[j]
             s[j] += d
             q[j] += d * d
 
@@ -1622,23 +1651,23 @@ def _tile_summary(x, r0, r1, c0, w, ws, si, sf, top, org):
     for r in range(r0, r1):
         row = x[r, c0 : c0 + w]
         for j in range(w):
-            v = np.float64(row[j])
+            v = _f64(row[j])
             ok = abs(v) <= _MAXF
             s[j] += v if ok else 0.0
             cnt[j] += 1.0 if ok else 0.0
             nz[j] += 1.0 if v == 0.0 else 0.0
         for j in range(w):
-            v = np.float64(row[j])
+            v = _f64(row[j])
             lo[j] = _minnum(lo[j], v if abs(v) <= _MAXF else _INF)
         for j in range(w):
-            v = np.float64(row[j])
+            v = _f64(row[j])
             hi[j] = _maxnum(hi[j], v if abs(v) <= _MAXF else -_INF)
     for j in range(w):
         s[j] = s[j] / cnt[j]
     for r in range(r0, r1):
         row = x[r, c0 : c0 + w]
         for j in range(w):
-            v = np.float64(row[j])
+            v = _f64(row[j])
             d = v - s[j] if abs(v) <= _MAXF else 0.0
             c[j] += d
             q[j] += d * d
@@ -1718,9 +1747,9 @@ def column_origins(x):
     if k == 0:
         return org
     for j in range(m):
-        a = np.float64(x[0, j])
-        b = np.float64(x[k // 2, j])
-        c = np.float64(x[k - 1, j])
+        a = _f64(x[0, j])
+        b = _f64(x[k // 2, j])
+        c = _f64(x[k - 1, j])
         fa, fb, fc = abs(a) <= _MAXF, abs(b) <= _MAXF, abs(c) <= _MAXF
         if fa and fb and fc:
             org[j] = max(min(a, b), min(max(a, b), c))
