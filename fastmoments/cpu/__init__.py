@@ -12,7 +12,7 @@ import threading
 import numba
 import numpy as np
 
-from .._inputs import check_dtype, check_not_masked
+from .._inputs import COUNT_OVERFLOW, check_dtype, check_not_masked
 from . import kernels as K
 from .layout import plan
 
@@ -278,7 +278,7 @@ def merge(kind, a, b, checked=True):
     merge_moments = _pick(K.merge_moment_arrays, K.merge_moment_arrays_serial, size, PARALLEL_MIN_STREAM)
     n, m, q = np.empty(size, np.int64), np.empty(size), np.empty(size)
     if merge_moments(a[0], a[1], a[2], b[0], b[1], b[2], n, m, q):
-        raise ValueError(_COUNT_OVERFLOW)
+        raise ValueError(COUNT_OVERFLOW)
     if kind == "moments":
         return n.reshape(shape), m.reshape(shape), q.reshape(shape)
     merge_extremes = _pick(K.merge_extremes_arrays, K.merge_extremes_arrays_serial, size, PARALLEL_MIN_STREAM)
@@ -286,11 +286,10 @@ def merge(kind, a, b, checked=True):
     merge_extremes(a[3], a[4], b[3], b[4], lo, hi)
     tallies = a[5] + b[5], a[6] + b[6]
     if any(t.size and t.min() < 0 for t in tallies):
-        raise ValueError(_COUNT_OVERFLOW)
+        raise ValueError(COUNT_OVERFLOW)
     return tuple(f.reshape(shape) for f in (n, m, q, lo, hi) + tallies)
 
 
-_COUNT_OVERFLOW = "the merged counts pass 2**63 - 1, the range of their int64"
 
 
 def _check_count_sums(ints, axes):
@@ -301,7 +300,7 @@ def _check_count_sums(ints, axes):
         if f.size and float(f.sum(axis=axes, dtype=np.float64).max()) >= 2.0**62:
             exact = np.asarray(f, dtype=object).sum(axis=axes)
             if np.max(exact) >= 2**63:
-                raise ValueError(_COUNT_OVERFLOW)
+                raise ValueError(COUNT_OVERFLOW)
 
 
 def reduce(kind, fields, axes):

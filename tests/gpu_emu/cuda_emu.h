@@ -39,7 +39,6 @@
 #include <csetjmp>
 #include <csignal>
 #include <sys/mman.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #if !defined(__x86_64__)
@@ -79,7 +78,6 @@ namespace fmemu {
 enum State { READY, BARRIER, SHUFFLE, DONE };
 
 struct Fiber;
-struct Block;
 
 void yield_to_scheduler(Fiber* f);
 [[noreturn]] void fail(const std::string& msg);

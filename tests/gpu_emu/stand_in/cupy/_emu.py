@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -114,7 +115,7 @@ def _compile(text: str) -> Path:
     if res.returncode != 0:
         tmp_src.unlink(missing_ok=True)
         raise EmulatorError(f"the kernel source does not compile (g++):\n{res.stderr[-6000:]}")
-    tmp_bounds.write_text(repr(_launch_bounds(tmp_src)))
+    tmp_bounds.write_text(json.dumps(_launch_bounds(tmp_src)))
     os.replace(tmp_so, so)  # atomic: other processes see all or nothing
     os.replace(tmp_bounds, so.with_suffix(".bounds"))
     os.replace(tmp_src, so.with_suffix(".cpp"))
@@ -135,13 +136,17 @@ def _launch_bounds(src: Path) -> dict:
 _NM_LINE = re.compile(r"^([0-9a-f]+) ([0-9a-f]+) ([bBdDuV]) (.*)$")
 
 
-def _shared_variables(so: Path):
-    """(address in the file, size, name) of the kernels' __shared__ variables:
-    the function-local statics (mangled ``_ZZ...``) outside the executor and
-    the standard library."""
+def _symbols(so: Path):
+    """(where fmemu_add_shared lies in the file, the kernels' __shared__
+    variables as (address in the file, size, name)), from one ``nm``: the
+    variables are the function-local statics (mangled ``_ZZ...``) outside the
+    executor and the standard library."""
     out = subprocess.run(["nm", "-S", "--defined-only", str(so)], capture_output=True, text=True, check=True)
-    found = []
+    found, add_shared = [], None
     for line in out.stdout.splitlines():
+        parts = line.split()
+        if parts and parts[-1] == "fmemu_add_shared":
+            add_shared = int(parts[0], 16)
         m = _NM_LINE.match(line)
         if not m:
             continue
@@ -149,20 +154,13 @@ def _shared_variables(so: Path):
         if not name.startswith("_ZZ") or name.startswith(("_ZZN5fmemu", "_ZZNK5fmemu", "_ZZSt", "_ZZNSt", "_ZZNKSt")):
             continue
         found.append((int(addr, 16), int(size, 16), name))
+    if add_shared is None:
+        raise EmulatorError(f"fmemu_add_shared missing from {so}")
     if found:
         names = subprocess.run(["c++filt"], input="\n".join(n for _, _, n in found), capture_output=True,
                                text=True).stdout.split("\n")
         found = [(a, n, names[i] if i < len(names) and names[i] else raw) for i, (a, n, raw) in enumerate(found)]
-    return found
-
-
-def _file_address(so: Path, symbol: str) -> int:
-    out = subprocess.run(["nm", "--defined-only", str(so)], capture_output=True, text=True, check=True)
-    for line in out.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[2] == symbol:
-            return int(parts[0], 16)
-    raise EmulatorError(f"{symbol} missing from {so}")
+    return add_shared, found
 
 
 class Module:
@@ -174,12 +172,13 @@ class Module:
         so = _compile(text)  # concurrent compiles of one text are harmless
         self.lib = ctypes.CDLL(str(so))
         self.path = so
-        bounds = eval(so.with_suffix(".bounds").read_text(), {})  # our own repr of a dict of ints
+        bounds = json.loads(so.with_suffix(".bounds").read_text())
+        add_at, shared = _symbols(so)
         add = self.lib.fmemu_add_shared
         add.argtypes = [ctypes.c_void_p, ctypes.c_ulonglong]
-        base = ctypes.cast(add, ctypes.c_void_p).value - _file_address(so, "fmemu_add_shared")
+        base = ctypes.cast(add, ctypes.c_void_p).value - add_at
         total = 0
-        for addr, size, name in _shared_variables(so):
+        for addr, size, name in shared:
             if size > MAX_STATIC_SHARED:
                 raise EmulatorError(
                     f"__shared__ {name} takes {size} bytes, more than the {MAX_STATIC_SHARED} bytes "
