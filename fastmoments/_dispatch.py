@@ -18,8 +18,25 @@ or returns is of its own array type (NumPy for ``fastmoments.cpu``, CuPy for
     As ``moments``, over the finite values only; counts are int64, the rest
     float64; min and max are NaN where count is 0.
 ``summarize_each(arrays) -> the same 7 fields, each of shape (len(arrays),)``
+``weighted_moments(x, w, axes, skipna, order) -> fields of kind "weighted<order>"``
+    One pass over ``x`` (and ``w``) for weighted and higher-order moments.
+    ``w`` is None (every value weighs 1) or a backend array of ``x``'s shape
+    (possibly a broadcast view with zero strides) of dtype bool, integer or
+    float; ``order`` is 2, 3 or 4. A value of weight 0 is left out as if
+    absent, whatever it is (NaN and Inf too); with ``skipna`` NaN values are
+    left out whatever their weight. Weights that are negative, NaN or
+    infinite are a ValueError with ``_inputs.weights_error``'s message (a
+    backend may check them inside its kernel and diagnose only on failure).
+    Returns ``(count, sum_weights, sum_weights2, mean, m2[, m3[, m4]])``:
+    count int64 (values taken: positive weight), the rest float64, with
+    ``m<p>`` the weighted sum of ``(v - mean)**p``. An empty state has count
+    0, sums of weights 0, mean NaN and m2 = m3 = m4 = 0. Non-finite values
+    taken follow the order-2 rules: a NaN makes mean and m-fields NaN, an Inf
+    makes the mean Inf (NaN for both signs) and the m-fields NaN.
 ``merge(kind, a, b, checked=True) -> fields``
-    Elementwise merge of two field tuples of ``kind`` ("moments" or "summary"),
+    Elementwise merge of two field tuples of ``kind`` ("moments", "summary",
+    or "weighted2"/"weighted3"/"weighted4", the fields of ``weighted_moments``:
+    Pebay's pairwise formulas with the sums of weights in place of counts),
     with NumPy broadcasting. Counts whose sums pass int64 are a ValueError;
     ``checked=False`` lets a backend skip that check where it costs a
     synchronization (the GPU), for callers whose counts cannot get there.

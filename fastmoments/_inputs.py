@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
-__all__ = ["normalize_axes", "check_dtype", "check_not_masked", "COUNT_OVERFLOW"]
+__all__ = [
+    "normalize_axes", "check_dtype", "check_not_masked", "check_weights_dtype", "weights_error", "COUNT_OVERFLOW",
+]
 
 COUNT_OVERFLOW = "the merged counts pass 2**63 - 1, the range of their int64"
 
@@ -68,3 +70,28 @@ def _holds_masked(x, depth=0) -> bool:
     if isinstance(x, (list, tuple)) and x and isinstance(x[0], (list, tuple, np.ndarray)) and depth < 32:
         return any(_holds_masked(v, depth + 1) for v in x)
     return False
+
+
+def check_weights_dtype(dtype) -> None:
+    """Weights are bool, integer or real floats; TypeError naming the dtype otherwise."""
+    try:
+        check_dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"weights: {e}") from None
+
+
+def weights_error(w, xp):
+    """The message for weights that are not all non-negative and finite, or
+    None where they are (one pass over ``w``; on a GPU, one synchronization)."""
+    if w.dtype.kind != "f":
+        return None if w.dtype.kind in "bu" or not bool(xp.any(w < 0)) else "weights must be non-negative"
+    problems = []
+    if bool(xp.any(xp.isnan(w))):
+        problems.append("NaN")
+    if bool(xp.any(xp.isinf(w))):
+        problems.append("infinite")
+    if bool(xp.any(w < 0)):
+        problems.append("negative")
+    if not problems:
+        return None
+    return f"weights must be non-negative and finite; got {' and '.join(problems)} weights"

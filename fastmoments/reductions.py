@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ._dispatch import backend_for
-from ._inputs import normalize_axes
-from .state import Moments, Summary
+from ._inputs import check_not_masked, check_weights_dtype, normalize_axes
+from .state import Moments, Summary, _check_order
 
 __all__ = ["moments", "summarize", "summarize_each", "merge"]
 
@@ -14,27 +14,59 @@ def _keep_dims(fields, shape, axes):
     return tuple(f.reshape(kept) for f in fields)
 
 
-def moments(x, axis=None, *, keepdims=False, skipna=False) -> Moments:
-    """Count, mean and M2 of ``x`` along ``axis`` in one pass.
+def moments(x, axis=None, *, keepdims=False, skipna=False, weights=None, order=2) -> Moments:
+    """Count, mean and central moments of ``x`` along ``axis`` in one pass.
 
     Args:
         x: array-like of bool, integer or real float values (NumPy or CuPy).
             float16/32 data is accumulated in float64.
         axis: None (all axes), an int or a tuple of ints; negative allowed.
         keepdims: keep the reduced axes with length 1, as NumPy does.
-        skipna: leave NaN out of count, mean and m2. When False, a NaN makes
-            the mean and m2 of its slice NaN, as in NumPy.
+        skipna: leave NaN out of count, mean and the moments. When False, a
+            NaN makes the mean and moments of its slice NaN, as in NumPy.
+        weights: None, or non-negative finite real weights of ``x``'s shape
+            or, when one axis is reduced, 1-D with that axis' length (as
+            ``np.average``). A value of weight 0 is left out as if absent
+            (NaN and Inf too). The state's M-fields are then weighted sums,
+            and it also holds the sums of the weights and squared weights;
+            see :meth:`Moments.var` for frequency and reliability weights.
+        order: 2, 3 or 4: the highest central moment kept (3 and 4 give
+            :meth:`Moments.skew` and :meth:`Moments.kurtosis`).
 
     Returns:
         A :class:`Moments` with the shape of ``x`` without ``axis``.
     """
-    be = backend_for(x)
-    arr = be.asarray(x)
-    axes = normalize_axes(axis, arr.ndim)
-    fields = be.moments(arr, axes, bool(skipna))
+    order = _check_order(order)
+    if weights is None and order == 2:
+        be = backend_for(x)
+        arr = be.asarray(x)
+        axes = normalize_axes(axis, arr.ndim)
+        fields = be.moments(arr, axes, bool(skipna))
+    else:
+        be = backend_for(x, weights)
+        arr = be.asarray(x)
+        axes = normalize_axes(axis, arr.ndim)
+        w = None if weights is None else _weights_like(be, weights, arr, axes)
+        fields = be.weighted_moments(arr, w, axes, bool(skipna), order)
     if keepdims:
         fields = _keep_dims(fields, arr.shape, axes)
     return Moments._wrap(fields)
+
+
+def _weights_like(be, weights, x, axes):
+    """``weights`` as a backend array of ``x``'s shape (a view where they are
+    1-D along the one reduced axis); TypeError/ValueError naming the problem."""
+    check_not_masked(weights, "weights")
+    w = be.xp.asarray(weights)
+    check_weights_dtype(w.dtype)
+    if w.shape == x.shape:
+        return w
+    if w.ndim == 1 and len(axes) == 1 and x.ndim > 1 and w.shape[0] == x.shape[axes[0]]:
+        shape = [1] * x.ndim
+        shape[axes[0]] = w.shape[0]
+        return be.xp.broadcast_to(w.reshape(shape), x.shape)
+    hint = f" or 1-D of length {x.shape[axes[0]]} along the reduced axis" if len(axes) == 1 and x.ndim > 1 else ""
+    raise ValueError(f"weights of shape {w.shape} do not fit x of shape {x.shape}: give weights of x's shape{hint}")
 
 
 def summarize(x, axis=None, *, keepdims=False) -> Summary:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ._dispatch import backend_for, is_gpu_array
 from ._inputs import check_not_masked, normalize_axes
+from ._pebay import ORDERS, empty_weighted, kind_of
 
 __all__ = ["Moments", "Summary"]
 
@@ -70,8 +71,9 @@ class _State:
             _as_count(fields[n], xp, n) if n in cls._int_fields else _float_field(n, fields[n], xp)
             for n in cls._fields
         ]
-        if bool(xp.any(arrays[cls._fields.index("m2")] < 0)):
-            raise ValueError("m2 must be non-negative")
+        for name in ("m2", "m4", "sum_weights", "sum_weights2"):
+            if name in cls._fields and bool(xp.any(arrays[cls._fields.index(name)] < 0)):
+                raise ValueError(f"{name} must be non-negative")
         return cls._wrap(_cleared_where_empty(cls._fields, _broadcast_fields(cls._fields, arrays, xp), xp))
 
     def __setattr__(self, name, value):
@@ -125,7 +127,7 @@ class _State:
         Args:
             other: a state of the same type whose shape broadcasts with this one.
         """
-        if not isinstance(other, type(self)):
+        if not isinstance(other, self._merge_type()):
             raise TypeError(
                 f"cannot merge {type(self).__name__} with {type(other).__name__}"
             )
@@ -137,6 +139,9 @@ class _State:
                 "they do not broadcast"
             ) from None
         return self._merge(other, checked=True)
+
+    def _merge_type(self):
+        return type(self)
 
     def _merge(self, other, checked):
         """:meth:`merge` of a state of this type; ``checked=False`` skips the
@@ -170,25 +175,50 @@ class _State:
         return f"{type(self).__name__}({self._moment_repr()})"
 
     # -- derived statistics ----------------------------------------------------
-    def var(self, ddof=0):
-        """Variance ``m2 / (count - ddof)``; NaN where ``count <= ddof``.
+    def var(self, ddof=0, *, weights="frequency"):
+        """Variance; NaN where its denominator is not positive.
 
-        (NumPy divides there anyway: inf where m2 > 0, NaN where m2 = 0, with
-        a warning. Neither is a variance, so both are NaN here, silently.)
+        Without weights (and for states of unweighted data, whose sums of
+        weights are their counts) it is ``m2 / (count - ddof)`` as NumPy's.
+        For weighted data, ``weights`` says what the weights were:
+
+        - ``"frequency"``: repeat counts; ``m2 / (sum_weights - ddof)``, as
+          ``np.cov(x, fweights=w, ddof=ddof)``.
+        - ``"reliability"``: importance; ``m2 / (sum_weights - ddof *
+          sum_weights2 / sum_weights)``, as ``np.cov(x, aweights=w, ddof=ddof)``.
+
+        (NumPy divides by a denominator <= 0 anyway: inf where m2 > 0, NaN
+        where m2 = 0, with a warning. Neither is a variance, so both are NaN
+        here, silently.)
 
         Args:
             ddof: delta degrees of freedom, a real number (as NumPy's).
+            weights: ``"frequency"`` or ``"reliability"``.
         """
         _check_ddof(ddof)
+        if weights not in ("frequency", "reliability"):
+            raise ValueError(f'weights must be "frequency" or "reliability", got {weights!r}')
         xp = _xp(self.m2)
-        denom = self.count - ddof
+        if "sum_weights" not in self._fields:
+            denom = self.count - ddof
+        elif weights == "frequency":
+            denom = self.sum_weights - ddof
+        else:
+            w = self.sum_weights
+            with np.errstate(divide="ignore", invalid="ignore"):
+                denom = w - ddof * (self.sum_weights2 / xp.where(w > 0, w, 1.0))
+            denom = xp.where(w > 0, denom, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             out = xp.where(denom > 0, self.m2 / xp.where(denom > 0, denom, 1), xp.nan)
-        return out[()] if out.ndim == 0 and xp is np else out
+        return _scalar(out, xp)
 
-    def std(self, ddof=0):
-        """Standard deviation, the square root of :meth:`var`."""
-        return _xp(self.m2).sqrt(self.var(ddof))
+    def std(self, ddof=0, *, weights="frequency"):
+        """Standard deviation, the square root of :meth:`var` (same arguments)."""
+        return _xp(self.m2).sqrt(self.var(ddof, weights=weights))
+
+
+def _scalar(out, xp):
+    return out[()] if out.ndim == 0 and xp is np else out
 
 
 def _check_ddof(ddof):
@@ -239,7 +269,8 @@ def _cleared_where_empty(names, arrays, xp):
     """The fields, with no mean, spread or extremes where the count is 0,
     whatever was given: those would leak into merges otherwise."""
     empty = arrays[names.index("count")] == 0
-    fill = {"mean": xp.nan, "min": xp.nan, "max": xp.nan, "m2": 0.0}
+    fill = {"mean": xp.nan, "min": xp.nan, "max": xp.nan, "m2": 0.0, "m3": 0.0, "m4": 0.0,
+            "sum_weights": 0.0, "sum_weights2": 0.0}
     return tuple(xp.where(empty, fill[n], a) if n in fill else a for n, a in zip(names, arrays))
 
 
@@ -253,47 +284,179 @@ def _broadcast_fields(names, arrays, xp):
 
 
 class Moments(_State):
-    """Count, mean and M2 (sum of squared deviations) of batches of values.
+    """Count, mean and central moments of batches of values, weighted or not.
+
+    A state of order 2 holds the count, mean and M2 (the sum of squared
+    deviations from the mean); order 3 adds M3 and order 4 also M4 (sums of
+    cubed and fourth-power deviations). States of weighted data (and every
+    state of order 3 or 4) also hold ``sum_weights`` and ``sum_weights2``, the
+    sums of the weights and squared weights, and their M-fields are weighted
+    sums; for unweighted data both sums equal the count.
 
     Args:
         count: number of values (non-negative integers).
         mean: their mean (ignored where count is 0).
         m2: sum of squared deviations from the mean (non-negative).
+        m3, m4: sums of cubed and fourth-power deviations (keyword only;
+            ``m4`` needs ``m3``); they make a state of order 3 or 4.
+        sum_weights, sum_weights2: sums of the weights and of their squares
+            (keyword only, both or neither; default: the count, for
+            unweighted data).
 
-    All three broadcast to one shape. The arrays are copied, so the state
+    All fields broadcast to one shape. The arrays are copied, so the state
     never shares memory with the caller.
     """
 
     _fields = ("count", "mean", "m2")
     _int_fields = frozenset({"count"})
     _kind = "moments"
+    _order = 2
     __slots__ = _fields
 
-    def __init__(self, count, mean, m2):
-        xp = backend_for(count, mean, m2).xp
-        c = _as_count(count, xp)
-        mu = _float_field("mean", mean, xp)
-        m2 = _float_field("m2", m2, xp)
-        if bool(xp.any(m2 < 0)):
-            raise ValueError("m2 must be non-negative")
-        fields = _cleared_where_empty(self._fields, _broadcast_fields(self._fields, (c, mu, m2), xp), xp)
-        for name, arr in zip(self._fields, fields):
-            if isinstance(arr, np.ndarray):
-                arr.flags.writeable = False
-            object.__setattr__(self, name, arr)
+    def __new__(cls, count, mean, m2, *, m3=None, m4=None, sum_weights=None, sum_weights2=None):
+        if cls is not Moments:
+            raise TypeError("build states with Moments(...) or from_fields")
+        if m4 is not None and m3 is None:
+            raise ValueError("a state of order 4 needs m3 as well as m4")
+        if (sum_weights is None) != (sum_weights2 is None):
+            raise ValueError("give both sum_weights and sum_weights2, or neither")
+        if m3 is None and sum_weights is None:
+            return Moments.from_fields(count=count, mean=mean, m2=m2)
+        order = 2 if m3 is None else 3 if m4 is None else 4
+        given = [v for v in (count, mean, m2, m3, m4, sum_weights, sum_weights2) if v is not None]
+        xp = backend_for(*given).xp
+        if sum_weights is None:
+            sum_weights = sum_weights2 = _as_count(count, xp).astype(np.float64)
+        fields = dict(count=count, mean=mean, m2=m2, sum_weights=sum_weights, sum_weights2=sum_weights2)
+        if m3 is not None:
+            fields["m3"] = m3
+        if m4 is not None:
+            fields["m4"] = m4
+        return _WEIGHTED[order].from_fields(**fields)
 
     @classmethod
-    def empty(cls, shape=(), *, like=None):
+    def _wrap(cls, fields):
+        if len(fields) != len(cls._fields):  # the layout follows from the fields given
+            cls = _BY_N_FIELDS[len(fields)]
+        return _State._wrap.__func__(cls, fields)
+
+    @classmethod
+    def empty(cls, shape=(), *, like=None, order=2):
         """States with count 0: the identity of :meth:`merge`.
 
         Args:
             shape: the shape of the state.
             like: an array whose type (NumPy or CuPy) the fields take.
+            order: 2, 3 or 4.
         """
+        order = _check_order(order)
         xp = backend_for(like).xp if like is not None else np
+        if order > 2:
+            return cls._wrap(empty_weighted(xp, shape, order))
         return cls._wrap(
             (xp.zeros(shape, np.int64), xp.full(shape, np.nan), xp.zeros(shape, np.float64))
         )
+
+    @property
+    def order(self) -> int:
+        """The highest central moment this state holds: 2, 3 or 4."""
+        return self._order
+
+    # Unweighted states of order 2 keep no sums of weights: they are the counts.
+    @property
+    def sum_weights(self):
+        """Sum of the weights of the values taken (the count for unweighted data), float64."""
+        return self.count.astype(np.float64)
+
+    @property
+    def sum_weights2(self):
+        """Sum of the squared weights (the count for unweighted data), float64."""
+        return self.count.astype(np.float64)
+
+    @property
+    def m3(self):
+        raise AttributeError(
+            f"m3: this state is of order {self.order}; compute it with order=3 or 4 to have m3"
+        )
+
+    @property
+    def m4(self):
+        raise AttributeError(
+            f"m4: this state is of order {self.order}; compute it with order=4 to have m4"
+        )
+
+    def _merge_type(self):
+        return Moments
+
+    def _merge(self, other, checked):
+        a, b = self, other
+        if a.order != b.order:
+            raise ValueError(
+                f"cannot merge a state of order {a.order} with one of order {b.order}: "
+                "reduce both with the same order"
+            )
+        if a._kind != b._kind:  # order 2, one of them weighted: both weighted
+            a, b = _as_weighted(a), _as_weighted(b)
+        be = backend_for(*a.fields, *b.fields)
+        return a._wrap(be.merge(a._kind, a.fields, b.fields, checked=checked))
+
+    # -- shape of the distribution ------------------------------------------------
+    def _shape_stats(self, p):
+        xp = _xp(self.m2)
+        w = self.sum_weights
+        m2 = self.m2
+        mp = self.m3 if p == 3 else self.m4
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            var = m2 / xp.where(w > 0, w, 1.0)
+            # As scipy: a variance below what rounding of the mean leaves is
+            # no spread at all (constant data), and its shape is undefined.
+            flat = (var <= (_RESOLUTION * self.mean) ** 2) | ~(w > 0)
+            if p == 3:
+                g = mp / xp.where(flat, 1.0, m2 * xp.sqrt(var))
+            else:
+                g = mp / xp.where(flat, 1.0, m2 * var)
+        return xp, w, xp.where(flat, xp.nan, g)
+
+    def skew(self, bias=True):
+        """Sample skewness, as ``scipy.stats.skew``.
+
+        ``bias=True``: ``g1 = m3/W / (m2/W)**1.5``. ``bias=False``: the
+        adjusted Fisher-Pearson ``G1 = g1 * sqrt(W*(W-1)) / (W-2)``, W the
+        sum of weights (the count for unweighted data: weights act as
+        frequencies). NaN where undefined: no spread (constant data), fewer
+        than 3 values for ``bias=False`` (scipy silently returns the biased
+        value there), or no values.
+
+        Args:
+            bias: False to correct for statistical bias.
+        """
+        xp, w, g = self._shape_stats(3)
+        if not bias:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g = g * xp.sqrt(w * (w - 1.0)) / (w - 2.0)
+            g = xp.where((self.count >= 3) & (w > 2.0), g, xp.nan)
+        return _scalar(g, xp)
+
+    def kurtosis(self, fisher=True, bias=True):
+        """Sample kurtosis, as ``scipy.stats.kurtosis``.
+
+        ``b2 = m4/W / (m2/W)**2``; ``fisher=True`` subtracts 3 (0 for a
+        normal distribution). ``bias=False`` gives the unbiased estimator of
+        scipy, ``((W+1)*b2 - 3*(W-1)) * (W-1) / ((W-2)*(W-3)) + 3`` with W the
+        sum of weights (the count for unweighted data). NaN where undefined:
+        no spread (constant data), fewer than 4 values for ``bias=False``, or
+        no values.
+
+        Args:
+            fisher: subtract 3 (excess kurtosis).
+            bias: False to correct for statistical bias.
+        """
+        xp, w, b2 = self._shape_stats(4)
+        if not bias:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                b2 = ((w + 1.0) * b2 - 3.0 * (w - 1.0)) * (w - 1.0) / ((w - 2.0) * (w - 3.0)) + 3.0
+            b2 = xp.where((self.count >= 4) & (w > 3.0), b2, xp.nan)
+        return _scalar(b2 - 3.0 if fisher else b2, xp)
 
     @classmethod
     def from_mean_std(cls, mean, std, count, ddof=1):
@@ -325,6 +488,66 @@ class Moments(_State):
         m2 = xp.where(c <= 1, 0.0, m2)
         mu = xp.where(c == 0, xp.nan, mu)
         return cls._wrap((c, mu, m2))
+
+
+
+
+# scipy.stats' threshold for "no spread" (np.finfo(np.float64).resolution).
+_RESOLUTION = 1e-15
+
+
+def _check_order(order):
+    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)):
+        raise TypeError(f"order must be an int (2, 3 or 4), got {order!r}")
+    if int(order) not in ORDERS:
+        raise ValueError(f"order must be 2, 3 or 4, got {order}")
+    return int(order)
+
+
+class _Weighted(Moments):
+    """A :class:`Moments` layout that keeps the sums of weights (and M3, M4)."""
+
+    __slots__ = ()
+
+    def __new__(cls, *args, **kwargs):
+        raise TypeError("build states with Moments(...) or from_fields")
+
+    def __repr__(self):
+        return f"Moments(order={self._order}, {self._moment_repr()})"
+
+
+def _layout(order):
+    names = ("count", "sum_weights", "sum_weights2", "mean", "m2", "m3", "m4")[: 3 + order]
+    slots = ("sum_weights", "sum_weights2") + names[5:]
+    cls = type(
+        f"_Weighted{order}",
+        (_Weighted,),
+        {
+            "__slots__": slots,
+            "__module__": __name__,
+            "__doc__": f"Moments of order {order} with sums of weights; see :class:`Moments`.",
+            "_fields": names,
+            "_kind": kind_of(order),
+            "_order": order,
+        },
+    )
+    cls.__qualname__ = cls.__name__
+    return cls
+
+
+_Weighted2 = _layout(2)
+_Weighted3 = _layout(3)
+_Weighted4 = _layout(4)
+_WEIGHTED = {2: _Weighted2, 3: _Weighted3, 4: _Weighted4}
+_BY_N_FIELDS = {3: Moments, 5: _Weighted2, 6: _Weighted3, 7: _Weighted4}
+
+
+def _as_weighted(state):
+    """An order-2 state in the layout with sums of weights (its counts)."""
+    if isinstance(state, _Weighted):
+        return state
+    w = state.count.astype(np.float64)
+    return _Weighted2._wrap((state.count, w, w.copy(), state.mean, state.m2))
 
 
 class Summary(_State):
