@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .state import Moments
+from ._dispatch import backend_for
+from .state import Moments, _check_ddof
 
 __all__ = ["combine_mean_std"]
 
@@ -24,6 +25,12 @@ def combine_mean_std(mean1, std1, n1, mean2, std2, n2, *, ddof=1):
     Returns:
         ``(mean, std, n)``.
     """
+    _check_ddof(ddof)
+    fused = getattr(backend_for(mean1, std1, n1, mean2, std2, n2), "combine_mean_std", None)
+    out = None if fused is None else fused(mean1, std1, n1, mean2, std2, n2, ddof)
+    if out is not None:
+        mean, std, n = out
+        return (mean[()], std[()], n[()]) if mean.ndim == 0 else out
     a = Moments.from_mean_std(mean1, std1, n1, ddof=ddof)
     b = Moments.from_mean_std(mean2, std2, n2, ddof=ddof)
     m = a.merge(b)

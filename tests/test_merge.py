@@ -213,3 +213,25 @@ def test_reduce_with_empty_kept_axes():
     assert r.shape == (0,)
     e = fm.moments(np.zeros((0, 4)), axis=0).reduce()
     assert e.count == 0 and np.isnan(e.mean)
+
+
+@pytest.mark.parametrize("ddof", [0, 1, 2.5])
+def test_combine_mean_std_fused_equals_states(ddof):
+    """The one-pass combine gives bit for bit what building the two states and
+    merging them gives, edge cases included (empty groups, single values, NaN
+    stds, counts at most ddof, broadcasting, int32 counts)."""
+    rng = np.random.default_rng(7)
+    n = 5000
+    m1, m2 = rng.normal(size=n) * 1e3, rng.normal(size=(3, 1)) * 2
+    s1 = np.where(rng.random(n) < 0.05, np.nan, rng.random(n) * 4)
+    s2 = rng.random((3, 1))
+    n1 = rng.integers(0, 5, n).astype(np.int32)
+    n2 = rng.integers(0, 4, (3, 1))
+    mean, std, cnt = fm.combine_mean_std(m1, s1, n1, m2, s2, n2, ddof=ddof)
+    a = fm.Moments.from_mean_std(m1, s1, n1, ddof=ddof)
+    b = fm.Moments.from_mean_std(m2, s2, n2, ddof=ddof)
+    ref = a.merge(b)
+    np.testing.assert_array_equal(cnt, ref.count)
+    np.testing.assert_array_equal(mean, ref.mean)
+    np.testing.assert_array_equal(std, ref.std(ddof))
+    assert mean.shape == std.shape == cnt.shape == (3, n)

@@ -323,3 +323,37 @@ def reduce(kind, fields, axes):
     reduce_states = _pick(K.reduce_state_rows, K.reduce_state_rows_serial, si.shape[1] * si.shape[2])
     si_out, sf_out = _run(reduce_states, code, m, si, sf)
     return _unpack(code, si_out, sf_out, out_shape)
+
+
+def combine_mean_std(mean1, std1, n1, mean2, std2, n2, ddof):
+    """``fastmoments.combine_mean_std`` in one fused pass, for real means and
+    stds and integer counts; None where the general path must take the
+    inputs (other dtypes, masked arrays, values it refuses: its messages
+    name the problem)."""
+    from . import published
+
+    args = (mean1, std1, n1, mean2, std2, n2)
+    if any(isinstance(a, np.ma.MaskedArray) for a in args):
+        return None
+    arrays = [np.asarray(a) for a in args]
+    if any(a.dtype.kind not in "biuf" for a in arrays) or any(a.dtype.kind not in "iu" for a in arrays[2::3]):
+        return None
+    if any(a.dtype == np.uint64 for a in arrays[2::3]):
+        return None  # counts from 2**63 up: the general path refuses them
+    try:
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    except ValueError:
+        return None
+    flat = [
+        np.ascontiguousarray(np.broadcast_to(a, shape), dtype=np.int64 if i % 3 == 2 else np.float64).reshape(-1)
+        for i, a in enumerate(arrays)
+    ]
+    size = flat[0].size
+    mean, std, n = np.empty(size), np.empty(size), np.empty(size, np.int64)
+    kernel = _pick(published.combine_arrays, published.combine_arrays_serial, size, PARALLEL_MIN_STREAM)
+    bad, wrapped = kernel(*flat, ddof, mean, std, n)
+    if bad:
+        return None
+    if wrapped:
+        raise ValueError(COUNT_OVERFLOW)
+    return mean.reshape(shape), std.reshape(shape), n.reshape(shape)
