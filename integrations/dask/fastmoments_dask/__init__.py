@@ -1,10 +1,11 @@
-"""fastmoments inside Dask: one-pass count/mean/M2 of Dask arrays.
+"""fastmoments inside Dask: one-pass count/mean/M2 (and M3, M4, weights) of Dask arrays.
 
 :func:`moments` and :func:`summarize` build a ``dask.array.reduction``:
-fastmoments' kernel on each chunk, exact merges (Chan et al.) in Dask's tree
-combine, the final state at the root. The result is lazy: a
-:class:`LazyMoments` / :class:`LazySummary`, a Dask collection that computes to
-a :class:`fastmoments.Moments` / :class:`fastmoments.Summary`::
+fastmoments' kernel on each chunk, exact merges (Chan et al.; Pebay for
+weighted and higher-order states) in Dask's tree combine, the final state at
+the root. The result is lazy: a :class:`LazyMoments` / :class:`LazySummary`,
+a Dask collection that computes to a :class:`fastmoments.Moments` /
+:class:`fastmoments.Summary`::
 
     import dask, dask.array as da, fastmoments_dask as fmd
     x = da.random.random((1_000_000, 8), chunks=(100_000, 8))
@@ -12,6 +13,10 @@ a :class:`fastmoments.Moments` / :class:`fastmoments.Summary`::
     m = lazy.compute()            # a fastmoments.Moments of shape (8,)
     (m,) = dask.compute(lazy)     # the same, alongside other collections
     v = lazy.var(ddof=1)          # a lazy dask array
+
+    w = da.random.random(1_000_000, chunks=250_000)   # weights along axis 0
+    lw = fmd.moments(x, axis=0, weights=w, order=4)
+    k = lw.kurtosis()             # lazy; lw.compute() is a Moments of order 4
 
 Chunks may be NumPy or CuPy arrays (the kernels follow the chunk type).
 """
@@ -25,9 +30,19 @@ import numpy as np
 import dask.array as da
 from dask.array.utils import meta_from_array, validate_axis
 
-from fastmoments._inputs import check_dtype
+from fastmoments import Moments
+from fastmoments._dispatch import backend_for, is_gpu_array
+from fastmoments._inputs import check_dtype, check_not_masked, check_weights_dtype, weights_error
+from fastmoments.state import _check_order
 
-from ._tree import aggregate_states, chunk_moments, chunk_summary, combine_states
+from ._tree import (
+    aggregate_states,
+    chunk_moments,
+    chunk_summary,
+    chunk_weighted_moments,
+    combine_states,
+    take_state,
+)
 from .lazy import LazyMoments, LazySummary
 
 __all__ = ["moments", "summarize", "LazyMoments", "LazySummary"]
@@ -79,13 +94,19 @@ def _fan_in(v):
     return int(v)
 
 
-def _reduce(darr, chunk, axis, split_every, name, keepdims=False):
-    axes = tuple(range(darr.ndim)) if axis is None else axis
+def _axes(axis, ndim):
+    """``axis`` as a sorted tuple of non-negative axes (None: all)."""
+    axes = tuple(range(ndim)) if axis is None else axis
     axes = (axes,) if isinstance(axes, Integral) else tuple(axes)
     # dask validates and normalizes the axes (AxisError for bad ones)
-    axes = tuple(sorted(validate_axis(a, darr.ndim) for a in axes))
+    axes = tuple(sorted(validate_axis(a, ndim) for a in axes))
     if len(set(axes)) != len(axes):
         raise ValueError(f"repeated axis in {axis!r}")
+    return axes
+
+
+def _reduce(darr, chunk, axis, split_every, name, keepdims=False):
+    axes = _axes(axis, darr.ndim)
     out_ndim = darr.ndim if keepdims else darr.ndim - len(axes)
     # The blocks hold states, not arrays; the meta only records the array
     # type (NumPy or CuPy) of the chunks for what is derived from the result.
@@ -105,27 +126,151 @@ def _reduce(darr, chunk, axis, split_every, name, keepdims=False):
     )
 
 
-def moments(darr, axis=None, *, keepdims=False, skipna=False, split_every=None) -> LazyMoments:
-    """Lazy count, mean and M2 of a Dask array along ``axis``.
+def _same(a, b):
+    """Equal shapes or chunks, where NaN (an unknown size) matches NaN."""
+    if isinstance(a, tuple):
+        return isinstance(b, tuple) and len(a) == len(b) and all(_same(p, q) for p, q in zip(a, b))
+    return a == b or (a != a and b != b)
+
+
+def _unknown(sizes):
+    return any(n != n for n in sizes)
+
+
+def _align_weights(weights, darr, axes):
+    """``weights`` as a Dask array with ``darr``'s chunks, and its index for
+    ``da.blockwise``: all of ``darr``'s axes, or the one reduced axis for 1-D
+    weights along it (the chunk function broadcasts those). TypeError for
+    weights that are masked, not real numbers or of the other array type
+    (NumPy against CuPy), ValueError for another shape; weights given as
+    in-memory arrays are also checked for negative, NaN and infinite values
+    here (Dask arrays of weights are, chunk by chunk, when computed)."""
+    inds = tuple(range(darr.ndim))
+    if isinstance(weights, da.Array):
+        w = weights
+        if isinstance(w._meta, np.ma.MaskedArray):
+            raise TypeError("weights: masked arrays are not supported: their mask would be ignored")
+        check_weights_dtype(w.dtype)
+    else:
+        check_not_masked(weights, "weights")
+        if not (isinstance(weights, np.ndarray) or is_gpu_array(weights)):
+            # lists and scalars go with the chunks' array type, as in the core
+            weights = backend_for(darr._meta).xp.asarray(weights)
+        check_weights_dtype(weights.dtype)
+        w = weights
+    if is_gpu_array(w._meta if isinstance(w, da.Array) else w) != is_gpu_array(darr._meta):
+        kinds = ("CuPy", "NumPy") if is_gpu_array(darr._meta) else ("NumPy", "CuPy")
+        raise TypeError(
+            f"the chunks are {kinds[0]} arrays and the weights {kinds[1]}: give weights of "
+            "the chunks' array type (e.g. a Dask array of the same kind of chunks)"
+        )
+    along = len(axes) == 1 and darr.ndim > 1 and w.ndim == 1
+    if along:
+        target, ind = (darr.chunks[axes[0]],), (axes[0],)
+        fits = _same(w.shape, (darr.shape[axes[0]],))
+    else:
+        target, ind = darr.chunks, inds
+        fits = _same(w.shape, darr.shape)
+    if not fits:
+        hint = (
+            f" or 1-D of length {darr.shape[axes[0]]} along the reduced axis"
+            if len(axes) == 1 and darr.ndim > 1 else ""
+        )
+        raise ValueError(
+            f"weights of shape {w.shape} do not fit x of shape {darr.shape}: give weights "
+            f"of x's shape{hint}"
+        )
+    if not isinstance(w, da.Array):
+        msg = weights_error(w, backend_for(w).xp)  # in memory already: cheap to check now
+        if msg is not None:
+            raise ValueError(msg)
+        if _unknown(sum(target, ())):
+            raise ValueError(
+                "x has unknown chunk sizes: give the weights as a Dask array of the "
+                "same chunks, or call x.compute_chunk_sizes() first"
+            )
+        return da.from_array(w, chunks=target, asarray=False), ind
+    if _same(w.chunks, target):
+        return w, ind
+    if _unknown(sum(target, ())) or _unknown(sum(w.chunks, ())):
+        raise ValueError(
+            f"weights with chunks {w.chunks} do not match x's chunks {target} and "
+            "unknown chunk sizes cannot be aligned: call compute_chunk_sizes() on both"
+        )
+    return w.rechunk(target), ind
+
+
+def _layout_of(order, weighted):
+    """The state class (layout) the reduction's states have: ``Moments`` for
+    unweighted order 2, the core's weighted layout of ``order`` otherwise."""
+    n_fields = 3 if order == 2 and not weighted else 3 + order
+    return type(Moments._wrap(tuple(np.zeros(0) for _ in range(n_fields))))
+
+
+def moments(
+    darr, axis=None, *, keepdims=False, skipna=False, weights=None, order=2, split_every=None
+) -> LazyMoments:
+    """Lazy count, mean and central moments (M2, M3, M4) of a Dask array along ``axis``.
 
     Args:
         darr: a Dask array (or array-like, wrapped with ``da.asarray``) of
             bool, integer or real float values; NumPy or CuPy chunks.
         axis: None (all axes), an int or a tuple of ints; negative allowed.
         keepdims: keep the reduced axes with length 1, as NumPy does.
-        skipna: leave NaN out of count, mean and m2 (otherwise NaN propagates
-            to its slice, as in NumPy).
+        skipna: leave NaN out of count, mean and the moments (otherwise NaN
+            propagates to its slice, as in NumPy).
+        weights: None, or non-negative finite real weights: a Dask array
+            (or array-like) of ``darr``'s shape or, when one axis is reduced,
+            1-D along it (as ``np.average``); other chunks than ``darr``'s
+            are rechunked to match. Each chunk's kernel reads its block of
+            the weights, in the same pass as the data. A value of weight 0 is
+            left out as if absent. Weights of another shape are a ValueError
+            and complex or object ones a TypeError, when the graph is built;
+            negative, NaN or infinite weights a ValueError when it is
+            computed (already when it is built for in-memory weights).
+        order: 2, 3 or 4: the highest central moment kept (3 and 4 give
+            ``skew`` and ``kurtosis``); another value is a ValueError.
         split_every: fan-in of Dask's tree combine (int >= 2 or a dict
             axis -> int); None uses Dask's default.
 
     Returns:
-        A :class:`LazyMoments`; ``.compute()`` gives a :class:`fastmoments.Moments`
-        with the shape of ``darr`` without ``axis``.
+        A :class:`LazyMoments` of the state's layout (``order``,
+        ``weighted``); ``.compute()`` gives a :class:`fastmoments.Moments` of
+        that order with the shape of ``darr`` without ``axis``.
     """
+    order = _check_order(order)
     darr = _prepare(darr, axis)
-    chunk = partial(chunk_moments, skipna=bool(skipna))
-    arr = _reduce(darr, chunk, axis, split_every, "fastmoments-moments", keepdims)
-    return LazyMoments(arr)
+    layout = _layout_of(order, weights is not None)
+    if weights is None:
+        chunk = partial(chunk_moments, skipna=bool(skipna))
+        if order != 2:
+            chunk = partial(chunk, order=order)
+        arr = _reduce(darr, chunk, axis, split_every, "fastmoments-moments", keepdims)
+        return LazyMoments(arr, layout)
+    axes = _axes(axis, darr.ndim)
+    w, w_ind = _align_weights(weights, darr, axes)
+    inds = tuple(range(darr.ndim))
+    # One state per block of (x, w), reduced axes at length 1; the reduction
+    # below passes them through (take_state) into Dask's tree combine, and
+    # blockwise fusion makes each block's state and pass-through one task.
+    states = da.blockwise(
+        chunk_weighted_moments,
+        inds,
+        darr,
+        inds,
+        w,
+        w_ind,
+        axis=axes,
+        skipna=bool(skipna),
+        order=order,
+        adjust_chunks={a: 1 for a in axes},
+        dtype=np.float64,
+        meta=meta_from_array(darr._meta, ndim=darr.ndim, dtype=np.float64),
+        align_arrays=False,
+        token="fastmoments-weighted-chunk",
+    )
+    arr = _reduce(states, take_state, axes, split_every, "fastmoments-moments", keepdims)
+    return LazyMoments(arr, layout)
 
 
 def summarize(darr, axis=None, split_every=None, *, keepdims=False) -> LazySummary:

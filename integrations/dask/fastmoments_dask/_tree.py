@@ -1,5 +1,10 @@
 """The three functions handed to ``dask.array.reduction``: chunk, combine, aggregate.
 
+(Weighted moments build their chunk states with ``dask.array.blockwise`` over
+the data and its aligned weights, :func:`chunk_weighted_moments`; the
+reduction then takes those states with :func:`take_state` as its chunk step,
+which Dask's blockwise fusion merges into the same task.)
+
 Blocks of the reduction hold fastmoments states (:class:`~fastmoments.Moments`
 or :class:`~fastmoments.Summary`) rather than arrays, so the reduction runs with
 ``concatenate=False``: ``combine`` and ``aggregate`` receive nested lists of
@@ -18,10 +23,13 @@ import numpy as np
 
 import fastmoments
 
-__all__ = ["chunk_moments", "chunk_summary", "combine_states", "aggregate_states"]
+__all__ = [
+    "chunk_moments", "chunk_weighted_moments", "take_state", "chunk_summary",
+    "combine_states", "aggregate_states",
+]
 
 
-def chunk_moments(x, axis, keepdims, skipna=False, computing_meta=False):
+def chunk_moments(x, axis, keepdims, skipna=False, order=2, computing_meta=False):
     """Moments of one chunk over ``axis``, with the reduced axes kept (length 1).
 
     Args:
@@ -29,11 +37,38 @@ def chunk_moments(x, axis, keepdims, skipna=False, computing_meta=False):
         axis: tuple of axes to reduce (normalized by Dask).
         keepdims: ignored; Dask always asks chunks to keep them.
         skipna: leave NaN out, as in :func:`fastmoments.moments`.
+        order: 2, 3 or 4, as in :func:`fastmoments.moments`.
         computing_meta: Dask's meta probe; returns ``x`` unchanged.
     """
     if computing_meta:
         return x
-    return fastmoments.moments(x, axis=axis, keepdims=True, skipna=skipna)
+    if order == 2:  # the call of before weights and orders came, unchanged
+        return fastmoments.moments(x, axis=axis, keepdims=True, skipna=skipna)
+    return fastmoments.moments(x, axis=axis, keepdims=True, skipna=skipna, order=order)
+
+
+def chunk_weighted_moments(x, w, axis, skipna=False, order=2):
+    """Weighted moments of one chunk over ``axis``, reduced axes kept (length 1).
+
+    Called by ``dask.array.blockwise`` on matching blocks of the data and the
+    weights; the core checks the weights (a ValueError for negative, NaN or
+    infinite ones, raised when the graph is computed).
+
+    Args:
+        x: one chunk (NumPy or CuPy).
+        w: its weights: a block of ``x``'s shape, or 1-D along the one
+            reduced axis (the core broadcasts them, without a copy).
+        axis: tuple of axes to reduce (non-negative, sorted).
+        skipna: leave NaN out, as in :func:`fastmoments.moments`.
+        order: 2, 3 or 4.
+    """
+    return fastmoments.moments(x, axis=axis, keepdims=True, skipna=skipna, weights=w, order=order)
+
+
+def take_state(state, axis, keepdims, computing_meta=False):
+    """The chunk step of a reduction whose blocks already are states (built
+    by :func:`chunk_weighted_moments`): each passes through unchanged."""
+    return state
 
 
 def chunk_summary(x, axis, keepdims, computing_meta=False):
