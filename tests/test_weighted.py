@@ -333,7 +333,7 @@ def test_bad_weights(weights, exc, match):
     before = weights.copy()
     with pytest.raises(exc, match=match):
         fm.moments(x, weights=weights, order=3)
-    assert np.array_equal(np.asarray(before), np.asarray(weights), equal_nan=True)
+    assert np.array_equal(np.asarray(before), np.asarray(weights), equal_nan=weights.dtype.kind == "f")
 
 
 def test_bad_weights_in_2d_and_along_axis():
@@ -371,3 +371,25 @@ def test_wrong_order_errors():
     with pytest.raises(ValueError, match="reliability"):
         m3.var(1, weights="analytic")
     assert m3.skew() == pytest.approx(scipy.stats.skew([1.0, 2.0, 4.0]), rel=1e-12)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_merge_formulas_exact(offset):
+    """Merging exact states of two parts gives the exact state of the whole
+    (Pebay's formulas with sums of weights), to float64 rounding."""
+    rng = np.random.default_rng(3)
+    x = offset + rng.integers(-40, 40, 23) / 4.0
+    w = rng.integers(1, 9, 23) / 8.0
+    parts = []
+    for sl in (slice(0, 9), slice(9, 23)):
+        W, mean, m2, m3, m4 = _exact(x[sl], w[sl])
+        W2 = sum(Fraction(float(v)) ** 2 for v in w[sl])
+        parts.append(fm.Moments(sl.stop - sl.start, float(mean), float(m2), m3=float(m3), m4=float(m4),
+                                sum_weights=float(W), sum_weights2=float(W2)))
+    got = parts[0].merge(parts[1])
+    W, mean, m2, m3, m4 = _exact(x, w)
+    assert got.count == 23 and got.sum_weights == float(W)
+    assert got.mean == pytest.approx(float(mean), rel=1e-15)
+    assert got.m2 == pytest.approx(float(m2), rel=1e-12)
+    assert got.m3 == pytest.approx(float(m3), rel=1e-9, abs=1e-12 * float(m2) ** 1.5)
+    assert got.m4 == pytest.approx(float(m4), rel=1e-12)
