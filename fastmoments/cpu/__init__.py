@@ -12,11 +12,12 @@ import threading
 import numba
 import numpy as np
 
-from .._inputs import COUNT_OVERFLOW, check_dtype, check_not_masked
+from .._inputs import COUNT_OVERFLOW, check_dtype, check_not_masked, weights_error
 from . import kernels as K
+from . import weighted as WK
 from .layout import plan
 
-__all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "merge", "reduce"]
+__all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "weighted_moments", "merge", "reduce"]
 
 xp = np
 
@@ -273,6 +274,8 @@ def _flat_broadcast(a_fields, b_fields):
 def merge(kind, a, b, checked=True):
     # The count check costs nothing here (the kernel flags wrapped sums), so
     # it is always done, whatever `checked` says.
+    if kind.startswith("weighted"):
+        return _merge_weighted(kind, a, b)
     shape, a, b = _flat_broadcast(a, b)
     size = a[0].size
     merge_moments = _pick(K.merge_moment_arrays, K.merge_moment_arrays_serial, size, PARALLEL_MIN_STREAM)
@@ -306,6 +309,8 @@ def _check_count_sums(ints, axes):
 def reduce(kind, fields, axes):
     if not axes:
         return fields
+    if kind.startswith("weighted"):
+        return _reduce_weighted(kind, fields, axes)
     code = _KIND[kind]
     ndim = fields[0].ndim
     kept = [i for i in range(ndim) if i not in axes]
@@ -357,3 +362,130 @@ def combine_mean_std(mean1, std1, n1, mean2, std2, n2, ddof):
     if wrapped:
         raise ValueError(COUNT_OVERFLOW)
     return mean.reshape(shape), std.reshape(shape), n.reshape(shape)
+
+
+# -- weighted and higher-order moments (kinds "weighted2/3/4"; kernels in .weighted) --
+
+_NO_WEIGHTS = np.zeros((1, 1))  # the kernels' stand-in for unweighted data, never read
+
+
+def _as_read(a):
+    """``a`` as float32/float64 the weighted kernels read: bools as 0/1
+    whatever their byte, other dtypes as float64 (C-contiguous)."""
+    if a.dtype.char in "fd":
+        return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    if a.dtype == np.bool_:
+        a = a.view(np.uint8) != 0  # any nonzero byte is True
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _weights_laid_out(w, mode, axes, shape2):
+    """The weights laid out as ``plan`` laid out the data: the same transpose
+    and reshape (a view where possible, else one copy; broadcast weights
+    are expanded)."""
+    kept = [i for i in range(w.ndim) if i not in axes]
+    perm = kept + list(axes) if mode == "rows" else list(axes) + kept
+    return _as_read(w.transpose(perm).reshape(shape2))
+
+
+def _check_weight_tally(bad, w):
+    if bad:
+        raise ValueError(weights_error(w, np) or "weights must be non-negative and finite")
+
+
+def _weighted_fields(si, sf, shape):
+    si.flags.writeable = False
+    sf.flags.writeable = False
+    si = si.reshape(si.shape[:1] + shape)
+    sf = sf.reshape(sf.shape[:1] + shape)
+    return (si[0, ...],) + tuple(sf[f, ...] for f in range(sf.shape[0]))
+
+
+def _weighted_elementwise(x, w, skipna, order):
+    """States of single values (an empty tuple of axes)."""
+    v = _as_read(x).astype(np.float64, copy=False)
+    if w is None:
+        wt = np.ones(v.shape)
+    else:
+        _check_weight_tally(weights_error(w, np) is not None, w)
+        wt = _as_read(w).astype(np.float64, copy=False)
+    take = wt > 0
+    if skipna:
+        take &= ~np.isnan(v)
+    W = np.where(take, wt, 0.0)
+    m = np.where(take, np.where(np.isfinite(v), 0.0, np.nan), 0.0)
+    return (take.astype(np.int64), W, W * W, np.where(take, v, np.nan)) + tuple(m.copy() for _ in range(order - 1))
+
+
+def _weighted_rows(ks, x2, w2):
+    m = x2.shape[0]
+    si, sf = np.empty((1, m), np.int64), np.empty((ks.order + 2, m))
+    reduce_rows = _pick(ks.reduce_rows, ks.reduce_rows_serial, x2.size, PARALLEL_MIN_STREAM)
+    return si, sf, reduce_rows(x2, w2, si, sf)
+
+
+def _weighted_cols(ks, x2, w2):
+    k, m = x2.shape
+    si, sf = np.empty((1, m), np.int64), np.empty((ks.order + 2, m))
+    org = ks.column_origins(x2, w2)
+    bad = _pick(ks.reduce_cols, ks.reduce_cols_serial, x2.size)(x2, w2, org, si, sf)
+    ks.means_from_origins(sf, org)
+    # Columns with a non-finite mean or moment: NaN or Inf taken, or values in
+    # range whose sums are not. The row kernels, which tell these apart block
+    # by block (and scale the latter), redo them from a transposed copy. Rare:
+    # one check of the output otherwise.
+    with np.errstate(invalid="ignore"):
+        redo = np.flatnonzero((si[0] > 0) & ~np.all(np.abs(sf[2:]) <= np.finfo(np.float64).max, axis=0))
+    if redo.size:
+        rx = np.ascontiguousarray(x2[:, redo].T)
+        rw = np.ascontiguousarray(w2[:, redo].T) if ks.weighted else w2
+        ri, rf, _ = _weighted_rows(ks, rx, rw)
+        si[:, redo] = ri
+        sf[:, redo] = rf
+    return si, sf, bad
+
+
+def weighted_moments(x, w, axes, skipna, order):
+    if not axes:
+        return _weighted_elementwise(x, w, skipna, order)
+    mode, x2, out_shape = plan(x, axes)
+    x2 = _as_read(x2)
+    ks = WK.kernels_for(order, w is not None, skipna)
+    w2 = _NO_WEIGHTS if w is None else _weights_laid_out(w, mode, axes, x2.shape)
+    if mode == "rows":
+        si, sf, bad = _weighted_rows(ks, x2, w2)
+    else:
+        si, sf, bad = _weighted_cols(ks, x2, w2)
+    _check_weight_tally(bad, w)
+    return _weighted_fields(si, sf, out_shape)
+
+
+def _merge_weighted(kind, a, b):
+    order = int(kind[len("weighted"):])
+    shape, a, b = _flat_broadcast(a, b)
+    size = a[0].size
+    ks = WK.kernels_for(order, True, False)
+    none = np.empty(0)
+    pad = [none] * (7 - len(a))
+    out = [np.empty(size, np.int64)] + [np.empty(size) for _ in range(len(a) - 1)]
+    merge_arrays = _pick(ks.merge_arrays, ks.merge_arrays_serial, size, PARALLEL_MIN_STREAM)
+    if merge_arrays(*a, *pad, *b, *pad, *out, *pad):
+        raise ValueError(COUNT_OVERFLOW)
+    return tuple(f.reshape(shape) for f in out)
+
+
+def _reduce_weighted(kind, fields, axes):
+    order = int(kind[len("weighted"):])
+    ndim = fields[0].ndim
+    kept = [i for i in range(ndim) if i not in axes]
+    out_shape = tuple(fields[0].shape[i] for i in kept)
+    perm = kept + list(axes)
+    m = int(np.prod(out_shape, dtype=np.int64))
+    k = int(np.prod([fields[0].shape[i] for i in axes], dtype=np.int64))
+    _check_count_sums(fields[:1], tuple(axes))
+    si = np.ascontiguousarray(fields[0].transpose(perm).reshape(1, m, k), dtype=np.int64)
+    sf = np.stack([f.transpose(perm).reshape(m, k) for f in fields[1:]]).astype(np.float64, copy=False)
+    ks = WK.kernels_for(order, True, False)
+    si_out, sf_out = np.empty((1, m), np.int64), np.empty((order + 2, m))
+    _pick(ks.reduce_state_rows, ks.reduce_state_rows_serial, m * k)(si, sf, si_out, sf_out)
+    return _weighted_fields(si_out, sf_out, out_shape)
