@@ -4,10 +4,13 @@ Loaded by the dispatch point only when a CuPy array is given, so importing
 ``fastmoments`` never imports CuPy. Nothing here copies data to the host or
 synchronizes: results are CuPy arrays on the current device and stream.
 
-Launches per call: ``moments``/``summarize`` one kernel, or two when a
-reduced slice is long enough to be split across blocks (partial states, then
-a merge); ``summarize_each`` two whatever the number of arrays; ``merge`` one
-ElementwiseKernel; ``reduce`` one kernel. Layouts that do not fit the
+Launches per call: ``moments``/``summarize``/``weighted_moments`` one
+kernel, or two when a reduced slice is long enough to be split across blocks
+(partial states, then a merge); ``summarize_each`` two whatever the number of
+arrays; ``merge`` one ElementwiseKernel; ``reduce`` one kernel.
+``weighted_moments`` with float or signed integer weights also reads back one
+flag (one synchronization) that its kernel sets for negative, NaN or
+infinite weights. Layouts that do not fit the
 kernels' three strided dimensions (see ``_layout``), and ``summarize_each``
 inputs that are neither C- nor F-contiguous, are first copied to contiguous
 memory (one more launch).
@@ -20,9 +23,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .._inputs import COUNT_OVERFLOW, check_dtype
+from .._inputs import COUNT_OVERFLOW, check_dtype, weights_error
+from .._pebay import empty_weighted, n_fields, order_of
 from . import _sources as src
-from ._layout import EACH_CHUNK, each_table, geometry
+from ._layout import EACH_CHUNK, each_table, geometry, plan_joint
 from ._layout import plan as _plan
 
 try:
@@ -30,7 +34,7 @@ try:
 except ImportError:  # only reachable by importing fastmoments.gpu directly
     cupy = None
 
-__all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "merge", "reduce"]
+__all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "weighted_moments", "merge", "reduce"]
 
 xp = cupy
 
@@ -240,7 +244,7 @@ def merge(kind, a, b, checked=True):
     _require()
     from . import _kernels
 
-    if kind not in ("moments", "summary"):
+    if kind not in src.MERGE_KERNELS:
         raise ValueError(f"unknown state kind {kind!r}")
     out = tuple(_kernels.merge_kernel(kind)(*a, *b))
     if checked and out[0].size:
@@ -277,6 +281,10 @@ def _check_count_sums(ints, axes):
 
 
 def _reduce_states(kind, fields, axes):
+    if kind.startswith("weighted"):
+        return _reduce_weighted_states(order_of(kind), fields, axes)
+    if kind not in ("moments", "summary"):
+        raise ValueError(f"unknown state kind {kind!r}")
     k = src.SUMMARY if kind == "summary" else src.MOMENTS
     shape = fields[0].shape
     if not axes:
@@ -291,4 +299,109 @@ def _reduce_states(kind, fields, axes):
     parts = tuple(cupy.ascontiguousarray(f.transpose(perm)) for f in fields)
     outs = _alloc(k, out_shape)
     _finalize(k, M, K, _NULL, 0, parts, outs)
+    return outs
+
+
+# -- weighted and higher-order moments (fm_weighted.cu) ----------------------------------
+
+
+def _walloc(order, shape):
+    return (cupy.empty(shape, np.int64),) + tuple(cupy.empty(shape, np.float64) for _ in range(n_fields(order) - 1))
+
+
+def _wptrs(fields):
+    """The seven pointer arguments of a weighted state (null beyond its order)."""
+    return tuple(fields) + (_NULL,) * (7 - len(fields))
+
+
+def _wfinalize(order, M, C, origin, parts, outs):
+    from . import _kernels
+
+    tpo = _finalize_tpo(C)
+    kern = _kernels.weighted_finalize_kernel(order, tpo)
+    grid = (M * tpo + THREADS - 1) // THREADS
+    kern((grid,), (THREADS,), (np.int64(M), np.int64(C), origin, *_wptrs(parts), *_wptrs(outs)))
+
+
+def weighted_moments(x, w, axes, skipna, order):
+    """(count, sum_weights, sum_weights2, mean, m2[, m3[, m4]]) of ``x`` over
+    ``axes`` in one pass, weighted by ``w`` (None: every value weighs 1); see
+    the protocol in ``fastmoments._dispatch``.
+
+    Weights are checked inside the kernel, which reads each of them anyway:
+    for float and signed integer weights it sets a device flag on a negative,
+    NaN or infinite weight, read back once after the launches (the one
+    synchronization); only when it is set are the weights scanned again, by
+    ``_inputs.weights_error``, for the message. Bool and unsigned weights
+    cannot be bad and are not checked, so those calls, and unweighted ones,
+    never synchronize.
+    """
+    _require()
+    if w is not None and w.shape != x.shape:
+        raise ValueError(f"weights of shape {w.shape} do not fit x of shape {x.shape}")
+    with x.device:
+        return _weighted_data(x, w, tuple(axes), bool(skipna), int(order))
+
+
+def _weighted_data(x, w, axes, skipna, order):
+    from . import _kernels
+
+    out_shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+    M = math.prod(out_shape)
+    K = math.prod(x.shape[i] for i in axes)
+    if M == 0 or K == 0:
+        return empty_weighted(cupy, out_shape, order)
+    strides = [tuple(s // x.itemsize for s in x.strides)]
+    if w is not None:
+        strides.append(tuple(s // w.itemsize for s in w.strides))
+    plans = plan_joint(x.shape, strides, axes)
+    if plans is None:
+        # Reduced axes that are not one strided run (in x and w alike): make
+        # them the contiguous tail of both.
+        kept = [i for i in range(x.ndim) if i not in axes]
+        perm = kept + list(axes)
+        x = cupy.ascontiguousarray(x.transpose(perm))
+        if w is not None:
+            w = cupy.ascontiguousarray(w.transpose(perm))
+        plans = plan_joint((M, K), [(K, 1)] * len(strides), (1,))
+    p = plans[0]
+    pw = plans[1] if w is not None else p._replace(sA=0, sB=0, sK=0)
+    outs = _walloc(order, out_shape)
+    segment, lane = _kernels.weighted_partial_kernels(x.dtype, None if w is None else w.dtype, order)
+    use_segment, C, chunk = geometry(p)
+    parts = outs if C == 1 else _walloc(order, (M * C,))
+    origin = _NULL if C == 1 else cupy.empty(M, np.float64)
+    checked = w is not None and w.dtype.kind not in "bu"
+    bad = cupy.zeros((), np.int32) if checked else None
+    args = (
+        x, _NULL if w is None else w,
+        np.int64(M), np.int64(p.B), np.int64(p.sA), np.int64(p.sB), np.int64(p.K), np.int64(p.sK),
+        np.int64(pw.sA), np.int64(pw.sB), np.int64(pw.sK), np.int32(skipna), np.int64(C), np.int64(chunk),
+        _NULL if bad is None else bad, origin, *_wptrs(parts),
+    )
+    if use_segment:
+        segment((M * C,), (THREADS,), args)
+    else:
+        lane((-(-M // 32), C), (32, THREADS // 32), args)
+    if C > 1:
+        _wfinalize(order, M, C, origin, parts, outs)
+    if bad is not None and bool(bad):
+        raise ValueError(weights_error(w, cupy) or "weights must be non-negative and finite")
+    return outs
+
+
+def _reduce_weighted_states(order, fields, axes):
+    shape = fields[0].shape
+    if not axes:
+        return tuple(f.copy() for f in fields)
+    kept = [i for i in range(len(shape)) if i not in axes]
+    out_shape = tuple(shape[i] for i in kept)
+    M = math.prod(out_shape)
+    K = math.prod(shape[i] for i in axes)
+    if M == 0 or K == 0:
+        return empty_weighted(cupy, out_shape, order)
+    perm = kept + list(axes)
+    parts = tuple(cupy.ascontiguousarray(f.transpose(perm)) for f in fields)
+    outs = _walloc(order, out_shape)
+    _wfinalize(order, M, K, _NULL, parts, outs)
     return outs

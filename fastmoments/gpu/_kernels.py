@@ -1,9 +1,11 @@
 """The CuPy kernels of the GPU wing, compiled on first use and cached.
 
 ``fm_reduce.cu`` (with ``fm_state.cuh`` inlined) becomes one small RawModule
-per (dtype, kind), so a first call compiles only what it needs; CuPy keeps the
-binaries in its on-disk cache. The merges are ElementwiseKernels whose
-preamble is ``fm_state.cuh``, the same device functions the reductions use.
+per (dtype, kind), and ``fm_weighted.cu`` (with ``fm_wstate.cuh``) one per
+(data dtype, weights dtype, order), so a first call compiles only what it
+needs; CuPy keeps the binaries in its on-disk cache. The merges are
+ElementwiseKernels whose preamble is ``fm_state.cuh`` or ``fm_wstate.cuh``,
+the same device functions the reductions use.
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ import cupy
 
 from . import _sources as src
 
-__all__ = ["partial_kernels", "each_kernel", "finalize_kernel", "merge_kernel"]
+__all__ = ["partial_kernels", "each_kernel", "finalize_kernel", "merge_kernel", "weighted_partial_kernels",
+           "weighted_finalize_kernel"]
 
 _OPTIONS = ("-std=c++17",)
 _modules: dict = {}
 _merges: dict = {}
 
 
-def _function(names: tuple[str, ...], name: str):
+def _function(names: tuple[str, ...], name: str, source=None):
     key = (cupy.cuda.runtime.getDevice(), names)
     mod = _modules.get(key)
     if mod is None:
-        mod = cupy.RawModule(code=src.read_source(), options=_OPTIONS, name_expressions=list(names))
+        code = src.read_source() if source is None else src.read_source(source)
+        mod = cupy.RawModule(code=code, options=_OPTIONS, name_expressions=list(names))
         _modules[key] = mod
     return mod.get_function(name)
 
@@ -44,6 +48,18 @@ def finalize_kernel(kind, tpo):
     return _function(names, src.finalize_name(kind, tpo))
 
 
+def weighted_partial_kernels(dtype, wdtype, order):
+    """(segment kernel, lane kernel) of fm_weighted.cu for data of ``dtype``,
+    weights of ``wdtype`` (None: unweighted) and ``order``."""
+    names = src.weighted_partial_names(dtype, wdtype, order)
+    return (_function(names, names[0], src.WEIGHTED_SOURCE), _function(names, names[1], src.WEIGHTED_SOURCE))
+
+
+def weighted_finalize_kernel(order, tpo):
+    names = tuple(src.weighted_finalize_name(order, t) for t in src.FINALIZE_TPO)
+    return _function(names, src.weighted_finalize_name(order, tpo), src.WEIGHTED_SOURCE)
+
+
 def merge_kernel(kind: str):
     """The ElementwiseKernel merging two field tuples of ``kind`` (broadcasting)."""
     k = _merges.get(kind)
@@ -54,7 +70,7 @@ def merge_kernel(kind: str):
             out_params,
             body,
             f"fastmoments_merge_{kind}",
-            preamble=src.read_source(src.STATE_HEADER),
+            preamble=src.read_source(src.MERGE_PREAMBLES[kind]),
             options=_OPTIONS,
         )
         _merges[kind] = k

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Plan", "plan", "Geometry", "geometry", "each_table"]
+__all__ = ["Plan", "plan", "plan_joint", "Geometry", "geometry", "each_table"]
 
 THREADS = 256  # FM_THREADS in fm_reduce.cu
 # Values per block of the segment kernel: 256 threads x 8 groups of FM_GROUP
@@ -45,18 +45,6 @@ class Plan(NamedTuple):
         return self.A * self.B
 
 
-def _coalesce(dims):
-    """Merge neighbours (n1, s1), (n2, s2) that step like one axis: s1 == n2 * s2."""
-    out: list[list[int]] = []
-    for n, s in dims:
-        if out and out[-1][1] == n * s:
-            out[-1][0] *= n
-            out[-1][1] = s
-        else:
-            out.append([n, s])
-    return [tuple(d) for d in out]
-
-
 def plan(shape, strides, axes) -> Plan | None:
     """The (A, B, K) view of reducing ``axes`` of an array, or None if there is none.
 
@@ -65,26 +53,48 @@ def plan(shape, strides, axes) -> Plan | None:
         strides: its strides in elements (not bytes).
         axes: the sorted axes to reduce.
     """
+    plans = plan_joint(shape, (strides,), axes)
+    return None if plans is None else plans[0]
+
+
+def _coalesce_joint(dims):
+    """Merge neighbours (n1, s1), (n2, s2) that step like one axis, s1 == n2 *
+    s2, in every array: dims are (n, (stride in array 1, in array 2, ...))."""
+    out: list[list] = []
+    for n, ss in dims:
+        if out and all(s1 == n * s2 for s1, s2 in zip(out[-1][1], ss)):
+            out[-1][0] *= n
+            out[-1][1] = ss
+        else:
+            out.append([n, ss])
+    return [(n, tuple(ss)) for n, ss in out]
+
+
+def plan_joint(shape, strides_list, axes) -> tuple[Plan, ...] | None:
+    """One plan per stride tuple in ``strides_list`` (arrays of one shape,
+    e.g. data and its weights, possibly broadcast with zero strides), all with
+    the same A, B and K, so that one thread reads element k of output o in
+    every array; None where no such common view exists. The reduced axes are
+    ordered by the first array's strides."""
     red = set(axes)
-    kept = [(n, s) for i, (n, s) in enumerate(zip(shape, strides)) if i not in red and n != 1]
+    dims = [(n, tuple(st[i] for st in strides_list)) for i, n in enumerate(shape)]
+    kept = [d for i, d in enumerate(dims) if i not in red and d[0] != 1]
     # Reduction order does not matter, so reduced axes go from the largest
     # stride to the smallest, which lets more of them coalesce.
-    reduced = sorted(
-        ((n, s) for i, (n, s) in enumerate(zip(shape, strides)) if i in red and n != 1),
-        key=lambda d: -abs(d[1]),
-    )
-    kept = _coalesce(kept)
-    reduced = _coalesce(reduced)
+    reduced = sorted((d for i, d in enumerate(dims) if i in red and d[0] != 1), key=lambda d: -abs(d[1][0]))
+    kept = _coalesce_joint(kept)
+    reduced = _coalesce_joint(reduced)
     if len(kept) > 2 or len(reduced) > 1:
         return None
-    K, sK = reduced[0] if reduced else (1, 0)
+    zero = (0,) * len(strides_list)
+    K, sK = reduced[0] if reduced else (1, zero)
     if len(kept) == 2:
         (A, sA), (B, sB) = kept
     elif len(kept) == 1:
-        (A, sA), (B, sB) = (1, 0), kept[0]
+        (A, sA), (B, sB) = (1, zero), kept[0]
     else:
-        A, sA, B, sB = 1, 0, 1, 0
-    return Plan(A, B, sA, sB, K, sK)
+        A, sA, B, sB = 1, zero, 1, zero
+    return tuple(Plan(A, B, sA[j], sB[j], K, sK[j]) for j in range(len(strides_list)))
 
 
 class Geometry(NamedTuple):

@@ -27,11 +27,21 @@ __all__ = [
     "finalize_name",
     "all_kernel_names",
     "MERGE_KERNELS",
+    "MERGE_PREAMBLES",
+    "WSTATE_HEADER",
+    "WEIGHTED_SOURCE",
+    "ORDERS",
+    "weight_ctype_of",
+    "weighted_partial_names",
+    "weighted_finalize_name",
+    "weighted_kernel_names",
 ]
 
 HERE = Path(__file__).resolve().parent
 STATE_HEADER = HERE / "fm_state.cuh"
 REDUCE_SOURCE = HERE / "fm_reduce.cu"
+WSTATE_HEADER = HERE / "fm_wstate.cuh"
+WEIGHTED_SOURCE = HERE / "fm_weighted.cu"
 
 # Storage type of each accepted dtype, as named in the kernels' templates, and
 # its code in the summarize_each table (FM_DT_* in fm_reduce.cu).
@@ -76,6 +86,36 @@ MERGE_KERNELS = {
         " nnf_out = r.nnf; nz_out = r.nz;",
     ),
 }
+
+ORDERS = (2, 3, 4)
+_WFIELDS = ("n", "w", "w2", "mean", "m2", "m3", "m4")
+
+
+def _weighted_merge(order: int):
+    """The merge ElementwiseKernel of kind ``weighted<order>``."""
+    names = _WFIELDS[: 3 + order]
+
+    def params(suffix, out=False):
+        return ", ".join(f"{'int64' if f == 'n' else 'float64'} {f}{suffix}" for f in names)
+
+    def args(suffix):
+        return ", ".join(f"{f}{suffix}" if f in names else "0.0" for f in _WFIELDS)
+
+    body = (
+        f"fm_wstate<{order}> r = fm_wmerge_ew<{order}>({args('a')}, {args('b')});"
+        " n_out = r.n; w_out = r.w; w2_out = r.w2; mean_out = r.mean; m2_out = r.m[0];"
+        + (" m3_out = r.m[1];" if order >= 3 else "")
+        + (" m4_out = r.m[2];" if order >= 4 else "")
+    )
+    return (f"{params('a')}, {params('b')}", params("_out", True), body)
+
+
+for _order in ORDERS:
+    MERGE_KERNELS[f"weighted{_order}"] = _weighted_merge(_order)
+del _order
+
+# The preamble (a header, inlined) of each merge ElementwiseKernel.
+MERGE_PREAMBLES = {kind: WSTATE_HEADER if kind.startswith("weighted") else STATE_HEADER for kind in MERGE_KERNELS}
 
 _INCLUDE = re.compile(r'^#include "([^"]+)"\s*$', re.M)
 
@@ -143,4 +183,45 @@ def all_kernel_names() -> list[str]:
     for kind in (MOMENTS, SUMMARY):
         for tpo in FINALIZE_TPO:
             names.append(finalize_name(kind, tpo))
+    return names
+
+
+# -- weighted and higher-order moments (fm_weighted.cu) -------------------------------
+
+
+def weight_ctype_of(wdtype) -> str:
+    """The C type the weighted kernels read weights of ``wdtype`` as; None: no weights."""
+    return "fm_unit" if wdtype is None else ctype_of(wdtype)
+
+
+def weighted_partial_names(dtype, wdtype, order: int) -> tuple[str, str]:
+    """Name expressions of the weighted segment and lane kernels for data of
+    ``dtype``, weights of ``wdtype`` (None: unweighted) and ``order``."""
+    t, tw = ctype_of(dtype), weight_ctype_of(wdtype)
+    return (f"fm_wsegment_partial<{t}, {tw}, {order}>", f"fm_wlane_partial<{t}, {tw}, {order}>")
+
+
+def weighted_finalize_name(order: int, tpo: int) -> str:
+    return f"fm_wfinalize<{order}, {tpo}>"
+
+
+def weighted_kernel_names(full: bool = False) -> list[str]:
+    """Kernel instantiations of fm_weighted.cu. ``full``: every one the GPU
+    wing may ask for (12 data x 13 weight types x 3 orders, compiled lazily
+    one (data, weights, order) module at a time); otherwise a covering sample
+    for compile checks: every data type with float64 weights and without,
+    every weight type with float64 data, each at every order, and every
+    finalize."""
+    wtypes = [None, *CTYPES]
+    if full:
+        combos = [(dt, wt) for dt in CTYPES for wt in wtypes]
+    else:
+        f64 = np.dtype(np.float64)
+        combos = [(dt, wt) for dt in CTYPES for wt in (None, f64)] + [(f64, wt) for wt in CTYPES if wt != f64]
+    names = []
+    for order in ORDERS:
+        for dt, wt in combos:
+            names.extend(weighted_partial_names(dt, wt, order))
+        for tpo in FINALIZE_TPO:
+            names.append(weighted_finalize_name(order, tpo))
     return names
