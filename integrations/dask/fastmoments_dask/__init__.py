@@ -171,6 +171,12 @@ def _align_weights(weights, darr, axes):
     else:
         target, ind = darr.chunks, inds
         fits = _same(w.shape, darr.shape)
+    if not fits and _unknown(sum(target, ())):
+        raise ValueError(
+            f"x has unknown chunk sizes (shape {darr.shape}): give the weights as a Dask "
+            "array of the same chunks (e.g. indexed by the same mask), or call "
+            "x.compute_chunk_sizes() first"
+        )
     if not fits:
         hint = (
             f" or 1-D of length {darr.shape[axes[0]]} along the reduced axis"
