@@ -172,6 +172,18 @@ def test_fsum_reference_offset_data():
     assert m4 == pytest.approx(math.fsum(w * d**4), rel=1e-10)
 
 
+def test_shifted_and_two_pass_blocks_agree():
+    # Blocks after the first sum about the previous block's mean where it is
+    # near theirs, else take two passes: sorted data (far shifts, every block
+    # two-pass), i.i.d. data (shifted) and a level change midway both match.
+    base = RNG.normal(size=200_000) * 2 + 50
+    w = RNG.random(base.size)
+    for x in (np.sort(base), base, np.concatenate([base[:100_000], base[100_000:] + 1e4])):
+        assert_close(wm(x, w), reference(x, w), rtol=1e-11)
+        assert_close(wm(x.reshape(40, -1), w.reshape(40, -1), (1,)),
+                     reference(x.reshape(40, -1), w.reshape(40, -1), (1,)), rtol=1e-11)
+
+
 def test_integer_weights_equal_repeated_values():
     x = RNG.normal(size=30_000) * 4 + 2
     w = RNG.integers(0, 4, size=x.size)
