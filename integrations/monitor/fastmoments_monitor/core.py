@@ -1,0 +1,531 @@
+"""MonitorCore: the framework-free part of a gradient monitor.
+
+An adapter for a framework (``fastmoments_chainer``, a PyTorch one...) needs
+only two things of its own:
+
+- a *hook* that, once per update, hands :meth:`MonitorCore.observe` the
+  current gradients (and values) as NumPy or CuPy arrays, in the order of the
+  entries given to :meth:`MonitorCore.set_entries`;
+- a *reporter* that sends :attr:`Report.values` where the framework's logs
+  go, after :meth:`MonitorCore.report`.
+
+Everything else lives here: interval pooling (:class:`~.pool.IntervalPool`),
+the statistics (:mod:`.stats`), the alert rules (:mod:`.alerts`) including
+dead layers and where non-finite values started, the history for plots, and
+a JSON-able state for snapshots::
+
+    core = MonitorCore(prefix="grad")
+    core.set_entries([("grad", "l1/W"), ("grad", "l1/b"), ...], forward_order=["l1", "l2"])
+    for it, batch in enumerate(batches, 1):
+        ...backward...
+        core.observe([p.grad for p in params], iteration=it)
+        if it % 100 == 0:
+            report = core.report(it)          # a Report; report.values is a flat dict
+            log(report.values)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+
+import fastmoments
+
+from . import alerts as alerts_mod
+from .pool import NONE, IntervalPool, empty_summary
+from .stats import STATS, derive, sum_of_squares
+
+__all__ = ["MonitorCore", "Report", "STATE_VERSION"]
+
+STATE_VERSION = 2
+
+#: Alert kind -> the letter of :meth:`Report.flags`.
+FLAGS = {"vanishing": "V", "exploding": "X", "dead": "D", "nonfinite": "N", "skipped": "S"}
+
+
+class Report:
+    """What one report saw, kept as ``last_report`` for tables and plots.
+
+    Attributes:
+        serial: 1 for the first report, then 2, ...
+        iteration: the iteration of the report.
+        first_iteration: the first iteration of its interval.
+        iterations: how many iterations the interval held.
+        rows: one dict per monitored array: ``path``, ``kind`` ('grad' or
+            'param'), ``layer``, ``shape``, ``dtype`` and every statistic of
+            :data:`fastmoments_monitor.stats.STATS`.
+        layers: per gradient layer, in forward order where known: ``layer``,
+            ``norm``, ``maxabs``, ``zeros`` (fraction of exact zeros),
+            ``nonfinite`` (count) and ``first_bad`` (first iteration of the
+            interval with NaN/Inf, or None).
+        total_norm: the norm of all monitored gradients.
+        nonfinite_origin: None, or where this interval's NaN/Inf started:
+            ``{'layer', 'iteration', 'order'}``, ``layer`` the first layer
+            that had them in backward order (closest to the loss) at
+            ``iteration``, the first iteration that had any; ``order`` all
+            affected layers as ``(layer, first iteration)`` in that order.
+        alerts: the :class:`~fastmoments_monitor.alerts.Alert` s raised.
+        values: the flat dict of reported values.
+    """
+
+    def __init__(self, **kw):
+        self.nonfinite_origin = None
+        self.__dict__.update(kw)
+
+    def flags(self, layer: str) -> str:
+        """Letters for a layer's alerts: V vanishing, X exploding, D dead, N non-finite, S skipped."""
+        got = set()
+        for a in self.alerts:
+            if a.kind in ("nonfinite", "skipped"):
+                hit = any(alerts_mod.layer_of(p) == layer for p in a.layer.split(", "))
+            else:
+                hit = a.layer == layer
+            if hit and a.kind in FLAGS:
+                got.add(FLAGS[a.kind])
+        return "".join(sorted(got))
+
+
+@dataclasses.dataclass
+class _Entry:
+    kind: str
+    path: str
+    layer: str
+
+
+class MonitorCore:
+    """Per-array statistics pooled exactly over report intervals, alerts and history.
+
+    Reported keys are ``{prefix}/{path}/{stat}`` and the totals
+    ``{prefix}/norm`` and ``{prefix}/nonfinite`` (per kind: ``prefix`` for
+    gradients, ``value_prefix`` for parameter values); with alert rules also
+    ``{prefix}/alerts/vanishing|exploding|dead`` (numbers of layers) and
+    ``{prefix}/{layer}/vanishing|exploding|dead`` (1.0) for the layers that
+    fired, and ``{prefix}/nonfinite_first_iteration`` when NaN/Inf appeared.
+
+    Args:
+        stats: statistic names to report (default: all of :data:`STATS`).
+        prefix: key prefix of gradient statistics.
+        value_prefix: key prefix of value statistics.
+        nonfinite_alert: add a 'nonfinite' alert at each report whose
+            interval had NaN/Inf (adapters that skip or raise per update say False).
+        alerts: an :class:`~.alerts.AlertRules`, or None for no vanishing,
+            exploding or dead alerts.
+        warn: emit alerts as :class:`~.alerts.GradientAlert` warnings.
+        history: how many reports to keep for plots (0: none).
+    """
+
+    def __init__(self, *, stats=None, prefix="grad", value_prefix="param", nonfinite_alert=True,
+                 alerts=alerts_mod.AlertRules(), warn=True, history=1000):
+        stats = STATS if stats is None else (stats,) if isinstance(stats, str) else tuple(stats)
+        bad = [s for s in stats if s not in STATS]
+        if bad or not stats:
+            raise ValueError(f"unknown statistics {bad}; choose from {STATS}")
+        if alerts is not None and not isinstance(alerts, alerts_mod.AlertRules):
+            raise TypeError("alerts must be an AlertRules or None")
+        if int(history) < 0:
+            raise ValueError(f"history must be >= 0, got {history}")
+        self.stats = stats
+        self.prefix = {"grad": prefix, "param": value_prefix}
+        self.nonfinite_alert = nonfinite_alert
+        self.rules = alerts
+        self.warn = warn
+        self.history_len = int(history)
+        self.entries = None           # [_Entry]
+        self.pool = None
+        self.forward_order = None     # layers in forward order, if the adapter knows it
+        self._pending_state = None
+        self.last_report = None
+        self.history = []             # [dict]: see _history_entry
+        self.layer_norms = {}         # layer -> past report norms (running median)
+        self.worst = {}               # layer -> [largest finite norm of the run, its report's iteration]
+        self.last_finite = {}         # layer -> [iteration, norm, maxabs] of its latest report without NaN/Inf
+        self.dead_since = {}          # layer -> first iteration of its current dead streak
+        self.events = {}              # 'nonfinite': {iteration, layer}; 'exploding': [first, last]
+        self.iteration = 0
+        self.serial = 0
+        self._interval_alerts = []
+        self.first_iteration = None
+
+    # -- entries ------------------------------------------------------------------
+    def set_entries(self, entries, forward_order=None):
+        """Declare the monitored arrays: ``[(kind, path)]``, kind 'grad' or 'param'.
+
+        ``path`` names the array (``'predictor/l1/W'``); its layer is the path
+        without the last component. ``forward_order`` lists layers in the
+        order the forward pass runs them (backward runs them in reverse); when
+        None, the order of the entries is taken for it.
+
+        Starts a new interval; a saved state loaded before is applied now.
+        """
+        entries = [_Entry(k, p, alerts_mod.layer_of(p)) for k, p in entries]
+        if not entries:
+            raise ValueError("no parameter matches the selection")
+        self.entries = entries
+        if forward_order is not None:
+            self.forward_order = list(forward_order)
+        self.pool = IntervalPool(len(entries), scale_mask=[e.kind == "grad" for e in entries])
+        self.first_iteration = None
+        if self._pending_state is not None:
+            self._load_interval(self._pending_state)
+            self._pending_state = None
+
+    @property
+    def n_iter(self):
+        """Iterations observed in the current interval (a loaded, not yet applied state's too)."""
+        if self._pending_state is not None:
+            return int(self._pending_state["n_iter"])
+        return self.pool.n_iter if self.pool is not None else 0
+
+    def layer_rank(self):
+        """layer -> its position in forward order (entries' order for layers not in ``forward_order``)."""
+        rank = {}
+        for name in self.forward_order or ():
+            rank.setdefault(name, len(rank))
+        base = len(rank)
+        for e in self.entries or ():
+            if e.layer not in rank:
+                rank[e.layer] = base + len(rank)
+        return rank
+
+    # -- per iteration ---------------------------------------------------------------
+    def observe(self, arrays, iteration=None, *, like=None, loss_scale=None, check=False):
+        """Summarize this iteration's arrays (one per entry, None if missing).
+
+        Args:
+            arrays: NumPy or CuPy arrays in the order of the entries.
+            iteration: the iteration number (default: count of calls).
+            like: ``i -> array`` on the device of missing array ``i`` (optional).
+            loss_scale: divide the gradients' statistics by this.
+            check: read the non-finite counts to the host (one synchronization).
+
+        Returns:
+            Under ``check``: a dict path -> count of non-finite gradient
+            values (empty if none). Otherwise an empty dict, read from nothing.
+        """
+        self.iteration = self.iteration + 1 if iteration is None else int(iteration)
+        if self.first_iteration is None:
+            self.first_iteration = self.iteration
+        counts = self.pool.add(arrays, self.iteration, like=like, loss_scale=loss_scale, check=check)
+        if counts is None or not counts.any():
+            return {}
+        bad = {}
+        for j in self.backward_sorted(np.flatnonzero(counts)):
+            e = self.entries[j]
+            if e.kind == "grad":
+                bad[e.path] = int(counts[j])
+        return bad
+
+    def backward_sorted(self, indices):
+        """Entry indices sorted in backward order: the layer closest to the loss first."""
+        rank = self.layer_rank()
+        return sorted((int(i) for i in indices), key=lambda i: (-rank[self.entries[i].layer], i))
+
+    def add_alert(self, alert):
+        """An alert of the adapter's (e.g. a skipped update), kept with the interval."""
+        self._interval_alerts.append(alert)
+        if self.warn:
+            warnings.warn(alert.message(), alerts_mod.GradientAlert, stacklevel=3)
+
+    # -- report ----------------------------------------------------------------------
+    def compute(self):
+        """The current interval's pooled Summary and derived statistics, without reporting."""
+        pooled, first_bad = self.pool.collect()
+        return derive(pooled, self.pool.n_obs), pooled, first_bad
+
+    def report(self, iteration=None, describe=None):
+        """Close the interval: statistics, alerts, history; start a new interval.
+
+        Args:
+            iteration: the iteration to name in messages (default: the last observed).
+            describe: ``i -> (shape, dtype)`` of entry ``i`` for the table (optional).
+
+        Returns:
+            The :class:`Report` (also ``last_report``), or None if nothing was observed.
+        """
+        if self.entries is None or self.n_iter == 0:
+            return None
+        pool = self.pool
+        iteration = self.iteration if iteration is None else int(iteration)
+        st, pooled, first_bad = self.compute()
+        sq = sum_of_squares(pooled)
+        values, rows = {}, []
+        for e, ent in enumerate(self.entries):
+            if not pool.n_obs[e]:
+                continue  # never present all interval: nothing to report
+            pre = self.prefix[ent.kind]
+            for name in self.stats:
+                values[f"{pre}/{ent.path}/{name}"] = float(st[name][e])
+            shape, dtype = describe(e) if describe is not None else (None, None)
+            row = {"path": ent.path, "kind": ent.kind, "layer": ent.layer, "shape": shape, "dtype": dtype}
+            row.update({name: float(st[name][e]) for name in STATS})
+            rows.append(row)
+        kinds = []
+        for e in self.entries:
+            if e.kind not in kinds:
+                kinds.append(e.kind)
+        for kind in kinds:
+            mask = np.array([e.kind == kind for e in self.entries])
+            pre = self.prefix[kind]
+            values[f"{pre}/norm"] = math.sqrt(float(sq[mask].sum()) / pool.n_iter)
+            values[f"{pre}/nonfinite"] = float(pooled.n_nonfinite[mask].sum())
+        layers, total_norm = self._layers(st, sq, pooled, first_bad)
+        origin = self._origin(layers)
+        gp = self.prefix["grad"]
+        found = list(self._interval_alerts)
+        if origin is not None:
+            values[f"{gp}/nonfinite_first_iteration"] = float(origin["iteration"])
+            self.events.setdefault("nonfinite", {"iteration": origin["iteration"], "layer": origin["layer"]})
+            if self.nonfinite_alert:
+                found.append(self._nonfinite_alert(iteration, rows, origin))
+        if self.rules is not None:
+            for x in layers:  # dead streaks, for the messages
+                if x["nonfinite"] == 0 and self.rules.dead_fraction is not None \
+                        and x["zeros"] >= self.rules.dead_fraction:
+                    self.dead_since.setdefault(x["layer"], self.first_iteration)
+                else:
+                    self.dead_since.pop(x["layer"], None)
+            found += alerts_mod.evaluate(
+                iteration, [x["layer"] for x in layers], np.array([x["norm"] for x in layers]),
+                np.array([x["nonfinite"] for x in layers]), total_norm, self.layer_norms, self.rules,
+                zeros=np.array([x["zeros"] for x in layers]), dead_since=self.dead_since,
+                after=self._what_preceded())
+            for kind in ("vanishing", "exploding", "dead"):
+                hit = [a for a in found if a.kind == kind]
+                values[f"{gp}/alerts/{kind}"] = float(len(hit))
+                for a in hit:
+                    values[f"{gp}/{a.layer}/{kind}"] = 1.0
+            if any(a.kind == "exploding" for a in found):
+                span = self.events.setdefault("exploding", [self.first_iteration, iteration])
+                span[1] = iteration
+        else:
+            self.dead_since = {}
+        window = max(self.rules.window if self.rules else 1, 1)
+        for x in layers:
+            past = self.layer_norms.setdefault(x["layer"], [])
+            past.append(x["norm"])
+            del past[:-window]
+            if math.isfinite(x["norm"]) and x["nonfinite"] == 0:
+                self.last_finite[x["layer"]] = [iteration, x["norm"], x["maxabs"]]
+                w = self.worst.get(x["layer"])
+                if w is None or x["norm"] > w[0]:
+                    self.worst[x["layer"]] = [x["norm"], iteration]
+        if self.history_len:
+            self.history.append(self._history_entry(iteration, layers, found))
+            del self.history[: max(len(self.history) - self.history_len, 0)]
+        self.serial += 1
+        self.last_report = Report(serial=self.serial, iteration=iteration,
+                                  first_iteration=self.first_iteration, iterations=pool.n_iter,
+                                  rows=rows, layers=layers, total_norm=total_norm,
+                                  nonfinite_origin=origin, alerts=found, values=values)
+        if self.warn:
+            for a in found:
+                if a.kind != "skipped":  # warned at the update already
+                    warnings.warn(a.message(), alerts_mod.GradientAlert, stacklevel=3)
+        self.reset_interval()
+        return self.last_report
+
+    def reset_interval(self):
+        if self.pool is not None:
+            self.pool.reset()
+        self.first_iteration = None
+        self._interval_alerts = []
+
+    def _layers(self, st, sq, pooled, first_bad):
+        order, acc = [], {}
+        n_obs = self.pool.n_obs
+        for e, ent in enumerate(self.entries):
+            if ent.kind != "grad" or not n_obs[e]:
+                continue
+            name = ent.layer
+            if name not in acc:
+                order.append(name)
+                acc[name] = [0.0, 0.0, 0, 0, 0, 0, NONE]
+            a = acc[name]
+            a[0] += float(sq[e])
+            lo, hi = st["min"][e], st["max"][e]
+            if np.isfinite(lo):
+                a[1] = max(a[1], abs(float(lo)), abs(float(hi)))
+            a[2] += int(pooled.n_nonfinite[e])
+            a[3] = max(a[3], int(n_obs[e]))
+            a[4] += int(pooled.n_zero[e])
+            a[5] += int(pooled.count[e]) + int(pooled.n_nonfinite[e])
+            a[6] = min(a[6], int(first_bad[e]))
+        rank = self.layer_rank()
+        order.sort(key=lambda n: rank[n])
+        layers = [{"layer": n, "norm": math.sqrt(acc[n][0] / acc[n][3]) if acc[n][3] else math.nan,
+                   "maxabs": acc[n][1], "nonfinite": acc[n][2],
+                   "zeros": acc[n][4] / acc[n][5] if acc[n][5] else math.nan,
+                   "first_bad": None if acc[n][6] == NONE else acc[n][6]} for n in order]
+        total = math.sqrt(sum(acc[n][0] for n in order) / max(self.pool.n_iter, 1))
+        return layers, total
+
+    def _origin(self, layers):
+        """Where this interval's NaN/Inf started: first iteration, then the layer closest to the loss."""
+        rank = self.layer_rank()
+        hit = [x for x in layers if x["nonfinite"] and x["first_bad"] is not None]
+        if not hit:
+            return None
+        hit.sort(key=lambda x: (x["first_bad"], -rank[x["layer"]]))
+        return {"layer": hit[0]["layer"], "iteration": hit[0]["first_bad"],
+                "order": [(x["layer"], x["first_bad"]) for x in hit]}
+
+    def _nonfinite_alert(self, iteration, rows, origin):
+        rank = self.layer_rank()
+        bad = [r for r in rows if r["kind"] == "grad" and r["nonfinite"]]
+        bad.sort(key=lambda r: -rank[r["layer"]])
+        counts = ", ".join(f"{r['path']} ({int(r['nonfinite'])})" for r in bad)
+        then = [f"{name} (iteration {it})" for name, it in origin["order"][1:]]
+        text = (f"NaN/Inf first at iteration {origin['iteration']} in {origin['layer']!r}, the first "
+                f"layer in backward order (closest to the loss)")
+        if then:
+            text += "; then " + ", ".join(then)
+        text += f"; iterations {self.first_iteration}-{iteration}: {counts}"
+        return alerts_mod.Alert(iteration, ", ".join(r["path"] for r in bad), "nonfinite",
+                                float(sum(r["nonfinite"] for r in bad)), 0.0, text)
+
+    def _what_preceded(self):
+        said = []
+        if "exploding" in self.events:
+            a, b = self.events["exploding"]
+            said.append(f"exploding gradients at iterations {a}-{b}")
+        if "nonfinite" in self.events:
+            ev = self.events["nonfinite"]
+            said.append(f"NaN/Inf from iteration {ev['iteration']} (first in {ev['layer']!r})")
+        return ("after " + " and ".join(said)) if said else ""
+
+    def _history_entry(self, iteration, layers, found):
+        status = {}
+        for a in found:
+            if a.kind in ("vanishing", "exploding", "dead"):
+                status.setdefault(a.layer, a.kind)
+        return {
+            "iteration": iteration,
+            "first": self.first_iteration,
+            "norm": {x["layer"]: x["norm"] for x in layers},
+            "maxabs": {x["layer"]: x["maxabs"] for x in layers},
+            "zeros": {x["layer"]: x["zeros"] for x in layers},
+            "nonfinite": {x["layer"]: x["nonfinite"] for x in layers},
+            "first_bad": {x["layer"]: x["first_bad"] for x in layers if x["first_bad"] is not None},
+            "status": status,
+            # The follow-up that adds magnitude histograms to fastmoments'
+            # Summary fills this with {layer: counts per binary exponent};
+            # plot.py draws it as a heatmap when present.
+            "histogram": None,
+        }
+
+    def diagnosis(self) -> str:
+        """One line saying what went wrong in the run so far ("no alerts" if nothing)."""
+        parts = []
+        if "exploding" in self.events:
+            a, b = self.events["exploding"]
+            worst = max(self.worst.items(), key=lambda kv: kv[1][0], default=None)
+            w = f" (largest norm {worst[1][0]:.3g} in {worst[0]} at iteration {worst[1][1]})" if worst else ""
+            parts.append(f"exploding gradients at iterations {a}-{b}{w}")
+        if "nonfinite" in self.events:
+            ev = self.events["nonfinite"]
+            parts.append(f"NaN/Inf from iteration {ev['iteration']}, first in {ev['layer']}")
+        if self.dead_since:
+            names = sorted(self.dead_since, key=lambda n: self.layer_rank().get(n, 0))
+            parts.append(f"dead: {', '.join(names)} (since iteration {min(self.dead_since.values())})")
+        last = self.last_report
+        if last is not None:
+            van = [a.layer for a in last.alerts if a.kind == "vanishing"]
+            if van:
+                parts.append(f"vanishing: {', '.join(van)}")
+        return "; ".join(parts) if parts else "no alerts"
+
+    def plot_data(self):
+        """What :func:`fastmoments_monitor.plot.plot_gradient_flow` draws."""
+        rank = self.layer_rank()
+        seen = []
+        for h in self.history:
+            for n in h["norm"]:
+                if n not in seen:
+                    seen.append(n)
+        seen.sort(key=lambda n: rank.get(n, len(rank)))
+        return {"layers": seen, "history": list(self.history),
+                "worst": {k: tuple(v) for k, v in self.worst.items()},
+                "last_finite": {k: tuple(v) for k, v in self.last_finite.items()},
+                "dead_since": dict(self.dead_since), "events": dict(self.events),
+                "alerts": list(self.last_report.alerts) if self.last_report else [],
+                "diagnosis": self.diagnosis()}
+
+    # -- snapshot / resume ------------------------------------------------------------
+    def state(self) -> dict:
+        """A JSON-able dict of everything a resumed run needs (the running interval included)."""
+        interval = {}
+        if self.entries is not None:
+            pooled, first_bad = self.pool.collect()
+            interval = {
+                "entries": [[e.kind, e.path] for e in self.entries],
+                "fields": {f: getattr(pooled, f).tolist() for f in type(pooled)._fields},
+                "n_obs": self.pool.n_obs.tolist(),
+                "n_iter": self.pool.n_iter,
+                "first_bad": first_bad.tolist(),
+            }
+        return {
+            "version": STATE_VERSION,
+            **interval,
+            "first_iteration": self.first_iteration,
+            "iteration": self.iteration,
+            "serial": self.serial,
+            "layer_norms": self.layer_norms,
+            "history": self.history,
+            "worst": self.worst,
+            "last_finite": self.last_finite,
+            "dead_since": self.dead_since,
+            "events": self.events,
+            "forward_order": self.forward_order,
+            "alerts": [dataclasses.astuple(a) for a in self._interval_alerts],
+        }
+
+    def load_state(self, state: dict):
+        """Restore :meth:`state` (version 1, the Chainer monitor's first format, too)."""
+        self.first_iteration = state["first_iteration"]
+        self.iteration = state["iteration"]
+        self.serial = state["serial"]
+        self.layer_norms = {k: list(v) for k, v in state["layer_norms"].items()}
+        self.history = [h if isinstance(h, dict) else _history_v1(h) for h in state["history"]]
+        self.worst = {k: list(v) for k, v in state.get("worst", {}).items()}
+        self.last_finite = {k: list(v) for k, v in state.get("last_finite", {}).items()}
+        self.dead_since = dict(state.get("dead_since", {}))
+        self.events = dict(state.get("events", {}))
+        if state.get("forward_order"):
+            self.forward_order = list(state["forward_order"])
+        self._interval_alerts = [alerts_mod.Alert(*a) for a in state.get("alerts", [])]
+        if "entries" not in state or not state["entries"]:
+            return
+        if self.entries is None:
+            self._pending_state = state
+        else:
+            self._load_interval(state)
+
+    def _load_interval(self, state):
+        n = len(self.entries)
+        where = {(k, p): i for i, (k, p) in enumerate(state["entries"])}
+        template = empty_fields = [np.array(f, copy=True) for f in empty_summary(n).fields]
+        names = fastmoments.Summary._fields
+        n_obs = np.zeros(n, np.int64)
+        first_bad = np.full(n, NONE, np.int64)
+        saved_fb = state.get("first_bad")
+        for e, ent in enumerate(self.entries):
+            i = where.get((ent.kind, ent.path))
+            if i is None:
+                continue
+            for f, name in zip(empty_fields, names):
+                if name in state["fields"]:
+                    f[e] = state["fields"][name][i]
+            n_obs[e] = state["n_obs"][i]
+            if saved_fb is not None:
+                first_bad[e] = saved_fb[i]
+        self.pool.load(fastmoments.Summary._wrap(tuple(template)), n_obs, state["n_iter"], first_bad)
+        self.first_iteration = state["first_iteration"]
+
+
+def _history_v1(entry):
+    it, norms, maxabs = entry
+    return {"iteration": it, "first": None, "norm": dict(norms), "maxabs": dict(maxabs), "zeros": {},
+            "nonfinite": {}, "first_bad": {}, "status": {}, "histogram": None}

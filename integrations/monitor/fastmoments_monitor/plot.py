@@ -1,0 +1,262 @@
+"""Gradient-flow PNG that tells the story of a run.
+
+Left, per layer (input at the top, the loss side at the bottom): the norm
+of its latest report without NaN/Inf as a bar, the largest norm of the run
+as a diamond, and the layer's state in its label (dead since, NaN/Inf from,
+vanishing, exploding), coloured. Right: every layer's norm at each report;
+a report whose norm is 0 (a dead layer) is drawn on a "0" floor line
+instead of being left out, reports with NaN/Inf get a star, and vertical
+lines mark where the run's explosion, first NaN/Inf and dead layers began.
+The figure's subtitle is the monitor's one-line diagnosis.
+
+Panels are a list (:func:`panels_for`): the magnitude-histogram heatmap
+(layers by binary exponent) joins them when the reports carry histograms,
+which needs fastmoments' Summary to gain them first (its ``histogram``
+history field is None until then).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+__all__ = ["plot_gradient_flow", "panels_for", "draw_magnitude_heatmap", "STATUS_COLOURS"]
+
+STATUS_COLOURS = {"ok": "tab:blue", "vanishing": "tab:orange", "exploding": "tab:red",
+                  "dead": "dimgray", "nonfinite": "darkviolet"}
+
+
+def _normalize(source, alerts):
+    """Plot data from a monitor (``plot_data()``) or a bare history list."""
+    if hasattr(source, "plot_data"):
+        return source.plot_data()
+    history = []
+    for h in source:
+        if not isinstance(h, dict):  # (iteration, norms, maxabs): the first format
+            it, norms, maxabs = h
+            h = {"iteration": it, "norm": dict(norms), "maxabs": dict(maxabs), "zeros": {},
+                 "nonfinite": {}, "first_bad": {}, "status": {}, "histogram": None}
+        history.append(h)
+    layers, worst, last = [], {}, {}
+    for h in history:
+        for n, v in h["norm"].items():
+            if n not in layers:
+                layers.append(n)
+            if math.isfinite(v) and not h["nonfinite"].get(n):
+                last[n] = (h["iteration"], v, h["maxabs"].get(n, math.nan))
+                if n not in worst or v > worst[n][0]:
+                    worst[n] = (v, h["iteration"])
+    return {"layers": layers, "history": history, "worst": worst, "last_finite": last,
+            "dead_since": {}, "events": {}, "alerts": list(alerts), "diagnosis": ""}
+
+
+def _status(data):
+    """layer -> (state, label suffix) for the latest report."""
+    out = {}
+    last = data["history"][-1] if data["history"] else None
+    for n in data["layers"]:
+        state, text = "ok", ""
+        if last is not None:
+            if last["nonfinite"].get(n):
+                state = "nonfinite"
+                fb = last["first_bad"].get(n)
+                text = f"NaN/Inf from it {fb}" if fb is not None else "NaN/Inf"
+            else:
+                state = last["status"].get(n, "ok")
+                if state == "dead":
+                    since = data["dead_since"].get(n)
+                    z = last["zeros"].get(n)
+                    text = "dead" + (f" since it {since}" if since is not None else "") \
+                        + (f", {z:.0%} zeros" if z is not None else "")
+                elif state != "ok":
+                    text = state
+        for a in data["alerts"]:
+            if a.layer == n and a.kind in STATUS_COLOURS and state == "ok":
+                state, text = a.kind, a.kind
+        ev = data["events"].get("nonfinite")
+        if ev and ev["layer"] == n:
+            text = (text + "; " if text else "") + f"first NaN/Inf (it {ev['iteration']})"
+        out[n] = (state, text)
+    return out
+
+
+def _pos(v):
+    return v if v is not None and v > 0 and math.isfinite(v) else math.nan
+
+
+def _draw_layers(ax, data, status):
+    import numpy as np
+
+    layers = data["layers"]
+    y = np.arange(len(layers))
+    last = [data["last_finite"].get(n) for n in layers]
+    worst = [data["worst"].get(n) for n in layers]
+    vals = [_pos(v[1]) if v else math.nan for v in last] + [_pos(w[0]) if w else math.nan for w in worst]
+    finite = [v for v in vals if v == v]
+    lo = min(finite) if finite else 1e-8
+    hi = max(finite) if finite else 1.0
+    floor = lo / 30
+    ax.set_xscale("log")
+    ax.set_xlim(floor / 3, hi * 30)
+    for i, n in enumerate(layers):
+        state, _ = status[n]
+        colour = STATUS_COLOURS.get(state, "tab:blue")
+        v = last[i]
+        if v is not None and _pos(v[1]) == _pos(v[1]):
+            ax.barh(i, v[1] - floor / 3, left=floor / 3, height=0.6, color=colour, alpha=0.85)
+            ax.annotate(f"{v[1]:.2g} @ it {v[0]}", (v[1], i), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=7)
+        elif v is not None:  # latest finite norm is 0: a dead layer
+            ax.plot([floor], [i], marker="x", color=colour, ms=8, mew=2)
+            ax.annotate(f"0 @ it {v[0]}", (floor, i), xytext=(6, 0), textcoords="offset points",
+                        va="center", fontsize=7, color=colour)
+        else:  # never finite
+            ax.annotate("no finite report", (floor, i), xytext=(6, 0), textcoords="offset points",
+                        va="center", fontsize=7, color=colour)
+        w = worst[i]
+        if w is not None and _pos(w[0]) == _pos(w[0]):
+            ax.plot([w[0]], [i], marker="D", color="black", ms=5, zorder=3)
+            if v is None or w[0] > 3 * max(v[1], 1e-300):
+                ax.annotate(f"max {w[0]:.2g} @ it {w[1]}", (w[0], i), xytext=(0, 6),
+                            textcoords="offset points", ha="center", fontsize=7)
+    labels = [n + (f"  [{status[n][1]}]" if status[n][1] else "") for n in layers]
+    ax.set_yticks(y, labels, fontsize=8)
+    for tick, n in zip(ax.get_yticklabels(), layers):
+        if status[n][0] != "ok":
+            tick.set_color(STATUS_COLOURS.get(status[n][0], "black"))
+            tick.set_fontweight("bold")
+    ax.set_ylim(len(layers) - 0.5, -0.5)  # input at the top, loss side at the bottom
+    ax.set_xlabel("gradient norm: bar latest finite report, \u25c6 largest of the run", fontsize=8)
+    ax.set_title("per layer (forward order, top to bottom)", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _draw_lines(ax, data, status):
+    from matplotlib import colormaps
+
+    history = data["history"]
+    layers = data["layers"]
+    its = [h["iteration"] for h in history]
+    positive = [v for h in history for v in h["norm"].values() if _pos(v) == _pos(v)]
+    floor = (min(positive) / 30) if positive else 1e-8
+    colours = colormaps["tab20"].colors
+    styles = ("-", "--", ":", "-.")
+    any_zero = False
+    for i, n in enumerate(layers):
+        colour = colours[i % len(colours)]
+        style = styles[(i // len(colours)) % len(styles)]
+        ys = [h["norm"].get(n, math.nan) for h in history]
+        ax.plot(its, [_pos(v) for v in ys], label=n, lw=1.4, color=colour, linestyle=style, marker=".", ms=3)
+        # Reports whose norm is 0 (dead): on the floor line, joined to the last live point.
+        zero = [j for j, v in enumerate(ys) if v == 0]
+        if zero:
+            any_zero = True
+            xs, zs = [], []
+            for j in zero:
+                if j > 0 and _pos(ys[j - 1]) == _pos(ys[j - 1]):
+                    ax.plot([its[j - 1], its[j]], [ys[j - 1], floor], color=colour, lw=1, linestyle=":")
+                xs.append(its[j])
+                zs.append(floor)
+            ax.plot(xs, zs, color=colour, lw=0, marker="x", ms=6, mew=1.5)
+        bad = [j for j, h in enumerate(history) if h["nonfinite"].get(n)]
+        for j in bad:
+            yv = _pos(ys[j])
+            ax.plot([its[j]], [yv if yv == yv else floor], marker="*", color="darkviolet", ms=11, zorder=4)
+    ax.set_yscale("log")
+    if any_zero:
+        ax.axhline(floor, color="dimgray", lw=0.8, linestyle="--")
+        ax.annotate("norm 0 (dead)", (0, floor), xycoords=("axes fraction", "data"), xytext=(3, 3),
+                    textcoords="offset points", fontsize=7, color="dimgray")
+    ev = data["events"]
+    marks = []
+    if "exploding" in ev:
+        marks.append((ev["exploding"][0], "tab:red", f"exploding from it {ev['exploding'][0]}"))
+    if "nonfinite" in ev:
+        marks.append((ev["nonfinite"]["iteration"], "darkviolet",
+                      f"first NaN/Inf: it {ev['nonfinite']['iteration']}, {ev['nonfinite']['layer']}"))
+    if data["dead_since"]:
+        since = min(data["dead_since"].values())
+        marks.append((since, "dimgray", f"{len(data['dead_since'])} layer(s) dead from it {since}"))
+    for k, (x, colour, text) in enumerate(marks):
+        ax.axvline(x, color=colour, lw=1, linestyle="--", alpha=0.8)
+        ax.annotate(text, (x, 1), xycoords=("data", "axes fraction"), xytext=(3, -12 - 11 * k),
+                    textcoords="offset points", fontsize=7, color=colour, fontweight="bold")
+    ax.set_xlabel("iteration (report)")
+    ax.set_ylabel("gradient norm")
+    ax.set_title("layer norms at each report", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def draw_magnitude_heatmap(ax, layers, exponents, counts):
+    """Heatmap of per-layer counts of |g| per power of two (layers by binary exponent).
+
+    Args:
+        ax: a Matplotlib Axes.
+        layers: row names, in forward order.
+        exponents: the binary exponent of each column (``e`` counts ``2**(e-1) <= |g| < 2**e``,
+            as ``numpy.frexp``).
+        counts: array of shape ``(len(layers), len(exponents))``.
+    """
+    import numpy as np
+
+    counts = np.asarray(counts, np.float64)
+    frac = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    img = ax.imshow(np.log10(np.where(frac > 0, frac, np.nan)), aspect="auto", cmap="viridis",
+                    extent=(exponents[0] - 0.5, exponents[-1] + 0.5, len(layers) - 0.5, -0.5))
+    ax.set_yticks(range(len(layers)), layers, fontsize=8)
+    ax.set_xlabel("binary exponent of |g|")
+    for e, text in ((-24, "fp16 flush"), (-14, "fp16 normal"), (16, "fp16 max")):
+        if exponents[0] <= e <= exponents[-1]:
+            ax.axvline(e, color="white", lw=0.8, linestyle="--")
+            ax.annotate(text, (e, 0), xycoords=("data", "axes fraction"), fontsize=6, color="white",
+                        rotation=90, va="bottom", ha="right")
+    ax.figure.colorbar(img, ax=ax, label="log10 fraction of values")
+    ax.set_title("magnitudes of the latest report", fontsize=9)
+
+
+def _draw_histograms(ax, data, status):
+    hist = data["history"][-1]["histogram"]
+    layers = [n for n in data["layers"] if n in hist["counts"]]
+    draw_magnitude_heatmap(ax, layers, hist["exponents"], [hist["counts"][n] for n in layers])
+
+
+def panels_for(data):
+    """The panels to draw, as ``[(draw, width ratio)]``; ``draw(ax, data, status)``."""
+    panels = [(_draw_layers, 1.0), (_draw_lines, 1.25)]
+    if data["history"] and data["history"][-1].get("histogram"):
+        panels.append((_draw_histograms, 1.0))
+    return panels
+
+
+def plot_gradient_flow(source, path, title="gradient flow", alerts=()):
+    """Write the gradient-flow figure of a monitor to ``path`` (PNG).
+
+    Args:
+        source: a monitor (anything with ``plot_data()``: :class:`MonitorCore`,
+            the framework adapters' monitors) or its ``history`` list.
+        path: the file to write.
+        title: the figure's title.
+        alerts: alerts of the last report (used with a bare history).
+    """
+    # The object-oriented API with the Agg canvas: no pyplot, no global backend change.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    data = _normalize(source, alerts)
+    if not data["history"]:
+        raise ValueError("nothing to plot: the monitor has not reported yet")
+    status = _status(data)
+    panels = panels_for(data)
+    height = max(4.8, 1.6 + 0.32 * len(data["layers"]))
+    fig = Figure(figsize=(6.5 * len(panels), height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), width_ratios=[w for _, w in panels])
+    for ax, (draw, _) in zip(axes, panels):
+        draw(ax, data, status)
+    diagnosis = data.get("diagnosis") or ""
+    fig.suptitle(title + (f"\n{diagnosis}" if diagnosis else ""), fontsize=10,
+                 color="black" if diagnosis in ("", "no alerts") else "darkred")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=90)

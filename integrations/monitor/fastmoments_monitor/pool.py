@@ -1,0 +1,261 @@
+"""Interval pooling: per-iteration Summaries of a fixed list of arrays, merged on their devices.
+
+:class:`IntervalPool` is the per-iteration part of the monitor and knows
+nothing of any framework: it takes NumPy or CuPy arrays (``None`` for an
+array that is missing this iteration), groups them by device, summarizes each
+group in one :func:`fastmoments.summarize_each` call (one fused launch on a
+GPU) and merges the result into the group's running Summary on the same
+device. Nothing is copied to the host until :meth:`IntervalPool.collect`,
+except under ``check=True`` (one small device-to-host copy per group and
+iteration).
+
+It also keeps, per array, the first iteration of the interval at which it
+held NaN or Inf (``first_bad``): on the host for NumPy groups (read from the
+host Summary, no extra pass), on the device for CuPy groups (one tiny
+elementwise launch, no synchronization).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+import fastmoments
+
+__all__ = ["IntervalPool", "NONE", "device_key", "empty_summary"]
+
+#: ``first_bad`` of an array that held no NaN/Inf in the interval.
+NONE = np.iinfo(np.int64).max
+
+
+def device_key(arr):
+    """``'cpu'`` for NumPy arrays, ``(module, device id)`` otherwise."""
+    if type(arr) is np.ndarray:
+        return "cpu"
+    dev = getattr(arr, "device", None)
+    return (type(arr).__module__.split(".", 1)[0], getattr(dev, "id", dev))
+
+
+def _xp(arr):
+    return np if type(arr) is np.ndarray else sys.modules[type(arr).__module__.split(".", 1)[0]]
+
+
+def _to_host(a):
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+def empty_summary(n):
+    """The identity Summary of shape ``(n,)`` on the host, whatever fields the Summary has."""
+    return fastmoments.summarize_each([np.empty(0, np.float32)] * n)
+
+
+class _on_device:
+    """Makes a CuPy group's GPU current while its kernels are launched (no-op on the CPU)."""
+
+    __slots__ = ("key", "ctx")
+
+    def __init__(self, key):
+        self.key = key
+        self.ctx = None
+
+    def __enter__(self):
+        if self.key != "cpu" and self.key[0] == "cupy":
+            import cupy
+
+            self.ctx = cupy.cuda.Device(self.key[1])
+            self.ctx.__enter__()
+
+    def __exit__(self, *exc):
+        if self.ctx is not None:
+            self.ctx.__exit__(*exc)
+
+
+_FIRST_BAD_KERNEL = None
+
+
+def _first_bad_gpu(first, n_nonfinite, iteration):
+    """``first = where(first == NONE and n_nonfinite > 0, iteration, first)`` in one launch."""
+    global _FIRST_BAD_KERNEL
+    if _FIRST_BAD_KERNEL is None:
+        import cupy
+
+        _FIRST_BAD_KERNEL = cupy.ElementwiseKernel(
+            "int64 bad, int64 it", "int64 first",
+            "if (bad > 0 && first == 9223372036854775807LL) first = it;", "fastmoments_first_bad")
+    _FIRST_BAD_KERNEL(n_nonfinite, iteration, first)
+
+
+class _Group:
+    """The arrays living on one device and their running Summary."""
+
+    __slots__ = ("key", "indices", "acc", "empty", "first_bad", "cpu", "index_list")
+
+    def __init__(self, key, indices, like):
+        self.key = key
+        self.indices = np.asarray(indices, np.intp)
+        self.index_list = [int(i) for i in indices]
+        self.acc = None
+        self.cpu = key == "cpu"
+        # Stands in for a missing array: an empty array contributes the
+        # identity state, so the group's Summary keeps its shape every iteration.
+        self.empty = like.ravel()[:0]  # ravel first: 0-d arrays have no [:0]
+        self.first_bad = None  # CuPy groups: per-array first bad iteration, on the device
+
+
+class IntervalPool:
+    """The running Summary of ``n`` arrays over one report interval.
+
+    Args:
+        n: how many arrays each :meth:`add` gets.
+        scale_mask: per array, whether a loss scale applies to it (gradients:
+            True; parameter values: False). Default: all.
+    """
+
+    def __init__(self, n, scale_mask=None):
+        self.n = int(n)
+        self.scale_mask = np.ones(self.n, bool) if scale_mask is None else np.asarray(scale_mask, bool)
+        self.groups = None
+        self._where = None
+        self.reset()
+
+    def reset(self):
+        """Start a new interval."""
+        if self.groups:
+            for g in self.groups.values():
+                g.acc = None
+                g.first_bad = None
+        self.host = None                       # host Summary carried over (resume, device change)
+        self.n_obs = np.zeros(self.n, np.int64)  # iterations in which each array was present
+        self.n_iter = 0
+        self.first_bad = np.full(self.n, NONE, np.int64)  # host part of first_bad
+
+    # -- per iteration ---------------------------------------------------------------
+    def add(self, arrays, iteration, *, like=None, loss_scale=None, check=False):
+        """Summarize this iteration's arrays into the interval.
+
+        Args:
+            arrays: ``n`` NumPy/CuPy arrays, ``None`` for missing ones.
+            iteration: the iteration number (recorded in ``first_bad``).
+            like: ``i -> array`` on the device of a missing array ``i``
+                (called only when the device groups are (re)built).
+            loss_scale: divide the statistics of the arrays of ``scale_mask`` by this.
+            check: read the non-finite counts to the host (one copy per device).
+
+        Returns:
+            Under ``check``, the host array of this iteration's non-finite
+            counts per array; otherwise None (no synchronization).
+        """
+        if self.groups is None or not self._same_devices(arrays):
+            self._regroup(arrays, like)
+        present = np.fromiter((a is not None for a in arrays), bool, self.n)
+        self.n_obs += present
+        self.n_iter += 1
+        counts = np.zeros(self.n, np.int64) if check else None
+        scaled = loss_scale is not None and loss_scale != 1
+        for g in self.groups.values():
+            empty = g.empty
+            batch = [arrays[i] if arrays[i] is not None else empty for i in g.index_list]
+            with _on_device(g.key):
+                s = fastmoments.summarize_each(batch)
+                if scaled:
+                    s = self._unscale(s, g, loss_scale)
+                # Unchecked: counts grow by the array sizes per iteration, far
+                # from int64's range, and the check would synchronize a GPU.
+                g.acc = s if g.acc is None else g.acc._merge(s, checked=False)
+                if check:
+                    counts[g.indices] = _to_host(s.n_nonfinite)
+                elif g.cpu:
+                    bad = s.n_nonfinite
+                    if bad.any():
+                        self._mark(g.indices[bad > 0], iteration)
+                else:
+                    if g.first_bad is None:
+                        g.first_bad = _xp(s.n_nonfinite).full(len(g.index_list), NONE, np.int64)
+                    _first_bad_gpu(g.first_bad, s.n_nonfinite, int(iteration))
+        if check and counts.any():
+            self._mark(np.flatnonzero(counts), iteration)
+        return counts
+
+    def _mark(self, idx, iteration):
+        fb = self.first_bad[idx]
+        self.first_bad[idx] = np.where(fb == NONE, int(iteration), fb)
+
+    def _unscale(self, s, g, loss_scale):
+        """Undo loss scaling on the scaled arrays of a per-iteration Summary."""
+        xp = _xp(s.mean)
+        k = xp.asarray(np.where(self.scale_mask[g.indices], 1.0 / loss_scale, 1.0))
+        # _wrap, not from_fields: these fields come from a valid state, and
+        # from_fields' checks would synchronize a GPU every iteration.
+        fields = dict(zip(type(s)._fields, s.fields))
+        fields.update(mean=s.mean * k, m2=s.m2 * k * k, min=s.min * k, max=s.max * k)
+        return type(s)._wrap(tuple(fields[f] for f in type(s)._fields))
+
+    def _same_devices(self, arrays):
+        where = self._where
+        for i, a in enumerate(arrays):
+            if a is not None and where[i] != device_key(a):
+                return False
+        return True
+
+    def _regroup(self, arrays, like):
+        """(Re)build the device groups from this iteration's arrays."""
+        if self.groups:
+            self.host, fb = self._collect_pair()
+            self.first_bad = fb
+        keys = {}
+        for i, arr in enumerate(arrays):
+            if arr is None:
+                arr = like(i) if like is not None else None
+                if arr is None:
+                    arr = np.empty(0, np.float32)
+            keys.setdefault(device_key(arr), ([], arr))[0].append(i)
+        self.groups = {k: _Group(k, idx, a) for k, (idx, a) in keys.items()}
+        self._where = [None] * self.n
+        for g in self.groups.values():
+            for i in g.index_list:
+                self._where[i] = g.key
+        if self.host is not None:
+            # The carried-over interval (resume, device change) becomes the
+            # groups' starting state, so later iterations merge into it in the
+            # order an uninterrupted run uses: resumed results are bit-identical.
+            for g in self.groups.values():
+                xp = _xp(g.empty)
+                with _on_device(g.key):
+                    g.acc = fastmoments.Summary._wrap(  # f[indices] is a copy: ours
+                        tuple(f[g.indices] if xp is np else xp.asarray(f[g.indices]) for f in self.host.fields))
+            self.host = None
+
+    # -- at a report -----------------------------------------------------------------
+    def _collect_pair(self):
+        total = self.host if self.host is not None else empty_summary(self.n)
+        fb = self.first_bad.copy()
+        parts = []
+        for g in (self.groups or {}).values():
+            if g.first_bad is not None:
+                d = _to_host(g.first_bad)
+                fb[g.indices] = np.minimum(fb[g.indices], d)
+            if g.acc is not None:
+                parts.append((g, g.acc.to_numpy()))
+        if parts:
+            fields = [np.array(f, copy=True) for f in empty_summary(self.n).fields]
+            for g, part in parts:
+                for f, v in zip(fields, part.fields):
+                    f[g.indices] = v
+            total = total.merge(fastmoments.Summary._wrap(tuple(fields)))
+        return total, fb
+
+    def collect(self):
+        """The interval's pooled Summary of shape ``(n,)`` on the host (copies from devices),
+        and ``first_bad``: per array, the first iteration with NaN/Inf (:data:`NONE`: none)."""
+        return self._collect_pair()
+
+    def load(self, summary, n_obs, n_iter, first_bad=None):
+        """Start from a saved interval (resume): a host Summary of shape ``(n,)``."""
+        self.reset()
+        self.host = summary
+        self.n_obs = np.asarray(n_obs, np.int64).copy()
+        self.n_iter = int(n_iter)
+        if first_bad is not None:
+            self.first_bad = np.asarray(first_bad, np.int64).copy()
+        self.groups = None
