@@ -77,3 +77,27 @@ def test_summarize_and_persist_on_cluster(client):
     m = p.compute()
     check_moments(m, x, 0, skipna=True)
     close(p.std(ddof=1).compute(), np.nanstd(x, 0, ddof=1))
+
+
+def test_weighted_order_4_on_cluster(client):
+    # weighted states of order 4 travel between worker processes (pickled
+    # layouts), persist keeps the layout, a bad weight is a ValueError here too
+    from test_weighted import check_state
+
+    w = np.random.default_rng(8).random(X.shape)
+    w[::7, 2] = 0.0
+    d = da.from_array(X, chunks=(250, 5))
+    dw = da.from_array(w, chunks=(400, 12))
+    lazy = fmd.moments(d, axis=0, weights=dw, order=4, split_every=3)
+    m = client.compute(lazy).result(timeout=60)
+    check_state(m, X, w, 0, 4)
+    p = client.persist(lazy)
+    assert p.order == 4 and p.weighted
+    close(p.kurtosis(bias=False).compute(), m.kurtosis(bias=False), scale=1.0)
+    w1 = np.random.default_rng(9).random(X.shape[0])
+    m1 = client.compute(fmd.moments(d, axis=0, weights=da.from_array(w1, chunks=700), order=3)).result(timeout=60)
+    check_state(m1, X, np.broadcast_to(w1[:, None], X.shape), 0, 3)
+    bad = w.copy()
+    bad[2000, 4] = -1.0
+    with pytest.raises(ValueError, match="negative"):
+        client.compute(fmd.moments(d, axis=0, weights=da.from_array(bad, chunks=(400, 12)))).result(timeout=60)
