@@ -15,6 +15,15 @@ The breakages, each with the Chainer file that trips and its shim:
 - ``numpy.distutils`` absent on Python 3.12 / NumPy 2.5 and ``pkg_resources``
   absent from setuptools >= 82 (``chainer/_environment_check.py``): the module
   is replaced by :mod:`._envcheck`, which runs the same checks without them.
+  It is also replaced wherever Chainer's module would import ``pkg_resources``
+  at all (its source says so: every Chainer 7 release): setuptools >= 81
+  deprecates ``pkg_resources`` with a warning at import, which would be the
+  first line of every program's output.
+- ``PrintReport`` writes the terminal escape ``ESC[J`` (erase to the end of
+  the screen) before every line, terminal or not
+  (``chainer/training/extensions/print_report.py``): log files and CI logs
+  get raw escape codes. The source writes it only when the stream is a
+  terminal (``isatty()``).
 - CuPy 14 has no cuDNN (``chainer/backends/cuda.py``): Chainer already falls
   back to its own kernels, but leaves ``cuda.cudnn`` undefined;
   :func:`cudnn_shim` sets it to None (called when the monitor meets a GPU).
@@ -46,6 +55,7 @@ APPLIED: list[str] = []
 _AS_STRIDED = "chainer.functions.array.as_strided"
 _RESIZE = "chainer.functions.array.resize_images"
 _ENVCHECK = "chainer._environment_check"
+_PRINT_REPORT = "chainer.training.extensions.print_report"
 
 # NumPy 1.x's ``np.sctypes`` (platform-independent part); as_strided.py reads
 # the 'int' entry at import time and the 'float' entry in backward.
@@ -65,6 +75,37 @@ def _has_module(name: str) -> bool:
         return False
 
 
+def _chainer_source(relpath: str) -> str | None:
+    """The text of a file of the installed Chainer, found without importing Chainer."""
+    try:
+        spec = importlib.util.find_spec("chainer")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        try:
+            with open(f"{folder}/{relpath}", encoding="utf-8") as f:
+                return f.read()
+        except OSError:
+            continue
+    return None
+
+
+def _envcheck_imports_pkg_resources(source=None) -> bool:
+    source = _chainer_source("_environment_check.py") if source is None else source
+    return source is not None and re.search(r"^\s*import pkg_resources\b|^\s*from pkg_resources\b",
+                                            source, re.M) is not None
+
+
+def _print_report_erases(source=None) -> bool:
+    source = _chainer_source("training/extensions/print_report.py") if source is None else source
+    return source is not None and _ERASE.search(source) is not None
+
+
+_ERASE = re.compile(r"\bout\.write\('\\033\[J'\)")
+
+
 def needed() -> dict[str, bool]:
     """Which shims this stack needs, found without importing Chainer.
 
@@ -74,8 +115,24 @@ def needed() -> dict[str, bool]:
     return {
         "sctypes": not hasattr(numpy, "sctypes"),
         "numpy_float": not hasattr(numpy, "float"),
-        "environment_check": not (_has_module("numpy.distutils") and _has_module("pkg_resources")),
+        # Replaced whenever Chainer's check would import pkg_resources at all
+        # (deprecated with a warning from setuptools 81, removed in 82) or
+        # numpy.distutils is gone.
+        "environment_check": (not (_has_module("numpy.distutils") and _has_module("pkg_resources"))
+                              or _envcheck_imports_pkg_resources()),
+        "print_report_tty": _print_report_erases(),
     }
+
+
+def _erase_if_tty(out):
+    """What PrintReport's ``out.write('\\033[J')`` becomes: the escape only on a terminal."""
+    isatty = getattr(out, "isatty", None)
+    try:
+        tty = bool(isatty()) if isatty is not None else False
+    except (ValueError, OSError):  # a closed stream
+        tty = False
+    if tty:
+        out.write("\033[J")
 
 
 class _PatchedLoader(importlib.abc.Loader):
@@ -136,6 +193,9 @@ class ChainerCompatFinder(importlib.abc.MetaPathFinder):
             return {"rewrite": (r"\bnumpy\.float\b", "numpy.float64", {}, "numpy_float")}
         if fullname == _ENVCHECK and "environment_check" in self.shims:
             return {"replace": _replace_envcheck}
+        if fullname == _PRINT_REPORT and "print_report_tty" in self.shims:
+            return {"rewrite": (_ERASE.pattern, "_fastmoments_erase_if_tty(out)",
+                                {"_fastmoments_erase_if_tty": _erase_if_tty}, "print_report_tty")}
         return None
 
     def find_spec(self, fullname, path=None, target=None):
@@ -192,7 +252,15 @@ def install() -> ChainerCompatFinder | None:
     shims = [name for name, need in needed().items() if need]
     if not shims:
         return None
-    late = [m for m in (_AS_STRIDED, _RESIZE, _ENVCHECK) if m in sys.modules]
+    modules = {"sctypes": _AS_STRIDED, "numpy_float": _RESIZE, "environment_check": _ENVCHECK,
+               "print_report_tty": _PRINT_REPORT}
+    # Without these Chainer does not import or breaks; the others only
+    # clean up its output, and are left out if their module loaded already.
+    fatal = {"sctypes", "numpy_float"}
+    if not (_has_module("numpy.distutils") and _has_module("pkg_resources")):
+        fatal.add("environment_check")
+    late = [modules[s] for s in shims if s in fatal and modules[s] in sys.modules]
+    shims = [s for s in shims if s in fatal or modules[s] not in sys.modules]
     if late:
         raise RuntimeError(
             f"import fastmoments_chainer before chainer: {late} were loaded unshimmed"

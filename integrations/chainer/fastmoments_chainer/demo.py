@@ -8,13 +8,17 @@ On scikit-learn's bundled digits (1,797 8x8 images, no download) it trains:
 2. ``vanishing``: a 10-layer sigmoid MLP with SGD: the early layers'
    gradients shrink by ~4x per layer and the vanishing alerts fire.
 3. ``exploding``: a ReLU MLP with a far too large SGD learning rate: the
-   gradient norms blow past the ceiling within the first reports (then the
-   ReLUs die and the layers' gradients vanish). It runs with
-   ``on_nonfinite='skip'``: an update whose gradients hold NaN/Inf is skipped.
+   gradient norms blow past the ceiling within the first reports, then the
+   hidden ReLUs die: their gradients are exactly zero from then on, and the
+   monitor says "dead" (after the explosion), not "vanishing". It runs with
+   ``on_nonfinite='skip'``: an update whose gradients hold NaN/Inf is skipped,
+   and the alert names the first layer in backward order that had them.
 
 Each run prints the per-layer gradient table at every report and writes,
 under ``<out>/<name>/``, Chainer's ``log`` (LogReport JSON, with the
-``grad/...`` keys), ``gradient_flow.png`` and ``alerts.txt``.
+``grad/...`` keys), ``gradient_flow.png`` and ``alerts.txt``, and ends with
+each run's one-line diagnosis. The output has no third-party deprecation
+warnings and, when it is not a terminal, no escape codes (see ``_compat``).
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ import os
 import sys
 import time
 import warnings
-
-warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 from . import GradientAlert, GradientFlowPlot, GradientMonitor, GradientTable  # noqa: E402  (shims first)
 from .alerts import AlertRules  # noqa: E402
@@ -107,12 +109,16 @@ def run(name, dataset, device, out, batch=64, report_every=7):
         f.write("\n".join(alerts) + ("\n" if alerts else ""))
     kinds = {}
     for a in alerts:
-        for k in ("vanishing", "exploding", "nonfinite", "skipped"):
+        for k in ("vanishing", "exploding", "dead", "nonfinite", "skipped"):
             if f": {k} gradients" in a:
                 kinds[k] = kinds.get(k, 0) + 1
+    diagnosis = monitor.diagnosis()
+    with open(os.path.join(folder, "alerts.txt"), "a") as f:
+        f.write(f"diagnosis: {diagnosis}\n")
     print(f"--- {name}: {len(alerts)} alert(s) {kinds or ''}; files in {folder}/: "
           f"{', '.join(sorted(os.listdir(folder)))}")
-    return kinds
+    print(f"--- {name}: {diagnosis}")
+    return kinds, diagnosis
 
 
 def main(argv=None):
@@ -129,10 +135,14 @@ def main(argv=None):
     for name in args.runs.split(","):
         summary[name] = run(name, dataset, device, args.out)
     print(f"\n=== summary ({time.perf_counter() - t0:.1f} s on {device}) ===")
-    for name, kinds in summary.items():
+    for name, (kinds, diagnosis) in summary.items():
         print(f"{name:10s} alerts: {kinds if kinds else 'none'}")
-    ok = (not summary.get("healthy", {}) and summary.get("vanishing", {}).get("vanishing")
-          and (summary.get("exploding", {}).get("exploding") or summary.get("exploding", {}).get("skipped")))
+        print(f"{'':10s} diagnosis: {diagnosis}")
+    kinds = {name: k for name, (k, _) in summary.items()}
+    ok = (not kinds.get("healthy", {}) and kinds.get("vanishing", {}).get("vanishing")
+          and not kinds.get("vanishing", {}).get("dead")
+          and (kinds.get("exploding", {}).get("exploding") or kinds.get("exploding", {}).get("skipped"))
+          and kinds.get("exploding", {}).get("dead") and not kinds.get("exploding", {}).get("vanishing"))
     if set(summary) == set(RUNS) and not ok:
         print("unexpected: the alerts did not fire as designed", file=sys.stderr)
         return 1

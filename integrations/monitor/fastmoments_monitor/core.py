@@ -281,17 +281,14 @@ class MonitorCore:
             if self.nonfinite_alert:
                 found.append(self._nonfinite_alert(iteration, rows, origin))
         if self.rules is not None:
-            for x in layers:  # dead streaks, for the messages
-                if x["nonfinite"] == 0 and self.rules.dead_fraction is not None \
-                        and x["zeros"] >= self.rules.dead_fraction:
-                    self.dead_since.setdefault(x["layer"], self.first_iteration)
-                else:
-                    self.dead_since.pop(x["layer"], None)
+            since = {x["layer"]: self.dead_since.get(x["layer"], self.first_iteration) for x in layers}
             found += alerts_mod.evaluate(
                 iteration, [x["layer"] for x in layers], np.array([x["norm"] for x in layers]),
                 np.array([x["nonfinite"] for x in layers]), total_norm, self.layer_norms, self.rules,
-                zeros=np.array([x["zeros"] for x in layers]), dead_since=self.dead_since,
+                zeros=np.array([x["zeros"] for x in layers]), dead_since=since,
                 after=self._what_preceded())
+            dead = {a.layer for a in found if a.kind == "dead"}
+            self.dead_since = {n: since[n] for n in dead}  # the current dead streaks
             for kind in ("vanishing", "exploding", "dead"):
                 hit = [a for a in found if a.kind == kind]
                 values[f"{gp}/alerts/{kind}"] = float(len(hit))

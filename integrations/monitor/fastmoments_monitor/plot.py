@@ -102,10 +102,18 @@ def _draw_layers(ax, data, status):
         state, _ = status[n]
         colour = STATUS_COLOURS.get(state, "tab:blue")
         v = last[i]
+        w = worst[i]
+        w_ok = w is not None and _pos(w[0]) == _pos(w[0])
+        far = w_ok and (v is None or w[0] > 3 * max(v[1], 1e-300))
+        if w_ok:
+            ax.plot([w[0]], [i], marker="D", color="black", ms=5, zorder=3)
         if v is not None and _pos(v[1]) == _pos(v[1]):
             ax.barh(i, v[1] - floor / 3, left=floor / 3, height=0.6, color=colour, alpha=0.85)
-            ax.annotate(f"{v[1]:.2g} @ it {v[0]}", (v[1], i), xytext=(3, 0), textcoords="offset points",
-                        va="center", fontsize=7)
+            text = f"{v[1]:.2g} @ it {v[0]}"
+            if w_ok and not far:  # one label, right of the diamond
+                text += f" (max {w[0]:.2g} @ it {w[1]})"
+            ax.annotate(text, (max(v[1], w[0]) if w_ok and not far else v[1], i), xytext=(5, 0),
+                        textcoords="offset points", va="center", fontsize=7)
         elif v is not None:  # latest finite norm is 0: a dead layer
             ax.plot([floor], [i], marker="x", color=colour, ms=8, mew=2)
             ax.annotate(f"0 @ it {v[0]}", (floor, i), xytext=(6, 0), textcoords="offset points",
@@ -113,12 +121,9 @@ def _draw_layers(ax, data, status):
         else:  # never finite
             ax.annotate("no finite report", (floor, i), xytext=(6, 0), textcoords="offset points",
                         va="center", fontsize=7, color=colour)
-        w = worst[i]
-        if w is not None and _pos(w[0]) == _pos(w[0]):
-            ax.plot([w[0]], [i], marker="D", color="black", ms=5, zorder=3)
-            if v is None or w[0] > 3 * max(v[1], 1e-300):
-                ax.annotate(f"max {w[0]:.2g} @ it {w[1]}", (w[0], i), xytext=(0, 6),
-                            textcoords="offset points", ha="center", fontsize=7)
+        if far:
+            ax.annotate(f"max {w[0]:.2g} @ it {w[1]}", (w[0], i), xytext=(0, 6),
+                        textcoords="offset points", ha="center", fontsize=7)
     labels = [n + (f"  [{status[n][1]}]" if status[n][1] else "") for n in layers]
     ax.set_yticks(y, labels, fontsize=8)
     for tick, n in zip(ax.get_yticklabels(), layers):
@@ -170,7 +175,9 @@ def _draw_lines(ax, data, status):
     ev = data["events"]
     marks = []
     if "exploding" in ev:
-        marks.append((ev["exploding"][0], "tab:red", f"exploding from it {ev['exploding'][0]}"))
+        a, b = ev["exploding"]
+        ax.axvspan(a, b, color="tab:red", alpha=0.10, lw=0)
+        marks.append((a, "tab:red", f"exploding gradients (it {a}-{b})"))
     if "nonfinite" in ev:
         marks.append((ev["nonfinite"]["iteration"], "darkviolet",
                       f"first NaN/Inf: it {ev['nonfinite']['iteration']}, {ev['nonfinite']['layer']}"))
