@@ -488,6 +488,10 @@ def test_cupy_chunks_weighted():
     # 1-D weights along the axis, a CuPy Dask array
     m = fmd.moments(d, axis=0, weights=da.from_array(cp.asarray(w1), chunks=200), order=3).compute()
     check_state(m.to_numpy(), x, np.broadcast_to(w1[:, None], x.shape), 0, 3, rtol=1e-11)
+    # a list takes the chunks' array type, as in the core
+    m = fmd.moments(d, axis=0, weights=list(w1), order=2).compute()
+    assert type(m.mean).__module__.startswith("cupy")
+    check_state(m.to_numpy(), x, np.broadcast_to(w1[:, None], x.shape), 0, 2, rtol=1e-11)
     # unweighted order 3
     check_state(fmd.moments(d, axis=None, order=3).compute().to_numpy(), x, None, None, 3, rtol=1e-11)
     # NumPy weights for CuPy chunks: the core's TypeError, when the graph is built
