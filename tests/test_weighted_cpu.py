@@ -182,6 +182,14 @@ def test_shifted_and_two_pass_blocks_agree():
         assert_close(wm(x, w), reference(x, w), rtol=1e-11)
         assert_close(wm(x.reshape(40, -1), w.reshape(40, -1), (1,)),
                      reference(x.reshape(40, -1), w.reshape(40, -1), (1,)), rtol=1e-11)
+    # columns: tiles after a chunk's first sum about the previous tile's means
+    xc = RNG.normal(size=(30_000, 12)) + 7
+    wc = RNG.random(xc.shape)
+    wc[:, 3] = 0.0  # an empty column among them
+    wc[20_000:, 4] = 0.0  # a column empty in its last tile
+    for x in (xc, np.sort(xc, axis=0), np.concatenate([xc[:15_000], xc[15_000:] * 100 + 1e5])):
+        for ww in (wc, None):
+            assert_close(wm(x, ww, (0,)), reference(x, ww, (0,)), rtol=1e-11)
 
 
 def test_integer_weights_equal_repeated_values():

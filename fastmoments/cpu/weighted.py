@@ -335,7 +335,7 @@ def _block_state(y, wy, origin, p1, p2, si, sf, o):
 # A shift within an eighth of a standard deviation of the mean: the moments
 # about the mean follow from the sums about the shift with at most a bit of
 # cancellation (W*e**2 <= M2/64, e = mean - shift), as accurate as two passes.
-SHIFT_NEAR = 1.0 / 64.0
+SHIFT_NEAR = 0.25
 
 
 def _one_block(y, wy, origin, K, si, sf, o):
@@ -669,6 +669,134 @@ def _tile(x, wx, r0, r1, c0, w, org, acc, stk, top):
     return tally
 
 
+def _terms(v, w, k):
+    """One value's terms of the shifted sums: (w*d, w*d**2, w*d**3, w*d**4,
+    its weight, squared, 1) where taken, zeros where not (d = v - k)."""
+    t = _takes(v, w)
+    d = v - k if t else 0.0
+    wd = w * d
+    wd2 = wd * d
+    wt = ((w if t else 0.0) if SKIPNA else w) if WEIGHTED else 0.0
+    return wd, wd2, wd2 * d, wd2 * (d * d), wt, wt * wt, 1.0 if t else 0.0
+
+
+def _tile_shifted(x, wx, r0, r1, c0, w, org, K, acc, stk, top):
+    """Per-column states of rows r0..r1 in one pass, from the sums of the
+    powers of ``v - K[j]`` (K: the previous tile's means), into
+    ``stk[:, top]``; False, with nothing written, where a column's shift is
+    not near enough to its mean (see SHIFT_NEAR), a value or a sum is not
+    finite, or a weight is invalid: the caller then takes two passes (_tile).
+
+    Four rows a quarter of the tile apart per step: the per-column sums are
+    loaded and stored once per four values, and the tile is read as four
+    streams (see kernels.GROUP)."""
+    s = acc[0]
+    sw = acc[1]
+    sw2 = acc[2]
+    cnt = acc[3]
+    wmin = acc[4]
+    wsum = acc[5]
+    q2 = acc[6]
+    q3 = acc[7]
+    q4 = acc[8]
+    for j in range(w):
+        s[j] = 0.0
+        sw[j] = 0.0
+        sw2[j] = 0.0
+        cnt[j] = 0.0
+        wmin[j] = np.inf
+        wsum[j] = 0.0
+        q2[j] = 0.0
+        q3[j] = 0.0
+        q4[j] = 0.0
+    h = (r1 - r0) // 4
+    for r in range(r0, r0 + h):
+        a = x[r, c0 : c0 + w]
+        b = x[r + h, c0 : c0 + w]
+        e = x[r + 2 * h, c0 : c0 + w]
+        f = x[r + 3 * h, c0 : c0 + w]
+        wa = wx[r if WEIGHTED else 0, c0 : c0 + w]
+        wb = wx[r + h if WEIGHTED else 0, c0 : c0 + w]
+        we = wx[r + 2 * h if WEIGHTED else 0, c0 : c0 + w]
+        wf = wx[r + 3 * h if WEIGHTED else 0, c0 : c0 + w]
+        for j in range(w):
+            k = K[j]
+            ua = _weight(wa, j)
+            ub = _weight(wb, j)
+            ue = _weight(we, j)
+            uf = _weight(wf, j)
+            ta = _terms(_f64(a[j]), ua, k)
+            tb = _terms(_f64(b[j]), ub, k)
+            te = _terms(_f64(e[j]), ue, k)
+            tf = _terms(_f64(f[j]), uf, k)
+            s[j] += (ta[0] + tb[0]) + (te[0] + tf[0])
+            q2[j] += (ta[1] + tb[1]) + (te[1] + tf[1])
+            if ORDER >= 3:
+                q3[j] += (ta[2] + tb[2]) + (te[2] + tf[2])
+            if ORDER >= 4:
+                q4[j] += (ta[3] + tb[3]) + (te[3] + tf[3])
+            if WEIGHTED:
+                sw[j] += (ta[4] + tb[4]) + (te[4] + tf[4])
+                sw2[j] += (ta[5] + tb[5]) + (te[5] + tf[5])
+                wmin[j] = _minnum_finite(_minnum_finite(wmin[j], _minnum_finite(ua, ub)), _minnum_finite(ue, uf))
+                if SKIPNA:
+                    wsum[j] += (ua + ub) + (ue + uf)
+            if SKIPNA or WEIGHTED:
+                cnt[j] += (ta[6] + tb[6]) + (te[6] + tf[6])
+    for r in range(r0 + 4 * h, r1):
+        a = x[r, c0 : c0 + w]
+        wa = wx[r if WEIGHTED else 0, c0 : c0 + w]
+        for j in range(w):
+            ua = _weight(wa, j)
+            ta = _terms(_f64(a[j]), ua, K[j])
+            s[j] += ta[0]
+            q2[j] += ta[1]
+            if ORDER >= 3:
+                q3[j] += ta[2]
+            if ORDER >= 4:
+                q4[j] += ta[3]
+            if WEIGHTED:
+                sw[j] += ta[4]
+                sw2[j] += ta[5]
+                wmin[j] = _minnum_finite(wmin[j], ua)
+                if SKIPNA:
+                    wsum[j] += ua
+            if SKIPNA or WEIGHTED:
+                cnt[j] += ta[6]
+    n = float(r1 - r0)
+    ok = True
+    for j in range(w):
+        if not (SKIPNA or WEIGHTED):
+            cnt[j] = n
+        if not WEIGHTED:
+            sw[j] = cnt[j]
+            sw2[j] = cnt[j]
+            wmin[j] = 1.0
+        if not SKIPNA:
+            wsum[j] = sw[j]
+        W = sw[j]
+        ej = s[j] / W
+        near = (s[j] * ej <= SHIFT_NEAR * q2[j]) & (q2[j] <= _MAXF) & (abs(K[j]) <= _MAXF)
+        ok &= ((cnt[j] == 0.0) | near) & (wsum[j] <= _MAXF) & (wmin[j] >= 0.0)
+    if not ok:
+        return False
+    for j in range(w):
+        W = sw[j]
+        empty = cnt[j] == 0.0
+        ej = s[j] / W
+        _, m2, m3, m4 = _corrected(s[j], q2[j], q3[j], q4[j], W)
+        stk[0, top, j] = cnt[j]
+        stk[1, top, j] = W
+        stk[2, top, j] = sw2[j]
+        stk[3, top, j] = np.nan if empty else (K[j] - org[j]) + ej
+        stk[4, top, j] = 0.0 if empty else m2
+        if ORDER >= 3:
+            stk[5, top, j] = 0.0 if empty else m3
+        if ORDER >= 4:
+            stk[6, top, j] = 0.0 if empty else m4
+    return True
+
+
 def _merge_tiles(stk, a, b, w):
     """Merge stack slot ``b`` into slot ``a`` for every column."""
     for j in range(w):
@@ -693,12 +821,17 @@ def _col_chunk(x, wx, t0, t1, rows_per_tile, c0, w, org, si_c, sf_c, o):
     k = x.shape[0]
     stk = np.empty((NF + 1, STACK, w))
     acc = np.empty((9, w))
+    K = np.empty(w)  # shifts: the previous tile's means
     top = 0
     bad = 0.0
     for t in range(t0, t1):
         r0 = t * rows_per_tile
         r1 = min(k, r0 + rows_per_tile)
-        bad += _tile(x, wx, r0, r1, c0, w, org, acc, stk, top)
+        if t == t0 or not _tile_shifted(x, wx, r0, r1, c0, w, org, K, acc, stk, top):
+            bad += _tile(x, wx, r0, r1, c0, w, org, acc, stk, top)
+        for j in range(w):
+            m = org[j] + stk[3, top, j]
+            K[j] = m if stk[0, top, j] > 0.0 else K[j]
         top += 1
         kk = t - t0 + 1
         while kk & 1 == 0:
@@ -865,6 +998,8 @@ _SPEC = {
     "reduce_rows": (False, False, True),
     "_tile": (True, False, False),
     "_merge_tiles": (False, False, False),
+    "_terms": (False, True, False),
+    "_tile_shifted": (True, False, False),
     "_col_chunk": (False, False, False),
     "column_origins": (False, False, False),
     "reduce_cols": (False, False, True),
