@@ -13,6 +13,14 @@ variants *interleaved* (round-robin blocks of iterations, medians over
 blocks) and records the ratios to no monitoring in ``extra_info``; those are
 the numbers to quote. Under ``--benchmark-disable`` every body runs a few
 iterations as a plain test and checks what each variant reported.
+
+``test_monitor_overhead`` is the issue's figure: the monitor against no
+monitoring only, ABBA-interleaved in blocks of one report interval, with
+the median of paired block ratios (robust to a drifting load) and where the
+monitor's time goes (its hook; inside it, the core's ``summarize_each``;
+reports). Run it as three separate processes and quote the median::
+
+    for i in 1 2 3; do python -m pytest bench/test_chainer_overhead.py -k monitor_overhead -s -q; done
 """
 
 from __future__ import annotations
@@ -167,31 +175,127 @@ def test_iteration(benchmark, timing, variant):
         h.close()
 
 
-def interleaved(blocks, block_iters, full=True):
-    """Median seconds per iteration of each variant, measured round-robin in blocks."""
-    harnesses = {v: Harness(v, full=full) for v in VARIANTS}
+def interleaved(blocks, block_iters, full=True, variants=VARIANTS):
+    """Median seconds per iteration of each variant, measured round-robin in blocks.
+
+    The order of the variants is reversed every other round (ABBA...), so a
+    drifting machine load favours none of them.
+    """
+    harnesses = {v: Harness(v, full=full) for v in variants}
     try:
         for h in harnesses.values():
             h.run(block_iters)  # warm
-        times = {v: [] for v in VARIANTS}
-        for _ in range(blocks):
-            for v, h in harnesses.items():
+        times = {v: [] for v in variants}
+        for b in range(blocks):
+            order = list(harnesses.items())
+            for v, h in (order if b % 2 == 0 else order[::-1]):
                 t0 = time.perf_counter()
                 h.run(block_iters)
                 times[v].append((time.perf_counter() - t0) / block_iters)
         for v, h in harnesses.items():
             _check_reported(v, h)
-        return {v: statistics.median(ts) for v, ts in times.items()}
+        return {v: statistics.median(ts) for v, ts in times.items()}, times
     finally:
         for h in harnesses.values():
             h.close()
+
+
+class _Clock:
+    """Wraps a callable and adds up the seconds spent in it."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+
+
+class _Timed:
+    """A module whose ``summarize_each`` is a :class:`_Clock`; everything else passes through."""
+
+    def __init__(self, module):
+        self._module = module
+        self.summarize_each = _Clock(module.summarize_each)
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+
+def monitor_overhead(rounds, block_iters, full=True):
+    """GradientMonitor against no monitoring, interleaved ABBA in blocks of one report
+    interval, and where the monitor's time goes.
+
+    Returns a dict: ``none_s`` and ``monitor_s`` (median seconds per iteration
+    over blocks), ``ratio`` (of those medians), ``paired_ratio`` (median over
+    rounds of monitor block / adjacent none block: robust to load drift),
+    and per iteration of the monitored harness ``hook_s`` (the whole optimizer
+    hook, ``observe``), ``kernel_s`` (inside ``fastmoments.summarize_each``,
+    the core's pass over the values), ``report_s`` (reports, amortized) and
+    ``load`` (the 1-minute load average before and after).
+    """
+    import fastmoments
+    import fastmoments_monitor.pool as pool
+
+    load0 = os.getloadavg()[0]
+    base, mon = Harness("none", full=full), Harness("gradient_monitor", full=full)
+    monitor = mon.exts[0][0]
+    try:
+        base.run(block_iters)
+        mon.run(block_iters)
+        hook = monitor.observe = _Clock(monitor.observe)
+        report = monitor.report = _Clock(monitor.report)
+        kernel = pool.fastmoments = _Timed(fastmoments)  # the pool's view of fastmoments, timed
+        t_none, t_mon = [], []
+        for r in range(rounds):
+            pair = [(base, t_none), (mon, t_mon)]
+            for h, out in (pair if r % 2 == 0 else pair[::-1]):
+                t0 = time.perf_counter()
+                h.run(block_iters)
+                out.append((time.perf_counter() - t0) / block_iters)
+        _check_reported("gradient_monitor", mon)
+        n = rounds * block_iters
+        none_s, mon_s = statistics.median(t_none), statistics.median(t_mon)
+        return {
+            "none_s": none_s, "monitor_s": mon_s, "ratio": mon_s / none_s,
+            "paired_ratio": statistics.median(m / b for m, b in zip(t_mon, t_none)),
+            "hook_s": hook.seconds / n, "kernel_s": kernel.summarize_each.seconds / n,
+            "report_s": report.seconds / n, "load": (load0, os.getloadavg()[0]),
+        }
+    finally:
+        pool.fastmoments = fastmoments
+        base.close()
+        mon.close()
+
+
+def test_monitor_overhead(benchmark, timing):
+    """The issue's figure: the monitor's cost per iteration and where it goes."""
+    rounds, block_iters = (24, EPOCH_ITERS) if timing else (2, 2)
+    result = {}
+    benchmark.group = "chainer 8x512 MLP, monitor vs none"
+    benchmark.pedantic(lambda: result.update(monitor_overhead(rounds, block_iters, timing)),
+                       rounds=1, iterations=1)
+    benchmark.extra_info.update({k: v for k, v in result.items()}, target_ratio=TARGET)
+    r = result
+    print(f"\nnone {r['none_s'] * 1e3:.2f} ms/iter, monitor {r['monitor_s'] * 1e3:.2f} "
+          f"(x{r['ratio']:.3f}, paired x{r['paired_ratio']:.3f}); per iteration: hook "
+          f"{r['hook_s'] * 1e6:.0f} us, of which summarize_each {r['kernel_s'] * 1e6:.0f} us; "
+          f"reports {r['report_s'] * 1e6:.0f} us; load {r['load'][0]:.2f} -> {r['load'][1]:.2f}")
+    assert r["hook_s"] > 0 and r["kernel_s"] > 0
+    assert r["kernel_s"] <= r["hook_s"]
 
 
 def test_overhead_ratios(benchmark, timing):
     blocks, block_iters = (12, EPOCH_ITERS) if timing else (1, 2)
     result = {}
     benchmark.group = "chainer 8x512 MLP, interleaved"
-    benchmark.pedantic(lambda: result.update(interleaved(blocks, block_iters, timing)), rounds=1, iterations=1)
+    benchmark.pedantic(lambda: result.update(interleaved(blocks, block_iters, timing)[0]), rounds=1, iterations=1)
     base = result["none"]
     info = benchmark.extra_info
     info.update(batch=BATCH, depth=DEPTH, width=WIDTH, blocks=blocks, block_iters=block_iters,

@@ -117,6 +117,7 @@ class IntervalPool:
         self.scale_mask = np.ones(self.n, bool) if scale_mask is None else np.asarray(scale_mask, bool)
         self.groups = None
         self._where = None
+        self._all_cpu = self._single = False
         self.reset()
 
     def reset(self):
@@ -146,29 +147,39 @@ class IntervalPool:
             Under ``check``, the host array of this iteration's non-finite
             counts per array; otherwise None (no synchronization).
         """
-        if self.groups is None or not self._same_devices(arrays):
+        # The per-iteration Python here is ~10 us for 16 arrays; the rest of
+        # the hook's time is summarize_each's pass over the values.
+        missing = any(a is None for a in arrays)
+        if self.groups is None or not self._same_devices(arrays, missing):
             self._regroup(arrays, like)
-        present = np.fromiter((a is not None for a in arrays), bool, self.n)
-        self.n_obs += present
+        if missing:
+            self.n_obs += np.fromiter((a is not None for a in arrays), bool, self.n)
+        else:
+            self.n_obs += 1
         self.n_iter += 1
         counts = np.zeros(self.n, np.int64) if check else None
         scaled = loss_scale is not None and loss_scale != 1
         for g in self.groups.values():
-            empty = g.empty
-            batch = [arrays[i] if arrays[i] is not None else empty for i in g.index_list]
-            with _on_device(g.key):
-                s = fastmoments.summarize_each(batch)
-                if scaled:
-                    s = self._unscale(s, g, loss_scale)
-                # Unchecked: counts grow by the array sizes per iteration, far
-                # from int64's range, and the check would synchronize a GPU.
-                g.acc = s if g.acc is None else g.acc._merge(s, checked=False)
+            if missing:
+                empty = g.empty
+                batch = [arrays[i] if arrays[i] is not None else empty for i in g.index_list]
+            elif self._single:
+                batch = arrays
+            else:
+                batch = [arrays[i] for i in g.index_list]
+            if g.cpu:
+                s = self._step(g, batch, scaled, loss_scale)
                 if check:
-                    counts[g.indices] = _to_host(s.n_nonfinite)
-                elif g.cpu:
+                    counts[g.indices] = s.n_nonfinite
+                else:
                     bad = s.n_nonfinite
                     if bad.any():
                         self._mark(g.indices[bad > 0], iteration)
+                continue
+            with _on_device(g.key):
+                s = self._step(g, batch, scaled, loss_scale)
+                if check:
+                    counts[g.indices] = _to_host(s.n_nonfinite)
                 else:
                     if g.first_bad is None:
                         g.first_bad = _xp(s.n_nonfinite).full(len(g.index_list), NONE, np.int64)
@@ -176,6 +187,15 @@ class IntervalPool:
         if check and counts.any():
             self._mark(np.flatnonzero(counts), iteration)
         return counts
+
+    def _step(self, g, batch, scaled, loss_scale):
+        s = fastmoments.summarize_each(batch)
+        if scaled:
+            s = self._unscale(s, g, loss_scale)
+        # Unchecked: counts grow by the array sizes per iteration, far from
+        # int64's range, and the check would synchronize a GPU.
+        g.acc = s if g.acc is None else g.acc._merge(s, checked=False)
+        return s
 
     def _mark(self, idx, iteration):
         fb = self.first_bad[idx]
@@ -191,7 +211,12 @@ class IntervalPool:
         fields.update(mean=s.mean * k, m2=s.m2 * k * k, min=s.min * k, max=s.max * k)
         return type(s)._wrap(tuple(fields[f] for f in type(s)._fields))
 
-    def _same_devices(self, arrays):
+    def _same_devices(self, arrays, missing=True):
+        if self._all_cpu and not missing:
+            for a in arrays:
+                if type(a) is not np.ndarray:
+                    return False
+            return True
         where = self._where
         for i, a in enumerate(arrays):
             if a is not None and where[i] != device_key(a):
@@ -211,6 +236,8 @@ class IntervalPool:
                     arr = np.empty(0, np.float32)
             keys.setdefault(device_key(arr), ([], arr))[0].append(i)
         self.groups = {k: _Group(k, idx, a) for k, (idx, a) in keys.items()}
+        self._all_cpu = set(self.groups) == {"cpu"}
+        self._single = len(self.groups) == 1  # one group holds every array, in order
         self._where = [None] * self.n
         for g in self.groups.values():
             for i in g.index_list:
