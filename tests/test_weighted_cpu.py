@@ -86,6 +86,9 @@ LAYOUTS = [
     ((6, 9, 11), (1,)),
     ((6, 9, 11), (0, 1, 2)),
     ((4, 5, 6, 7), (1, 3)),
+    ((20_001, 3), (0,)),  # narrow columns: interleaved copies, leftover rows
+    ((20_001, 3), (1,)),  # short rows, reduced transposed
+    ((3001, 16), (1,)),
 ]
 
 
@@ -308,6 +311,27 @@ def test_non_finite_values(transpose):
     assert np.isnan(mean[1]) and mean[2] == np.inf and np.isnan(mean[3]) and mean[4] == -np.inf
     for f in (m2, m3, m4):
         assert np.isnan(f[1:5]).all() and np.isfinite(f[[0, 5]]).all()
+
+
+def test_narrow_columns_and_short_rows_with_non_finite_values():
+    x = RNG.normal(size=(10_001, 3)) + 2
+    w = RNG.random(x.shape)
+    x[[5, 7000], 0] = np.nan  # weight 0: left out
+    w[[5, 7000], 0] = 0.0
+    x[100, 1] = np.inf  # taken
+    x[9999, 2] = np.nan  # taken, or skipped by skipna
+    x32 = x.astype(np.float32)
+    for xx in (x, x32):
+        n, W, W2, mean, m2, m3, m4 = wm(xx, w, (0,))
+        clean = reference(np.where(w > 0, xx, 0.0), w, (0,))
+        assert_close([f[:1] for f in (n, W, W2, mean, m2, m3, m4)], [f[:1] for f in clean])
+        assert mean[1] == np.inf and np.isnan(mean[2]) and np.isnan(m4[1:]).all()
+        got = wm(xx, w, (0,), skipna=True)
+        assert got[3][1] == np.inf and np.isfinite(got[3][2]) and got[0][2] == 10_000
+        # short rows: the same values as rows
+        got_rows = wm(np.ascontiguousarray(xx.T), np.ascontiguousarray(w.T), (1,))
+        for a, b in zip(got_rows, (n, W, W2, mean, m2, m3, m4)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, equal_nan=True)
 
 
 def test_skipna():

@@ -424,11 +424,38 @@ def _weighted_rows(ks, x2, w2):
     return si, sf, reduce_rows(x2, w2, si, sf)
 
 
-def _weighted_cols(ks, x2, w2):
-    k, m = x2.shape
+def _weighted_col_states(ks, x2, w2, org):
+    m = x2.shape[1]
     si, sf = np.empty((1, m), np.int64), np.empty((ks.order + 2, m))
+    return si, sf, _pick(ks.reduce_cols, ks.reduce_cols_serial, x2.size)(x2, w2, org, si, sf)
+
+
+def _weighted_cols(ks, x2, w2):
+    """Column states of (k, m) ``x2``, narrow ones as _reduce_cols reduces
+    them: viewed as (k/g, g*m), g interleaved copies of each column reduced
+    side by side, then merged pairwise, the leftover rows merged last; means
+    relative to the columns' origins until the end."""
+    k, m = x2.shape
     org = ks.column_origins(x2, w2)
-    bad = _pick(ks.reduce_cols, ks.reduce_cols_serial, x2.size)(x2, w2, org, si, sf)
+    g = _copies(m, x2.dtype.itemsize) if 0 < m * x2.dtype.itemsize < NARROW_BYTES else 1
+    if g == 1 or k < 2 * g:
+        si, sf, bad = _weighted_col_states(ks, x2, w2, org)
+    else:
+        body = k - k % g
+        rw = (lambda a: a.reshape(body // g, g * m)) if ks.weighted else (lambda a: a)
+        si, sf, bad = _weighted_col_states(ks, x2[:body].reshape(body // g, g * m), rw(w2[:body]), np.tile(org, g))
+        mk = WK.kernels_for(ks.order, True, False)  # merges: one compiled set per order
+        si_in = np.ascontiguousarray(si.reshape(1, g, m).transpose(0, 2, 1))
+        sf_in = np.ascontiguousarray(sf.reshape(-1, g, m).transpose(0, 2, 1))
+        si, sf = np.empty((1, m), np.int64), np.empty((ks.order + 2, m))
+        mk.reduce_state_rows_serial(si_in, sf_in, si, sf)
+        if body < k:
+            ti, tf, tbad = _weighted_col_states(ks, x2[body:], w2[body:] if ks.weighted else w2, org)
+            bad += tbad
+            fields = [np.empty(m, np.int64)] + [np.empty(m) for _ in range(ks.order + 2)]
+            pad = [np.empty(0)] * (4 - ks.order)
+            mk.merge_arrays_serial(si[0], *sf, *pad, ti[0], *tf, *pad, *fields, *pad)
+            si, sf = fields[0].reshape(1, m), np.stack(fields[1:])
     ks.means_from_origins(sf, org)
     # Columns with a non-finite mean or moment: NaN or Inf taken, or values in
     # range whose sums are not. The row kernels, which tell these apart block
@@ -452,6 +479,11 @@ def weighted_moments(x, w, axes, skipna, order):
     x2 = _as_read(x2)
     ks = WK.kernels_for(order, w is not None, skipna)
     w2 = _NO_WEIGHTS if w is None else _weights_laid_out(w, mode, axes, x2.shape)
+    if mode == "rows" and 0 < x2.shape[1] <= K.SMALL_ROW and x2.shape[0] > 1:
+        # Short rows: a block each would cost more in calls than in sums.
+        # Transposed (one copy), they are many columns, vector-wide.
+        mode, x2 = "cols", np.ascontiguousarray(x2.T)
+        w2 = w2 if w is None else np.ascontiguousarray(w2.T)
     if mode == "rows":
         si, sf, bad = _weighted_rows(ks, x2, w2)
     else:
