@@ -382,6 +382,8 @@ def test_dtypes_of_values_and_weights():
             assert_close(wm(x, w64, axes), reference(x.astype(np.float64), w64, axes), rtol=1e-9)
         for name, w in ws.items():
             assert_close(wm(x64, w, axes), reference(x64, w.astype(np.float64), axes), rtol=1e-9)
+    # weights in the other byte order
+    assert_close(wm(x64, w64.astype(">f8"), (1,)), reference(x64, w64, (1,)))
     assert_close(wm(xs["float32"], ws["float32"], (1,)),
                  reference(xs["float32"].astype(float), ws["float32"].astype(float), (1,)), rtol=1e-9)
 

@@ -372,6 +372,8 @@ _NO_WEIGHTS = np.zeros((1, 1))  # the kernels' stand-in for unweighted data, nev
 def _as_read(a):
     """``a`` as float32/float64 the weighted kernels read: bools as 0/1
     whatever their byte, other dtypes as float64 (C-contiguous)."""
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype.char in "fd":
         return a if a.flags.c_contiguous else np.ascontiguousarray(a)
     if a.dtype == np.bool_:
