@@ -2,9 +2,11 @@
 
 Templates compile only when instantiated, so each source is wrapped in a small
 generated translation unit that takes the address of every kernel the Python
-side asks CuPy for (fastmoments.gpu._sources.all_kernel_names), and, for
-fm_state.cuh, calls each device function and the merge ElementwiseKernels'
-operations as CuPy would inline them. nvcc runs to SASS (ptxas included, so
+side asks CuPy for (fastmoments.gpu._sources.all_kernel_names; for
+fm_weighted.cu, whose 900-odd instantiations are compiled lazily one module at
+a time, weighted_kernel_names' sample of every data type, weight type and
+order), and, for fm_state.cuh and fm_wstate.cuh, calls each device function
+and the merge ElementwiseKernels' operations as CuPy would inline them. nvcc runs to SASS (ptxas included, so
 register and shared-memory limits are checked) with warnings as errors; the
 wrappers are compiled in parallel to stay well under a minute.
 """
@@ -67,6 +69,12 @@ def _elementwise_mock(kind, params):
     )
 
 
+def _merge_mocks(srcmod, header):
+    return "\n".join(
+        _elementwise_mock(kind, p) for kind, p in srcmod.MERGE_KERNELS.items() if srcmod.MERGE_PREAMBLES[kind] == header
+    )
+
+
 def _state_header_wrapper(path, srcmod):
     """fm_state.cuh on its own: each device function and kind, and the merge
     operations. (fm_reduce.cu's wrappers instantiate every stored type.)"""
@@ -76,7 +84,7 @@ def _state_header_wrapper(path, srcmod):
         for k in srcmod.KINDS
     )
     merges = "\n".join(f"    s = fm_merge<{k}>(s, fm_empty());" for k in srcmod.KINDS)
-    ew = "\n".join(_elementwise_mock(kind, p) for kind, p in srcmod.MERGE_KERNELS.items())
+    ew = _merge_mocks(srcmod, srcmod.STATE_HEADER)
     return (
         f'#include "{path}"\n'
         f'#include "{path}"  // the include guard must hold\n'
@@ -84,6 +92,26 @@ def _state_header_wrapper(path, srcmod):
         "    fm_state s = fm_empty();\n"
         f"{accumulate}\n{merges}\n"
         "    out[0] = s;\n}\n" + ew
+    )
+
+
+def _wstate_header_wrapper(path, srcmod):
+    """fm_wstate.cuh on its own: accumulation and merges at every order, with
+    and without weights, and the weighted merge operations."""
+    body = []
+    for order in srcmod.ORDERS:
+        body.append(f"    {{ fm_wstate<{order}> s = fm_wempty<{order}>(); bool bad = false;")
+        for t, tw in (("fm_bool", "fm_unit"), ("fm_half", "double"), ("double", "fm_half")):
+            body.append(
+                f"      fm_waccumulate<{t}, {tw}, {order}>(reinterpret_cast<const {t}*>(p), stride,"
+                f" reinterpret_cast<const {tw}*>(q), stride, cnt, 0.0, cnt > 3, s, bad);"
+            )
+        body.append(f"      fm_wmerge_into(s, fm_wempty<{order}>()); out[{order}] = s.m[0] + (bad ? 1.0 : 0.0); }}")
+    return (
+        f'#include "{path}"\n'
+        f'#include "{path}"  // the include guard must hold\n'
+        "__global__ void fm_check_wstate(const void* p, const void* q, long long stride, long long cnt,"
+        " double* out) {\n" + "\n".join(body) + "\n}\n" + _merge_mocks(srcmod, srcmod.WSTATE_HEADER)
     )
 
 
@@ -112,6 +140,13 @@ def _units():
             parts = max(2, min(8, os.cpu_count() or 2))
             for j, text in enumerate(_kernel_wrappers(path, names, parts)):
                 units.append((f"{path.name}[{j}]", text))
+        elif path == srcmod.WSTATE_HEADER:
+            units.append((path.name, _wstate_header_wrapper(path, srcmod)))
+        elif path == srcmod.WEIGHTED_SOURCE:
+            names = srcmod.weighted_kernel_names()
+            parts = max(2, min(8, os.cpu_count() or 2))
+            for j, text in enumerate(_kernel_wrappers(path, names, parts)):
+                units.append((f"{path.name}[{j}]", text))
         elif path.suffix == ".cuh":
             units.append((path.name, f'#include "{path}"\n'))
         else:
@@ -134,7 +169,7 @@ def _compile(label, text, tmp):
 
 def test_project_has_cuda_sources():
     names = {p.name for p in _project_sources()}
-    assert {"fm_state.cuh", "fm_reduce.cu"} <= names
+    assert {"fm_state.cuh", "fm_reduce.cu", "fm_wstate.cuh", "fm_weighted.cu"} <= names
 
 
 def test_every_cuda_source_compiles(tmp_path):
@@ -153,6 +188,24 @@ def test_every_requested_kernel_is_in_the_source():
     for name in srcmod.all_kernel_names():
         base = name.split("<", 1)[0]
         assert f" {base}(" in text or f"\n    {base}(" in text, name
+
+
+def test_every_requested_weighted_kernel_is_in_the_source():
+    """Each weighted name names a template of fm_weighted.cu, and the compile
+    check's sample covers every data type, weight type and order."""
+    srcmod = _sources_module()
+    text = srcmod.read_source(srcmod.WEIGHTED_SOURCE)
+    full = srcmod.weighted_kernel_names(full=True)
+    for name in full:
+        base = name.split("<", 1)[0]
+        assert f"\n    {base}(" in text, name
+    sample = srcmod.weighted_kernel_names()
+    assert set(sample) <= set(full)
+    args = [n.split("<", 1)[1].rstrip(">").split(", ") for n in sample if n.startswith("fm_wsegment")]
+    assert {a[0] for a in args} == set(srcmod.CTYPES.values())
+    assert {a[1] for a in args} == set(srcmod.CTYPES.values()) | {"fm_unit"}
+    assert {a[2] for a in args} == {str(o) for o in srcmod.ORDERS}
+    assert text.count("struct fm_state {") == 1 and text.count("struct fm_wstate {") == 1
 
 
 def test_read_source_inlines_the_header_once():
