@@ -197,10 +197,11 @@ class GradientMonitor(extension.Extension):
             if name in link.local_link_hooks:
                 link.delete_hook(name)
         paths = {id(link): path.lstrip("/") or "(root)" for path, link in self.target.namedlinks()}
+        owners = {alerts_mod.layer_of(path) for path, _ in self._selected_params()}
         order = []
-        for i in hook.seen:
+        for i in hook.seen:  # links that own monitored parameters, in first-call order
             p = paths.get(i)
-            if p is not None and p not in order:
+            if p in owners and p not in order:
                 order.append(p)
         return order or None
 
