@@ -3,13 +3,16 @@
 The public API: the state types :class:`Moments` and :class:`Summary`, the
 one-pass reductions :func:`moments`, :func:`summarize` and
 :func:`summarize_each`, :func:`merge`, :func:`combine_mean_std` and the
-stream accumulator :class:`RunningMoments`. NumPy inputs run on Numba CPU
+stream accumulator :class:`RunningMoments`; for the covariance of several variables,
+:func:`comoments`, its state :class:`CoMoments` and :class:`RunningCoMoments`. NumPy inputs run on Numba CPU
 kernels, CuPy inputs on CUDA kernels.
 """
 
 from .combine import combine_mean_std
+from .covariance import CoMoments, comoments
 from .reductions import merge, moments, summarize, summarize_each
 from .running import RunningMoments
+from .running_comoments import RunningCoMoments
 from .state import Moments, Summary
 
 __version__ = "0.1.0"
@@ -23,4 +26,7 @@ __all__ = [
     "summarize_each",
     "merge",
     "combine_mean_std",
+    "CoMoments",
+    "RunningCoMoments",
+    "comoments",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._dispatch import backend_for
 from ._inputs import check_not_masked, check_weights_dtype, normalize_axes
+from .covariance import CoMoments
 from .state import Moments, Summary, _check_order
 
 __all__ = ["moments", "summarize", "summarize_each", "merge"]
@@ -112,8 +113,9 @@ def merge(a, b):
     """Merge two states of the same type (elementwise, broadcasting).
 
     Args:
-        a, b: :class:`Moments` or :class:`Summary` states.
+        a, b: :class:`Moments` or :class:`Summary` states, or two
+            :class:`~fastmoments.CoMoments` (of the same number of variables).
     """
-    if not isinstance(a, (Moments, Summary)):
-        raise TypeError(f"merge takes Moments or Summary states, got {type(a).__name__}")
+    if not isinstance(a, (Moments, Summary, CoMoments)):
+        raise TypeError(f"merge takes Moments, Summary or CoMoments states, got {type(a).__name__}")
     return a.merge(b)
