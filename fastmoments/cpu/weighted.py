@@ -135,7 +135,10 @@ def _pass1(y, wy):
             wmin = _minnum_finite(wmin, w)
             if SKIPNA:
                 wsum += w
-        cnt += 1.0 if t else 0.0
+        if SKIPNA or WEIGHTED:
+            cnt += 1.0 if t else 0.0
+    if not (SKIPNA or WEIGHTED):
+        cnt = float(y.size)  # every value taken
     if not WEIGHTED:
         sw = cnt
         sw2 = cnt
@@ -197,7 +200,10 @@ def _shifted(y, wy, K):
             wmin = _minnum_finite(wmin, w)
             if SKIPNA:
                 wsum += w
-        cnt += 1.0 if t else 0.0
+        if SKIPNA or WEIGHTED:
+            cnt += 1.0 if t else 0.0
+    if not (SKIPNA or WEIGHTED):
+        cnt = float(y.size)  # every value taken
     if not WEIGHTED:
         sw = cnt
         sw2 = cnt
