@@ -387,7 +387,7 @@ class MonitorCore:
         said = []
         if "exploding" in self.events:
             a, b = self.events["exploding"]
-            said.append(f"exploding gradients at iterations {a}-{b}")
+            said.append(f"exploding gradients at {_iterations(a, b)}")
         if "nonfinite" in self.events:
             ev = self.events["nonfinite"]
             said.append(f"NaN/Inf from iteration {ev['iteration']} (first in {ev['layer']!r})")
@@ -420,7 +420,7 @@ class MonitorCore:
             a, b = self.events["exploding"]
             worst = max(self.worst.items(), key=lambda kv: kv[1][0], default=None)
             w = f" (largest norm {worst[1][0]:.3g} in {worst[0]} at iteration {worst[1][1]})" if worst else ""
-            parts.append(f"exploding gradients at iterations {a}-{b}{w}")
+            parts.append(f"exploding gradients at {_iterations(a, b)}{w}")
         if "nonfinite" in self.events:
             ev = self.events["nonfinite"]
             parts.append(f"NaN/Inf from iteration {ev['iteration']}, first in {ev['layer']}")
@@ -520,6 +520,10 @@ class MonitorCore:
                 first_bad[e] = saved_fb[i]
         self.pool.load(fastmoments.Summary._wrap(tuple(template)), n_obs, state["n_iter"], first_bad)
         self.first_iteration = state["first_iteration"]
+
+
+def _iterations(a, b):
+    return f"iteration {a}" if a == b else f"iterations {a}-{b}"
 
 
 def _history_v1(entry):

@@ -75,9 +75,14 @@ def _status(data):
                 state, text = a.kind, a.kind
         ev = data["events"].get("nonfinite")
         if ev and ev["layer"] == n:
-            text = (text + "; " if text else "") + f"first NaN/Inf (it {ev['iteration']})"
+            first = f"first NaN/Inf of the run at it {ev['iteration']}"
+            text = first if state == "nonfinite" else (text + "; " if text else "") + first
         out[n] = (state, text)
     return out
+
+
+def _span(a, b):
+    return f"{a}" if a == b else f"{a}-{b}"
 
 
 def _pos(v):
@@ -177,17 +182,20 @@ def _draw_lines(ax, data, status):
     if "exploding" in ev:
         a, b = ev["exploding"]
         ax.axvspan(a, b, color="tab:red", alpha=0.10, lw=0)
-        marks.append((a, "tab:red", f"exploding gradients (it {a}-{b})"))
+        marks.append((a, "tab:red", f"exploding gradients (it {_span(a, b)})"))
     if "nonfinite" in ev:
         marks.append((ev["nonfinite"]["iteration"], "darkviolet",
                       f"first NaN/Inf: it {ev['nonfinite']['iteration']}, {ev['nonfinite']['layer']}"))
     if data["dead_since"]:
         since = min(data["dead_since"].values())
         marks.append((since, "dimgray", f"{len(data['dead_since'])} layer(s) dead from it {since}"))
+    lo, hi = ax.get_xlim()
     for k, (x, colour, text) in enumerate(marks):
         ax.axvline(x, color=colour, lw=1, linestyle="--", alpha=0.8)
-        ax.annotate(text, (x, 1), xycoords=("data", "axes fraction"), xytext=(3, -12 - 11 * k),
-                    textcoords="offset points", fontsize=7, color=colour, fontweight="bold")
+        right = x > lo + 0.6 * (hi - lo)  # label on the inner side of its line, inside the axes
+        ax.annotate(text, (x, 1), xycoords=("data", "axes fraction"), xytext=(-3 if right else 3, -12 - 11 * k),
+                    textcoords="offset points", fontsize=7, color=colour, fontweight="bold",
+                    ha="right" if right else "left")
     ax.set_xlabel("iteration (report)")
     ax.set_ylabel("gradient norm")
     ax.set_title("layer norms at each report", fontsize=9)
