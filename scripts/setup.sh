@@ -20,6 +20,10 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 # with setuptools<82 and without build isolation.
 "${pip[@]}" install --upgrade pip "setuptools<82" wheel
 "${pip[@]}" install -e ".[test,bench]"
+# The framework-free monitor core, before the adapters that depend on it.
+if [ -f integrations/monitor/pyproject.toml ]; then
+    "${pip[@]}" install -e "integrations/monitor[test]"
+fi
 if [ -f integrations/chainer/pyproject.toml ]; then
     "${pip[@]}" install --no-build-isolation "chainer==7.8.1"
     "${pip[@]}" install --no-build-isolation -e "integrations/chainer[test]"
