@@ -167,11 +167,15 @@ def _merge_fields(xp, a, b):
     return (xp.asarray(na + nb, dtype=np.int64), W, W2a + W2b, mean, c2)
 
 
-def _nan_where_unbounded(xp, mean, c2):
-    """NaN in the rows and columns of c2 whose variable's mean is not finite
-    (a NaN or an Inf among its values), as ``np.cov``."""
+def _nan_where_unbounded(xp, fields):
+    """The fields, with NaN in the rows and columns of c2 whose variable's
+    mean is not finite (a NaN or an Inf among its values), as ``np.cov``. An
+    empty state (mean NaN, c2 0) stays as it is."""
+    count, W, W2, mean, c2 = fields
+    if _count_of(fields) == 0:
+        return fields
     bad = ~xp.isfinite(mean)
-    return xp.where(bad[:, None] | bad[None, :], np.nan, c2)
+    return (count, W, W2, mean, xp.where(bad[:, None] | bad[None, :], np.nan, c2))
 
 
 def _tree(xp, nleaves, leaves):
@@ -287,8 +291,7 @@ def _reduce(xp, x, w, skipna, origin=None):
 
 def _with_origin(xp, fields, origin):
     count, W, W2, mean_rel, c2 = fields
-    mean = mean_rel + origin
-    return (count, W, W2, mean, _nan_where_unbounded(xp, mean, c2))
+    return _nan_where_unbounded(xp, (count, W, W2, mean_rel + origin, c2))
 
 
 # -- inputs -------------------------------------------------------------------------------
@@ -496,8 +499,7 @@ class CoMoments:
                 f"cannot merge states of different numbers of variables: {self.nvars} and {other.nvars}"
             )
         xp = backend_for(*self.fields, *other.fields).xp
-        count, W, W2, mean, c2 = _merge_fields(xp, self.fields, other.fields)
-        return self._wrap((count, W, W2, mean, _nan_where_unbounded(xp, mean, c2)))
+        return self._wrap(_nan_where_unbounded(xp, _merge_fields(xp, self.fields, other.fields)))
 
     # -- derived statistics ----------------------------------------------------------
     def _denominator(self, ddof, weights):

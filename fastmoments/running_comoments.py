@@ -95,8 +95,7 @@ class RunningCoMoments:
             return CoMoments.empty(self.d or 0)
         xp = backend_for(self._origin).xp
         count, W, W2, mean_rel, c2 = self._fields
-        mean = mean_rel + self._origin
-        return CoMoments._wrap((count.copy(), W.copy(), W2.copy(), mean, _nan_where_unbounded(xp, mean, c2)))
+        return CoMoments._wrap(_nan_where_unbounded(xp, (count.copy(), W.copy(), W2.copy(), mean_rel + self._origin, c2.copy())))
 
     @property
     def count(self):
