@@ -163,7 +163,7 @@ def _merge_fields(xp, a, b):
         finite = xp.isfinite(ma) & xp.isfinite(mb)
         dd = xp.where(finite, mb - ma, 0.0)
         mean = xp.where(finite, ma + dd * rb, ma + mb)
-        c2 = ca + cb + xp.multiply.outer(dd, dd) * f
+        c2 = ca + cb + xp.outer(dd, dd) * f
     return (xp.asarray(na + nb, dtype=np.int64), W, W2a + W2b, mean, c2)
 
 
@@ -246,7 +246,7 @@ def _leaf(xp, x, w, lo, hi, rows, origin, skipna, w_zero):
     W = acc[d, d]
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         u = acc[d, :d] / W
-        c2 = acc[:d, :d] - xp.multiply.outer(u, u) * W
+        c2 = acc[:d, :d] - xp.outer(u, u) * W
         mean = (shift - origin) + u
     W = xp.asarray(W, dtype=np.float64)
     W2 = W.copy() if w is None else xp.asarray(W2, dtype=np.float64)
