@@ -327,6 +327,19 @@ def test_bool_weights_count_any_nonzero_byte_as_one():
     assert_same([f.get() for f in g.fields], ref_weighted(x, raw.reshape(40, 13) != 0, 0, False, 4), 4, 17.0)
 
 
+def test_weights_and_data_of_either_byte_order():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((30, 70))
+    w = rng.random((30, 70))
+    want = ref_weighted(x, w, 1, False, 4)
+    for xd, wd in (("<f8", ">f8"), (">f8", "<f8"), (">f8", ">f4")):
+        gx = cupy.asarray(x.astype(xd))
+        gw = cupy.asarray(w.astype(wd))
+        got = fm.moments(gx, axis=1, weights=gw, order=4)
+        tol_want = want if wd != ">f4" else ref_weighted(x, w.astype(np.float32), 1, False, 4)
+        assert_same([f.get() for f in got.fields], tol_want, 4, 5.0)
+
+
 # -- the protocol's special values ----------------------------------------------------------------
 
 
@@ -575,3 +588,62 @@ def test_counts_past_int64_are_refused():
             gpu.reduce(f"weighted{order}", tuple(cupy.concatenate([f, f]) for f in two), (0,))
         with pytest.raises(ValueError, match=r"2\*\*63"):
             _to_state(tuple(cupy.concatenate([f, f]).reshape(-1) for f in one)).reduce()
+
+
+# -- the emulator notices broken weighted kernels ------------------------------------------------
+
+# (what, text in fm_weighted.cu with fm_wstate.cuh inlined, its broken form)
+BREAKS = [
+    ("block barrier removed", "    if (lane == 0) warps[warp] = s;\n    __syncthreads();\n",
+     "    if (lane == 0) warps[warp] = s;\n"),
+    ("lane-kernel barrier removed", "    tile[threadIdx.y][threadIdx.x] = s;\n    __syncthreads();\n",
+     "    tile[threadIdx.y][threadIdx.x] = s;\n"),
+    ("origin not added back", "mean[slot] = s.mean + origin;", "mean[slot] = s.mean;"),
+    ("sign of M3's cross term", "+ 3.0 * d * (ra * b2 - rb * a2)", "- 3.0 * d * (ra * b2 - rb * a2)"),
+]
+
+
+def _weighted_fails(source, monkeypatch):
+    from cupy import _emu
+    from cupy._emu import EmulatorError
+
+    from fastmoments.gpu import _kernels, _sources
+
+    orig = _sources.read_source
+    monkeypatch.setattr(_sources, "read_source", lambda path=_sources.REDUCE_SOURCE: source
+                        if path == _sources.WEIGHTED_SOURCE else orig(path))
+    rng = np.random.default_rng(20261205)
+    cases = [((100_003,), None), ((37, 300), 1), ((3000, 40), 0)]
+    problems = []
+    try:
+        for mode in (0, 1, 2):
+            monkeypatch.setattr(_emu.settings, "mode", mode)
+            _kernels._modules.clear()
+            for shape, axis in cases:
+                x = 100.0 + rng.standard_normal(shape) + rng.exponential(1.0, shape)
+                w = rng.random(shape)
+                try:
+                    got = fm.moments(cupy.asarray(x), axis=axis, weights=cupy.asarray(w), order=4)
+                    assert_same([f.get() for f in got.fields], ref_weighted(x, w, axis, False, 4), 4, 200.0)
+                except (EmulatorError, AssertionError) as e:
+                    problems.append(f"order {mode}, shape {shape}: {str(e)[:200]}")
+    finally:
+        _kernels._modules.clear()
+    return problems
+
+
+@pytest.mark.skipif(not getattr(cupy, "__fmemu__", False), reason="needs the CUDA emulator")
+def test_unbroken_weighted_kernels_pass_in_every_order(monkeypatch):
+    from fastmoments.gpu import _sources
+
+    assert _weighted_fails(_sources.read_source(_sources.WEIGHTED_SOURCE), monkeypatch) == []
+
+
+@pytest.mark.skipif(not getattr(cupy, "__fmemu__", False), reason="needs the CUDA emulator")
+@pytest.mark.parametrize("what, find, broken", BREAKS, ids=[b[0] for b in BREAKS])
+def test_broken_weighted_kernel_fails(what, find, broken, monkeypatch):
+    from fastmoments.gpu import _sources
+
+    source = _sources.read_source(_sources.WEIGHTED_SOURCE)
+    assert source.count(find) == 1, f"the text to break is not in the source once: {find!r}"
+    assert _weighted_fails(source.replace(find, broken), monkeypatch), f"{what}: the emulated run did not notice"

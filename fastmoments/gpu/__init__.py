@@ -340,6 +340,11 @@ def weighted_moments(x, w, axes, skipna, order):
     if w is not None and w.shape != x.shape:
         raise ValueError(f"weights of shape {w.shape} do not fit x of shape {x.shape}")
     with x.device:
+        # The kernels read native byte order only (a rare copy otherwise).
+        if not x.dtype.isnative:
+            x = x.astype(x.dtype.newbyteorder("="))
+        if w is not None and not w.dtype.isnative:
+            w = w.astype(w.dtype.newbyteorder("="))
         return _weighted_data(x, w, tuple(axes), bool(skipna), int(order))
 
 
