@@ -43,9 +43,10 @@ from ._tree import (
     combine_states,
     take_state,
 )
+from .covariance import comoments
 from .lazy import LazyMoments, LazySummary
 
-__all__ = ["moments", "summarize", "LazyMoments", "LazySummary"]
+__all__ = ["moments", "summarize", "comoments", "LazyMoments", "LazySummary"]
 
 __version__ = "0.1.0"
 
