@@ -99,3 +99,20 @@ def test_errors():
         fmd.comoments(x, weights=da.from_array(-W, chunks=100)).compute()
     with pytest.raises(ValueError, match="split_every must be at least 2"):
         fmd.comoments(x, split_every=1)
+
+
+@pytest.mark.gpu
+def test_cupy_chunks():
+    cp = pytest.importorskip("cupy")
+    try:
+        if cp.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except Exception as e:  # a broken CUDA install
+        pytest.skip(f"no usable CUDA device: {e}")
+    x = da.from_array(cp.asarray(X), chunks=(128, 7), asarray=False)
+    w = da.from_array(cp.asarray(W), chunks=128, asarray=False)
+    s = fmd.comoments(x, weights=w).compute()
+    assert type(s.c2).__module__.startswith("cupy")
+    close_state(s.to_numpy(), X, W)
+    with pytest.raises(TypeError, match="the chunks are CuPy arrays and the weights NumPy"):
+        fmd.comoments(x, weights=W)
