@@ -130,3 +130,60 @@ def test_each_table_maps_blocks_to_arrays():
         assert seen == {t: int(n) for t, n in enumerate(sizes)}
         # fm_finalize's ranges: chunk0 of array t to chunk0 of t + 1
         assert table[len(sizes), 2] == total
+
+
+def _weight_views(x):
+    """Weights of x's shape in other layouts: their own copy in C and F
+    order, and broadcast views along each axis (zero strides elsewhere)."""
+    wbase = np.arange(10_000, 10_000 + x.size).reshape(x.shape)
+    yield wbase, np.ascontiguousarray(wbase).ravel()
+    if x.ndim:
+        f = np.asfortranarray(wbase)
+        yield f, f.ravel(order="K")
+    for ax in range(x.ndim):
+        line = np.arange(20_000, 20_000 + x.shape[ax])
+        shape = [1] * x.ndim
+        shape[ax] = x.shape[ax]
+        v = np.broadcast_to(line.reshape(shape), x.shape)
+        yield v, line
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_joint_plans_read_value_and_weight_together(case):
+    """fm_weighted.cu reads element k of output o of the data and of its
+    weights through plan_joint's plans: every (value, weight) pair exactly once."""
+    x, base = list(_views())[case]
+    if base is None:
+        base = x.ravel(order="K")
+    for w, wflat in _weight_views(x):
+        worigin = (w.ctypes.data - wflat.ctypes.data) // w.itemsize if w.size else 0
+        for axes in _all_axes(x.ndim):
+            xs = tuple(s // x.itemsize for s in x.strides)
+            ws = tuple(s // w.itemsize for s in w.strides)
+            plans = L.plan_joint(x.shape, (xs, ws), axes)
+            kept = [i for i in range(x.ndim) if i not in axes]
+            M = int(np.prod([x.shape[i] for i in kept]))
+            K = int(np.prod([x.shape[i] for i in axes]))
+            want_x = np.transpose(x, kept + list(axes)).reshape(M, K)
+            want_w = np.transpose(w, kept + list(axes)).reshape(M, K)
+            if plans is None:  # both copied to (M, K) contiguous
+                continue
+            p, pw = plans
+            assert (p.A, p.B, p.K) == (pw.A, pw.B, pw.K)
+            g = L.geometry(p)
+            gx, gw = _visits(p, g), _visits(pw, g)
+            xo = (x.ctypes.data - base.ctypes.data) // x.itemsize
+            for o in range(p.M):
+                pairs = sorted(zip(base[xo + np.asarray(gx[o], np.int64)].tolist(),
+                                   wflat[worigin + np.asarray(gw[o], np.int64)].tolist()))
+                assert pairs == sorted(zip(want_x[o].tolist(), want_w[o].tolist())), (axes, o)
+
+
+def test_plan_joint_fast_paths():
+    # weights along the last axis broadcast over the rest: reducing two axes has
+    # no common view (the wing copies), reducing the one does
+    assert L.plan_joint((4, 5, 6), ((30, 6, 1), (0, 0, 1)), (1, 2)) is None
+    assert L.plan_joint((4, 30), ((30, 1), (0, 1)), (1,)) == (L.Plan(1, 4, 0, 30, 30, 1), L.Plan(1, 4, 0, 0, 30, 1))
+    # C data, F weights: the kept axes no longer coalesce, still two strided dims
+    assert L.plan_joint((4, 5, 6), ((30, 6, 1), (1, 4, 20)), (2,)) == (
+        L.Plan(4, 5, 30, 6, 6, 1), L.Plan(4, 5, 1, 4, 6, 20))

@@ -95,7 +95,7 @@ def _weighted_merge(order: int):
     """The merge ElementwiseKernel of kind ``weighted<order>``."""
     names = _WFIELDS[: 3 + order]
 
-    def params(suffix, out=False):
+    def params(suffix):
         return ", ".join(f"{'int64' if f == 'n' else 'float64'} {f}{suffix}" for f in names)
 
     def args(suffix):
@@ -107,7 +107,7 @@ def _weighted_merge(order: int):
         + (" m3_out = r.m[1];" if order >= 3 else "")
         + (" m4_out = r.m[2];" if order >= 4 else "")
     )
-    return (f"{params('a')}, {params('b')}", params("_out", True), body)
+    return (f"{params('a')}, {params('b')}", params("_out"), body)
 
 
 for _order in ORDERS:
