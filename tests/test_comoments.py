@@ -486,3 +486,16 @@ def test_bad_merges_and_arguments(rng):
         fm.RunningCoMoments(2.0)
     with pytest.raises(ValueError, match="2-D"):
         fm.RunningCoMoments().update(np.zeros(3))
+
+
+def test_from_other_threads_same_bits(rng, small_blocks):
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = rng.standard_normal((900, 4)) + 1e5
+    main = fm.comoments(x)
+    with ThreadPoolExecutor(3) as ex:
+        results = list(ex.map(lambda _: fm.comoments(x), range(6)))
+    for r in results:
+        for a, b in zip(r.fields, main.fields):
+            np.testing.assert_array_equal(a, b)
+    assert C._blas_users == 0
