@@ -238,7 +238,8 @@ def monitor_overhead(rounds, block_iters, full=True):
     and per iteration of the monitored harness ``hook_s`` (the whole optimizer
     hook, ``observe``), ``kernel_s`` (inside ``fastmoments.summarize_each``,
     the core's pass over the values), ``report_s`` (reports, amortized) and
-    ``load`` (the 1-minute load average before and after).
+    ``load`` (the 1-minute load average before and after); ``cpu_ratio`` and
+    ``cpu_paired_ratio`` are the same ratios in CPU seconds of the process.
     """
     import fastmoments
     import fastmoments_monitor.pool as pool
@@ -252,19 +253,24 @@ def monitor_overhead(rounds, block_iters, full=True):
         hook = monitor.observe = _Clock(monitor.observe)
         report = monitor.report = _Clock(monitor.report)
         kernel = pool.fastmoments = _Timed(fastmoments)  # the pool's view of fastmoments, timed
-        t_none, t_mon = [], []
+        t_none, t_mon, c_none, c_mon = [], [], [], []
         for r in range(rounds):
-            pair = [(base, t_none), (mon, t_mon)]
-            for h, out in (pair if r % 2 == 0 else pair[::-1]):
-                t0 = time.perf_counter()
+            pair = [(base, t_none, c_none), (mon, t_mon, c_mon)]
+            for h, out, cpu in (pair if r % 2 == 0 else pair[::-1]):
+                t0, c0 = time.perf_counter(), time.process_time()
                 h.run(block_iters)
                 out.append((time.perf_counter() - t0) / block_iters)
+                cpu.append((time.process_time() - c0) / block_iters)
         _check_reported("gradient_monitor", mon)
         n = rounds * block_iters
         none_s, mon_s = statistics.median(t_none), statistics.median(t_mon)
         return {
             "none_s": none_s, "monitor_s": mon_s, "ratio": mon_s / none_s,
             "paired_ratio": statistics.median(m / b for m, b in zip(t_mon, t_none)),
+            # CPU seconds of this process (all its threads): what the monitor
+            # costs, less sensitive to other jobs' load than wall time.
+            "cpu_ratio": statistics.median(c_mon) / statistics.median(c_none),
+            "cpu_paired_ratio": statistics.median(m / b for m, b in zip(c_mon, c_none)),
             "hook_s": hook.seconds / n, "kernel_s": kernel.summarize_each.seconds / n,
             "report_s": report.seconds / n, "load": (load0, os.getloadavg()[0]),
         }
@@ -284,7 +290,8 @@ def test_monitor_overhead(benchmark, timing):
     benchmark.extra_info.update({k: v for k, v in result.items()}, target_ratio=TARGET)
     r = result
     print(f"\nnone {r['none_s'] * 1e3:.2f} ms/iter, monitor {r['monitor_s'] * 1e3:.2f} "
-          f"(x{r['ratio']:.3f}, paired x{r['paired_ratio']:.3f}); per iteration: hook "
+          f"(x{r['ratio']:.3f}, paired x{r['paired_ratio']:.3f}; CPU time x{r['cpu_ratio']:.3f}, "
+          f"paired x{r['cpu_paired_ratio']:.3f}); per iteration: hook "
           f"{r['hook_s'] * 1e6:.0f} us, of which summarize_each {r['kernel_s'] * 1e6:.0f} us; "
           f"reports {r['report_s'] * 1e6:.0f} us; load {r['load'][0]:.2f} -> {r['load'][1]:.2f}")
     assert r["hook_s"] > 0 and r["kernel_s"] > 0
