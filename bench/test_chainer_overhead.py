@@ -229,39 +229,59 @@ class _Timed:
 
 
 def monitor_overhead(rounds, block_iters, full=True):
-    """GradientMonitor against no monitoring, interleaved ABBA in blocks of one report
-    interval, and where the monitor's time goes.
+    """GradientMonitor against no monitoring on *one* model, interleaved ABBA in
+    blocks of one report interval, and where the monitor's time goes.
+
+    One harness serves both: for the unmonitored blocks the monitor's hook is
+    detached and its extension skipped. Two separate harnesses (as in
+    :func:`interleaved`) differ by more than the monitor: on this VM the one
+    built first ran up to 9% faster or slower, by where its arrays landed in
+    memory (x1.13 with the unmonitored harness built first, x1.05 the other
+    way round, same code).
 
     Returns a dict: ``none_s`` and ``monitor_s`` (median seconds per iteration
     over blocks), ``ratio`` (of those medians), ``paired_ratio`` (median over
-    rounds of monitor block / adjacent none block: robust to load drift),
-    and per iteration of the monitored harness ``hook_s`` (the whole optimizer
-    hook, ``observe``), ``kernel_s`` (inside ``fastmoments.summarize_each``,
-    the core's pass over the values), ``report_s`` (reports, amortized) and
-    ``load`` (the 1-minute load average before and after); ``cpu_ratio`` and
-    ``cpu_paired_ratio`` are the same ratios in CPU seconds of the process.
+    rounds of monitor block / adjacent unmonitored block: robust to load
+    drift), the same two in CPU seconds of the process (``cpu_ratio``,
+    ``cpu_paired_ratio``), and per monitored iteration ``hook_s`` (the whole
+    optimizer hook, ``observe``), ``kernel_s`` (inside
+    ``fastmoments.summarize_each``, the core's pass over the values),
+    ``report_s`` (reports, amortized) and ``load`` (the 1-minute load average
+    before and after).
     """
     import fastmoments
     import fastmoments_monitor.pool as pool
 
     load0 = os.getloadavg()[0]
-    base, mon = Harness("none", full=full), Harness("gradient_monitor", full=full)
-    monitor = mon.exts[0][0]
+    h = Harness("gradient_monitor", full=full)
+    monitor = h.exts[0][0]
+    opt = h.trainer.updater.get_optimizer("main")
+    exts = h.exts
     try:
-        base.run(block_iters)
-        mon.run(block_iters)
+        h.run(2 * block_iters)
         hook = monitor.observe = _Clock(monitor.observe)
         report = monitor.report = _Clock(monitor.report)
         kernel = pool.fastmoments = _Timed(fastmoments)  # the pool's view of fastmoments, timed
+
+        def monitored(on):
+            if on:
+                monitor.attach(opt)
+                h.exts = exts
+            else:
+                monitor.detach()
+                h.exts = []
+
         t_none, t_mon, c_none, c_mon = [], [], [], []
         for r in range(rounds):
-            pair = [(base, t_none, c_none), (mon, t_mon, c_mon)]
-            for h, out, cpu in (pair if r % 2 == 0 else pair[::-1]):
+            pair = [(False, t_none, c_none), (True, t_mon, c_mon)]
+            for on, out, cpu in (pair if r % 2 == 0 else pair[::-1]):
+                monitored(on)
                 t0, c0 = time.perf_counter(), time.process_time()
                 h.run(block_iters)
                 out.append((time.perf_counter() - t0) / block_iters)
                 cpu.append((time.process_time() - c0) / block_iters)
-        _check_reported("gradient_monitor", mon)
+        monitored(True)
+        _check_reported("gradient_monitor", h)
         n = rounds * block_iters
         none_s, mon_s = statistics.median(t_none), statistics.median(t_mon)
         return {
@@ -276,8 +296,7 @@ def monitor_overhead(rounds, block_iters, full=True):
         }
     finally:
         pool.fastmoments = fastmoments
-        base.close()
-        mon.close()
+        h.close()
 
 
 def test_monitor_overhead(benchmark, timing):
@@ -295,7 +314,7 @@ def test_monitor_overhead(benchmark, timing):
           f"{r['hook_s'] * 1e6:.0f} us, of which summarize_each {r['kernel_s'] * 1e6:.0f} us; "
           f"reports {r['report_s'] * 1e6:.0f} us; load {r['load'][0]:.2f} -> {r['load'][1]:.2f}")
     assert r["hook_s"] > 0 and r["kernel_s"] > 0
-    assert r["kernel_s"] <= r["hook_s"]
+    assert r["kernel_s"] <= r["hook_s"] + r["report_s"]
 
 
 def test_overhead_ratios(benchmark, timing):

@@ -45,9 +45,16 @@ def _to_host(a):
     return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
 
 
+_EMPTY = {}
+
+
 def empty_summary(n):
-    """The identity Summary of shape ``(n,)`` on the host, whatever fields the Summary has."""
-    return fastmoments.summarize_each([np.empty(0, np.float32)] * n)
+    """The identity Summary of shape ``(n,)`` on the host, whatever fields the Summary has
+    (read-only, cached per ``n``)."""
+    s = _EMPTY.get(n)
+    if s is None:
+        s = _EMPTY[n] = fastmoments.summarize_each([np.empty(0, np.float32)] * n)
+    return s
 
 
 class _on_device:
