@@ -380,12 +380,11 @@ def test_dtypes_of_values_and_weights():
     for axes in [(1,), (0,)]:
         for name, x in xs.items():
             assert_close(wm(x, w64, axes), reference(x.astype(np.float64), w64, axes), rtol=1e-9)
-        for name, w in ws.items():
-            assert_close(wm(x64, w, axes), reference(x64, w.astype(np.float64), axes), rtol=1e-9)
+        for name, w in ws.items():  # float32 weights with float32 values: one compiled variant fewer
+            x = xs["float32"] if w.dtype == np.float32 else x64
+            assert_close(wm(x, w, axes), reference(x.astype(np.float64), w.astype(np.float64), axes), rtol=1e-9)
     # weights in the other byte order
     assert_close(wm(x64, w64.astype(">f8"), (1,)), reference(x64, w64, (1,)))
-    assert_close(wm(xs["float32"], ws["float32"], (1,)),
-                 reference(xs["float32"].astype(float), ws["float32"].astype(float), (1,)), rtol=1e-9)
 
 
 def test_bool_bytes_other_than_one():
@@ -476,7 +475,7 @@ def test_thread_count_does_not_change_results():
     try:
         for t in (1, 2):
             numba.set_num_threads(t)
-            results.append([wm(x, w, (1,)), wm(x, w, (0, 1)), wm(xc, wc, (0,)), wm(x1), wm(x, None, (1,), skipna=True)])
+            results.append([wm(x, w, (1,)), wm(x, w, (0, 1)), wm(xc, wc, (0,)), wm(x1)])
     finally:
         numba.set_num_threads(n0)
     for a, b in zip(*results):

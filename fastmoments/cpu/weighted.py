@@ -912,8 +912,24 @@ def reduce_cols(x, wx, org, si_out, sf_out):
         bad[task] = _col_chunk(x, wx, ch * CHUNK, min(n_tiles, (ch + 1) * CHUNK), rows_per_tile,
                                c0, w, org[c0 : c0 + w], si_c, sf_c, ch)
     for j in prange(m):
-        _fold(si_c[:, :, j], sf_c[:, :, j], 0, n_chunks, si_out, sf_out, j)
+        _fold_column(si_c, sf_c, j, n_chunks, si_out, sf_out)
     return bad.sum()
+
+
+def _fold_column(si_c, sf_c, j, nc, si_out, sf_out):
+    """_fold of column j's chunk states (axis 1 of (field, chunk, column)
+    arrays), read in place: C-contiguous arguments only, one compiled
+    signature for the helpers."""
+    si = np.empty((1, STACK), np.int64)
+    sf = np.empty((NF, STACK), np.float64)
+    top = 0
+    for c in range(nc):
+        si[0, top] = si_c[0, c, j]
+        for f in range(NF):
+            sf[f, top] = sf_c[f, c, j]
+        top = _push(si, sf, top, c)
+    _finish(si, sf, top)
+    _copy_slot(si, sf, 0, si_out, sf_out, j)
 
 
 def means_from_origins(sf, org):
@@ -1011,6 +1027,7 @@ _SPEC = {
     "_tile_shifted": (True, False, False),
     "_col_chunk": (False, False, False),
     "column_origins": (False, False, False),
+    "_fold_column": (False, False, False),
     "reduce_cols": (False, False, True),
     "means_from_origins": (False, False, False),
     "merge_arrays": (False, False, True),
