@@ -117,5 +117,5 @@ def merge(a, b):
             :class:`~fastmoments.CoMoments` (of the same number of variables).
     """
     if not isinstance(a, (Moments, Summary, CoMoments)):
-        raise TypeError(f"merge takes Moments, Summary or CoMoments states, got {type(a).__name__}")
+        raise TypeError(f"merge takes Moments or Summary states, or CoMoments, got {type(a).__name__}")
     return a.merge(b)

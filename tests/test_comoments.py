@@ -469,7 +469,7 @@ def test_bad_merges_and_arguments(rng):
         fm.merge(a, b)
     with pytest.raises(TypeError, match="cannot merge CoMoments with Moments"):
         a.merge(fm.moments([1.0, 2.0]))
-    with pytest.raises(TypeError, match="merge takes Moments, Summary or CoMoments"):
+    with pytest.raises(TypeError, match="merge takes Moments or Summary states, or CoMoments"):
         fm.merge(1.0, a)
     with pytest.raises(TypeError, match="ddof must be a real number"):
         a.cov(ddof="1")
