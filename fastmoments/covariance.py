@@ -213,6 +213,11 @@ def _tree(xp, nleaves, leaves):
 
 def _finite_mean(xp, blk, fallback):
     """Per-column mean of a block's finite values (``fallback`` where none)."""
+    if blk.shape[0]:
+        with np.errstate(invalid="ignore", over="ignore"):
+            m = blk.mean(axis=0, dtype=np.float64)
+        if bool(xp.isfinite(m).all()):  # the common case: one pass
+            return m
     v = blk.astype(np.float64)
     ok = xp.isfinite(v)
     cnt = ok.sum(axis=0)
