@@ -463,8 +463,8 @@ def _weighted_cols(ks, x2, w2):
     # range whose sums are not. The row kernels, which tell these apart block
     # by block (and scale the latter), redo them from a transposed copy. Rare:
     # one check of the output otherwise.
-    with np.errstate(invalid="ignore"):
-        redo = np.flatnonzero((si[0] > 0) & ~np.all(np.abs(sf[2:]) <= np.finfo(np.float64).max, axis=0))
+    with np.errstate(invalid="ignore", over="ignore"):
+        redo = np.flatnonzero(~np.isfinite(sf[2:].sum(axis=0)) & (si[0] > 0))
     if redo.size:
         rx = np.ascontiguousarray(x2[:, redo].T)
         rw = np.ascontiguousarray(w2[:, redo].T) if ks.weighted else w2

@@ -828,7 +828,10 @@ def _merge_tiles(stk, a, b, w):
 def _col_chunk(x, wx, t0, t1, rows_per_tile, c0, w, org, si_c, sf_c, o):
     """Per-column states of tiles t0..t1 at columns c0..c0+w into chunk ``o``."""
     k = x.shape[0]
-    stk = np.empty((NF + 1, STACK, w))
+    depth = 2  # the carry stack of t1 - t0 tiles holds at most log2 of it + 1
+    while (1 << (depth - 2)) < t1 - t0:
+        depth += 1
+    stk = np.empty((NF + 1, depth, w))  # not STACK: short tasks would allocate (and fault) MiBs
     acc = np.empty((9, w))
     K = np.empty(w)  # shifts: the previous tile's means
     top = 0
@@ -901,8 +904,12 @@ def reduce_cols(x, wx, org, si_out, sf_out):
     n_tiles = (k + rows_per_tile - 1) // rows_per_tile
     n_chunks = (n_tiles + CHUNK - 1) // CHUNK
     n_colblocks = (m + w_max - 1) // w_max
-    si_c = np.empty((1, n_chunks, m), np.int64)
-    sf_c = np.empty((NF, n_chunks, m), np.float64)
+    if n_chunks == 1:  # into the outputs (NumPy's memory: fresh Numba memory faults page by page)
+        si_c = si_out.reshape((1, 1, m))
+        sf_c = sf_out.reshape((NF, 1, m))
+    else:
+        si_c = np.empty((1, n_chunks, m), np.int64)
+        sf_c = np.empty((NF, n_chunks, m), np.float64)
     bad = np.zeros(n_chunks * n_colblocks)
     for task in prange(n_chunks * n_colblocks):
         ch = task // n_colblocks
@@ -911,25 +918,34 @@ def reduce_cols(x, wx, org, si_out, sf_out):
         w = min(m, c0 + w_max) - c0
         bad[task] = _col_chunk(x, wx, ch * CHUNK, min(n_tiles, (ch + 1) * CHUNK), rows_per_tile,
                                c0, w, org[c0 : c0 + w], si_c, sf_c, ch)
-    for j in prange(m):
-        _fold_column(si_c, sf_c, j, n_chunks, si_out, sf_out)
+    if n_chunks == 1:
+        return bad.sum()
+    for cb in prange(n_colblocks):
+        _fold_columns(si_c, sf_c, cb * w_max, min(m, (cb + 1) * w_max), n_chunks, si_out, sf_out)
     return bad.sum()
 
 
-def _fold_column(si_c, sf_c, j, nc, si_out, sf_out):
-    """_fold of column j's chunk states (axis 1 of (field, chunk, column)
-    arrays), read in place: C-contiguous arguments only, one compiled
-    signature for the helpers."""
+def _fold_columns(si_c, sf_c, j0, j1, nc, si_out, sf_out):
+    """_fold of columns j0..j1's chunk states (axis 1 of (field, chunk,
+    column) arrays), read in place (C-contiguous arguments only: one
+    compiled signature for the helpers), with one stack for all."""
+    if nc == 1:
+        for j in range(j0, j1):
+            si_out[0, j] = si_c[0, 0, j]
+            for f in range(NF):
+                sf_out[f, j] = sf_c[f, 0, j]
+        return
     si = np.empty((1, STACK), np.int64)
     sf = np.empty((NF, STACK), np.float64)
-    top = 0
-    for c in range(nc):
-        si[0, top] = si_c[0, c, j]
-        for f in range(NF):
-            sf[f, top] = sf_c[f, c, j]
-        top = _push(si, sf, top, c)
-    _finish(si, sf, top)
-    _copy_slot(si, sf, 0, si_out, sf_out, j)
+    for j in range(j0, j1):
+        top = 0
+        for c in range(nc):
+            si[0, top] = si_c[0, c, j]
+            for f in range(NF):
+                sf[f, top] = sf_c[f, c, j]
+            top = _push(si, sf, top, c)
+        _finish(si, sf, top)
+        _copy_slot(si, sf, 0, si_out, sf_out, j)
 
 
 def means_from_origins(sf, org):
@@ -1003,7 +1019,7 @@ _SPEC = {
     "_shifted": (True, False, False),
     "_one_block": (False, False, False),
     "_row_run": (False, False, False),
-    "_corrected": (False, False, False),
+    "_corrected": (False, True, False),  # inlined: called per column in the tile loops
     "_taken_all_finite": (True, False, False),
     "_scaled": (False, False, False),
     "_put": (False, False, False),
@@ -1027,7 +1043,7 @@ _SPEC = {
     "_tile_shifted": (True, False, False),
     "_col_chunk": (False, False, False),
     "column_origins": (False, False, False),
-    "_fold_column": (False, False, False),
+    "_fold_columns": (False, False, False),
     "reduce_cols": (False, False, True),
     "means_from_origins": (False, False, False),
     "merge_arrays": (False, False, True),
