@@ -10,6 +10,8 @@ baselines measured in the same run on the same device (CONTRIBUTING.md):
 - moments on 1 GiB float32 / float64: bytes read per second against the
   device-to-device copy's (bytes read + written) per second; and the time of
   ``cupy.mean`` + ``cupy.var`` over the time of ``fastmoments.moments``.
+- weighted / order-4 moments on 1 GiB of float32 (data, or data and float32
+  weights): bytes read per second against the copy's (no target yet).
 - merge of two 100M-element Moments: (bytes read + written) per second
   against the copy's.
 - summarize_each on ResNet-50's ~161 parameter arrays (~25.6M float32): a
@@ -143,6 +145,25 @@ def bench_moments(cupy, fm, dtype, copy_bw):
     }
 
 
+def bench_weighted(cupy, fm, copy_bw, weighted, order=4):
+    """Order-``order`` moments of float32 data (with float32 weights when
+    ``weighted``), 1 GiB read in all: bytes read per second against the copy's."""
+    n = GiB // (8 if weighted else 4)
+    x = cupy.random.standard_normal(n, dtype=np.float32)
+    x += 3
+    w = cupy.random.random_sample(n, dtype=np.float32) if weighted else None
+    t = gpu_time(cupy, lambda: fm.moments(x, weights=w, order=order))
+    # its mean and variance against a float64 reference while we are here
+    got = fm.moments(x, weights=w, order=order)
+    x64 = x.astype(np.float64)
+    w64 = cupy.ones_like(x64) if w is None else w.astype(np.float64)
+    mean = float((w64 * x64).sum().get() / w64.sum().get())
+    var = float((w64 * (x64 - mean) ** 2).sum().get() / w64.sum().get())
+    rel = abs(float(got.var().get()) / var - 1)
+    del x, w, x64, w64
+    return {"time_ms": t * 1e3, "read_GBps": GiB / t / 1e9, "vs_copy": (GiB / t) / copy_bw, "var_rel_err": rel}
+
+
 def bench_merge(cupy, fm, copy_bw, n=100_000_000):
     def state(seed):
         rs = cupy.random.RandomState(seed)
@@ -207,6 +228,20 @@ def sanitize_workload(cupy, fm):
     m = fm.moments(cupy.asarray(rs.standard_normal((300, 40))), axis=1)
     m.merge(m[:1]).reduce(0)
     fm.Moments(*(cupy.asarray(f) for f in fm.moments(rs.standard_normal((64, 700)), axis=0).fields)).reduce()
+    # weighted and higher-order moments: each kernel path, weight dtypes, broadcast weights
+    for dt, wdt in [(np.float64, np.float64), (np.float32, None), (np.int8, np.float32), (np.float16, np.bool_),
+                    (np.float64, np.int32), (np.uint64, np.float16)]:
+        for shape, axes in [((), None), ((37,), None), ((5000,), None), ((70000,), None), ((33, 300), 0),
+                            ((33, 300), 1), ((4, 1500, 3), 1), ((3, 4, 5), (0, 2)), ((2, 3), ())]:
+            x = cupy.asarray((rs.standard_normal(shape) * 3).astype(dt))
+            w = None if wdt is None else cupy.asarray((rs.random(shape) * 2).astype(wdt))
+            for order in (2, 4):
+                fm.moments(x, axis=axes, weights=w, order=order)
+            fm.moments(x, axis=axes, weights=w, order=3, skipna=True)
+    x = cupy.asarray(rs.standard_normal((300, 4000)))
+    wm = fm.moments(x, axis=1, weights=cupy.asarray(rs.random(4000)), order=4)
+    wm.merge(wm[:1]).reduce(0)
+    fm.moments(x[::3, ::-2], axis=0, weights=cupy.asarray(rs.random((300, 4000)))[::3, ::-2], order=3)
     cupy.cuda.Device().synchronize()
 
 
@@ -215,7 +250,7 @@ def sanitize_workload(cupy, fm):
 
 def run_tests(timeout):
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py",
-           "tests/test_gpu_layout.py"]
+           "tests/test_gpu_weighted.py", "tests/test_gpu_layout.py"]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -279,8 +314,8 @@ def main(argv=None):
     rows = []
     t_start = time.perf_counter()
     if not args.skip_tests:
-        tr = run_tests(timeout=150)
-        rows.append(("GPU tests (tests/test_gpu.py, test_gpu_layout.py)", str(tr["summary"]), f"rc {tr['rc']}",
+        tr = run_tests(timeout=300)
+        rows.append(("GPU tests (tests/test_gpu.py, test_gpu_weighted.py, test_gpu_layout.py)", str(tr["summary"]), f"rc {tr['rc']}",
                      f"{tr['seconds']:.0f} s"))
     if args.sanitize:
         sr = run_sanitizer(timeout=150)
@@ -295,6 +330,12 @@ def main(argv=None):
                          f"{r['time_ms']:.3f} ms, {r['read_GBps']:.0f} GB/s"))
             rows.append((f"moments 1 GiB {name}: cupy.mean+var time / ours", f"{r['speedup_vs_cupy']:.1f}x", ">= 3x",
                          f"cupy {r['cupy_mean_var_ms']:.3f} ms; var rel. err {r['var_rel_err_vs_float64']:.1e}"))
+            cupy.get_default_memory_pool().free_all_blocks()
+        for weighted in (False, True):
+            r = bench_weighted(cupy, fm, copy_bw, weighted)
+            what = "float32 + float32 weights" if weighted else "float32, unweighted"
+            rows.append((f"moments order 4, 1 GiB {what}: read/s vs copy", f"{r['vs_copy']:.2f}", "(no target yet)",
+                         f"{r['time_ms']:.3f} ms, {r['read_GBps']:.0f} GB/s; var rel. err {r['var_rel_err']:.1e}"))
             cupy.get_default_memory_pool().free_all_blocks()
         r = bench_merge(cupy, fm, copy_bw)
         rows.append(("merge 100M-element Moments: (read+written)/s vs copy", f"{r['vs_copy']:.2f}", ">= 0.8",
