@@ -159,14 +159,21 @@ def _f64(typingctx, v):
 # -- one block, in cache ---------------------------------------------------------
 
 
-@njit(fastmath=_FAST, **_opts)
+@njit(**_opts)
 def _shift(y):
-    """The mean of the first 8 values of ``y``: the shift of its one-pass sums."""
+    """The mean of the first 8 values of ``y``: the shift of its one-pass sums.
+
+    Taken as y[0] plus the mean of the others' deviations from it: exactly
+    y[0] where they are all equal (a constant block then sums zeros and has
+    m2 0, not the rounding of a shift off by an ulp, whose squares pass the
+    range beyond 1e154), and no sum of 8 values to overflow. Not fast-math,
+    so that no reassociation turns it back into a plain sum."""
     h = min(y.size, 8)
-    shift = 0.0
-    for i in range(h):
-        shift += _f64(y[i])
-    return shift / h
+    y0 = _f64(y[0])
+    d = 0.0
+    for i in range(1, h):
+        d += _f64(y[i]) - y0
+    return y0 + d / h
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -198,6 +205,26 @@ def _corrected_m2(q, c, inv):
     not the NaN of inf - inf that c*c would give once c passes 1e154. Where q
     is finite, c*(c/n) <= q (Cauchy-Schwarz) cannot overflow."""
     return q - c * (c * inv) if q <= _MAXF else q
+
+
+# How close (relative) a first pass's mean must be to a value of the data for
+# the second pass to center on that value instead (see _center): 32 times the
+# rounding error of a mean of 2**17 equal values (a column tile's most), and
+# small enough that centering there costs no digits: m2's error grows by
+# (_SNAP * kappa)**2 ulps at most, kappa = |mean| / std (under 1 to 1e9).
+_SNAP = 2.0**-32
+
+
+@njit(fastmath=_FAST, inline="always", **_opts)
+def _center(mean, v):
+    """The center of a second pass of the corrected two-pass algorithm: ``v``,
+    one of the values, where the first pass's ``mean`` is within _SNAP of it,
+    else ``mean``. Any center near the mean gives the same digits (the
+    correction c/n takes up its offset), but a mean of equal values off by an
+    ulp would leave m2 the rounding of the squares of that ulp's deviations
+    (nonzero, or inf beyond 1e154): centered on one of them, a run of equal
+    values has deviations 0, its mean exact and m2 exactly 0."""
+    return v if abs(mean - v) <= _SNAP * abs(v) else mean
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -244,13 +271,13 @@ def _scaled_moments(y, origin):
     """(count, mean - origin, m2) of the finite values of ``y``, summed at
     2**-64 of their scale (callers send blocks whose every value counts
     but NaN, skipped by skipna, or every finite one, for summaries)."""
-    o = origin * _DOWN
+    k0 = _first_finite(y) * _DOWN  # the shift of the sums (see _first_finite)
     s = 0.0
     k = 0.0
     for i in range(y.size):
         v = _f64(y[i])
         ok = abs(v) <= _MAXF
-        s += v * _DOWN - o if ok else 0.0
+        s += v * _DOWN - k0 if ok else 0.0
         k += 1.0 if ok else 0.0
     if k == 0.0:
         return 0, np.nan, 0.0
@@ -259,11 +286,24 @@ def _scaled_moments(y, origin):
     c = 0.0
     for i in range(y.size):
         v = _f64(y[i])
-        d = (v * _DOWN - o) - mean if abs(v) <= _MAXF else 0.0
+        d = (v * _DOWN - k0) - mean if abs(v) <= _MAXF else 0.0
         c += d
         m2 += d * d
     # m2 * 2**128 overflows to inf exactly where the true m2 passes the range
-    return int(k), (mean + c / k) * _UP, _corrected_m2(m2, c, 1.0 / k) * _UP * _UP
+    return int(k), ((k0 - origin * _DOWN) + (mean + c / k)) * _UP, _corrected_m2(m2, c, 1.0 / k) * _UP * _UP
+
+
+@njit(**_opts)
+def _first_finite(y):
+    """The first finite value of ``y`` (0.0 if none): the shift of the sums of
+    the masked two-pass loops. Being one of the values, it makes a block of
+    equal values (NaN and infinities aside) sum zeros: its mean exact and its
+    m2 exactly 0."""
+    for i in range(y.size):
+        v = _f64(y[i])
+        if abs(v) <= _MAXF:
+            return v
+    return 0.0
 
 
 # Counters below are float64: exact for a block's 8192 values, and the same
@@ -272,10 +312,11 @@ def _scaled_moments(y, origin):
 
 @njit(fastmath=_FAST, **_opts)
 def _block_moments_skipna(y, origin):
+    k0 = _first_finite(y)  # the shift of the sums
     s = 0.0
     k = 0.0
     for i in range(y.size):
-        v = _f64(y[i]) - origin
+        v = _f64(y[i]) - k0
         ok = v == v
         s += v if ok else 0.0
         k += 1.0 if ok else 0.0
@@ -289,13 +330,13 @@ def _block_moments_skipna(y, origin):
     m2 = 0.0
     c = 0.0
     for i in range(y.size):
-        v = _f64(y[i]) - origin
+        v = _f64(y[i]) - k0
         d = v - mean if v == v else 0.0
         c += d
         m2 += d * d
     if not (abs(c) <= _MAXF):
         return _scaled_moments(y, origin)
-    return int(k), mean + c / k, _corrected_m2(m2, c, 1.0 / k)
+    return int(k), (k0 - origin) + (mean + c / k), _corrected_m2(m2, c, 1.0 / k)
 
 
 @njit(fastmath=_FAST, **_opts)
@@ -661,13 +702,14 @@ def _summary_from_sums(y, shift, s, q, nz, origin):
 def _block_summary_masked(y, origin):
     # Sums, the minimum and the maximum each get their own loop over the
     # cached block: LLVM vectorizes each alone but none of them together.
+    k0 = _first_finite(y)  # the shift of the sums
     s = 0.0
     k = 0.0
     nz = 0.0
     for i in range(y.size):
         v = _f64(y[i])
         ok = abs(v) <= _MAXF  # False for NaN and +-Inf
-        s += v - origin if ok else 0.0
+        s += v - k0 if ok else 0.0
         k += 1.0 if ok else 0.0
         nz += 1.0 if v == 0.0 else 0.0
     if k == 0.0:
@@ -683,13 +725,13 @@ def _block_summary_masked(y, origin):
     c = 0.0
     for i in range(y.size):
         v = _f64(y[i])
-        d = (v - origin) - mean if abs(v) <= _MAXF else 0.0
+        d = (v - k0) - mean if abs(v) <= _MAXF else 0.0
         c += d
         m2 += d * d
     if not (abs(c) <= _MAXF):
         n, mean, m2 = _scaled_moments(y, origin)
         return n, mean, m2, lo, hi, y.size - n, int(nz)
-    return n, mean + c / k, _corrected_m2(m2, c, 1.0 / k), lo, hi, y.size - n, int(nz)
+    return n, (k0 - origin) + (mean + c / k), _corrected_m2(m2, c, 1.0 / k), lo, hi, y.size - n, int(nz)
 
 
 @njit(**_opts)
@@ -928,6 +970,7 @@ def carry_finish(kind, si, sf, top):
 # of the spread instead.
 
 ORIGIN_SAMPLES = 9
+ORIGIN_SCAN = 64  # rows column_origins looks through where its samples are not finite
 _ORIGIN_MAX = 2.0**1000
 
 
@@ -1037,17 +1080,27 @@ def _small_rows(kind, x, i0, i1, si_out, sf_out, o0):
     ws = np.empty((5, ROWS_PER_TASK))
     si = np.empty((N_INT, 1, ROWS_PER_TASK), np.int64)
     sf = np.empty((N_FLOAT, 1, ROWS_PER_TASK), np.float64)
-    org = np.zeros(ROWS_PER_TASK)  # a row's values are never merged in parts: no origin
+    # Each row's origin: its first finite value, the shift of its sums (see
+    # _tile_moments), so that a row of equal values has m2 exactly 0.
+    org = np.empty(ROWS_PER_TASK)
     for t0 in range(0, rows, ROWS_PER_TASK):
         w = min(ROWS_PER_TASK, rows - t0)
         for r in range(w):
             row = x[i0 + t0 + r]
             for j in range(k):
                 scratch[j, r] = _f64(row[j])
+        for r in range(w):
+            org[r] = 0.0
+            for j in range(k):
+                if abs(scratch[j, r]) <= _MAXF:
+                    org[r] = scratch[j, r]
+                    break
         if kind == SUMMARY:
             _tile_summary(scratch, 0, k, 0, w, ws, si, sf, 0, org)
         else:
             _tile_moments(kind, scratch, 0, k, 0, w, ws, si, sf, 0, org)
+        for r in range(w):
+            _from_origin(sf[:, 0], r, org[r])
         for r in range(w):
             if si[0, 0, r] > 0 and not (abs(sf[0, 0, r] + sf[1, 0, r]) <= _MAXF):
                 ok, mean, m2 = scaled_redo(kind, x[i0 + t0 + r])
@@ -1186,6 +1239,7 @@ def _rows_of(x, mean_out, m2_out, k):
             mean_out[i] = mean
             m2_out[i] = np.nan
             continue
+        mean = _center(mean, _f64(x[base]))
         c = 0.0
         q = 0.0
         for j in range(k):
@@ -1217,6 +1271,7 @@ def _rows_in_lanes(x, mean_out, m2_out, k):
             mean_out[i] = mean
             m2_out[i] = np.nan
             continue
+        mean = _center(mean, _f64(x[base]))
         c0 = c1 = c2 = c3 = 0.0
         q0 = q1 = q2 = q3 = 0.0
         for j in range(0, k, 4):
@@ -1252,6 +1307,7 @@ def _rows_any(x, mean_out, m2_out, k):
             mean_out[i] = mean
             m2_out[i] = np.nan
             continue
+        mean = _center(mean, _f64(y[0]))
         c = 0.0
         q = 0.0
         for j in range(y.size):
@@ -1265,7 +1321,9 @@ def _rows_any(x, mean_out, m2_out, k):
 def _four_row_sums(k):
     """An intrinsic ``(x, start) -> (means, c, q)``, each a 4-tuple of float64:
     for the four consecutive ``k``-value rows of the flat real array ``x``
-    from ``start``, the first pass's means, then the sums of ``d = v - mean``
+    from ``start``, the centers of the second pass (the first pass's means, or
+    the row's first value where that close, see _center), then the sums of
+    ``d = v - center``
     and of ``d * d`` (the corrected two-pass algorithm of _rows_of).
 
     LLVM leaves such short rows in scalar code; here each row is k/4 vectors of
@@ -1285,6 +1343,7 @@ def _four_row_sums(k):
             ary = context.make_array(signature.args[0])(context, b, args[0])
             i0 = context.cast(b, args[1], signature.args[1], types.intp)
             dtype = signature.args[0].dtype
+            fabs = cgutils.get_or_insert_function(b.module, ir.FunctionType(_V4, [_V4]), "llvm.fabs.v4f64")
             elt = context.get_data_type(dtype)
             vptr = ir.VectorType(elt, 4).as_pointer()
             align = 1 if isinstance(dtype, types.Boolean) else dtype.bitwidth // 8
@@ -1305,14 +1364,23 @@ def _four_row_sums(k):
                     chunks.append(widen(b.load(b.bitcast(at, vptr), align=align)))
                 rows.append(chunks)
             means = b.fmul(_lane_sums(b, [_add_all(b, list(c)) for c in rows]), ir.Constant(_V4, [1.0 / k] * 4))
+            # The second pass's centers: each row's first value where the mean
+            # is that close to it (see _center).
+            firsts = ir.Constant(_V4, ir.Undefined)
+            for r in range(4):
+                x0 = b.extract_element(rows[r][0], ir.Constant(_I32, 0))
+                firsts = b.insert_element(firsts, x0, ir.Constant(_I32, r))
+            near = b.fcmp_ordered("<=", b.call(fabs, [b.fsub(means, firsts)]),
+                                  b.fmul(b.call(fabs, [firsts]), ir.Constant(_V4, [_SNAP] * 4)))
+            centers = b.select(near, firsts, means)
             cs, qs = [], []
             for r in range(4):
-                mean = _shuffle(b, means, ir.Constant(_V4, ir.Undefined), [r] * 4)
+                mean = _shuffle(b, centers, ir.Constant(_V4, ir.Undefined), [r] * 4)
                 ds = [b.fsub(v, mean) for v in rows[r]]
                 cs.append(_add_all(b, list(ds)))
                 qs.append(_add_all(b, [b.fmul(d, d) for d in ds]))
             out = []
-            for vec in (means, _lane_sums(b, cs), _lane_sums(b, qs)):
+            for vec in (centers, _lane_sums(b, cs), _lane_sums(b, qs)):
                 lanes = [b.extract_element(vec, ir.Constant(_I32, i)) for i in range(4)]
                 out.append(context.make_tuple(b, quad, lanes))
             return context.make_tuple(b, signature.return_type, out)
@@ -1438,7 +1506,9 @@ def _tile_finish(s, cnt, c, q, w, si, sf, top, org):
 def _tile_moments(kind, x, r0, r1, c0, w, ws, si, sf, top, org):
     """Per-column states of rows r0..r1, columns c0..c0+w of ``x`` into ``top``.
 
-    ``ws`` is a (5, >= w) float64 workspace.
+    ``ws`` is a (5, >= w) float64 workspace. The second pass centers on the
+    column's origin, one of its values (see column_origins), where the mean is
+    that close (see _center): a column of equal values has m2 exactly 0.
     """
     s = ws[0]
     cnt = ws[1]
@@ -1464,7 +1534,7 @@ def _tile_moments(kind, x, r0, r1, c0, w, ws, si, sf, top, org):
         for j in range(w):
             cnt[j] = r1 - r0
     for j in range(w):
-        s[j] = s[j] / cnt[j]  # NaN for empty columns
+        s[j] = _center(s[j] / cnt[j], org[j])  # NaN for empty columns
     for r in range(r0, r1):
         row = x[r, c0 : c0 + w]
         if kind == MOMENTS:
@@ -1490,7 +1560,13 @@ def _tile_moments_dense(x, r0, r1, c0, w, s, c, q, mean_out, m2_out, org):
     per four rows instead of once per row (measured in cache: 0.55 -> 0.32 ns
     per value). The four are a quarter of the tile apart, so that the tile is
     read as four streams (see GROUP). ``s``, ``c`` and ``q`` are workspaces of
-    at least ``w`` values.
+    at least ``w`` values. The first pass sums deviations from the origins,
+    one of each column's values (see column_origins): a column of equal values
+    gets its mean exactly, and with it the shift of every later tile of the
+    chunk (see _shifted_tile_state), so m2 exactly 0 (a mean off by an ulp
+    would leave m2 the rounding of the squares of that ulp's deviations,
+    nonzero, or inf beyond 1e154). It costs a subtraction per value, on one
+    tile in CHUNK.
     """
     for j in range(w):
         s[j] = 0.0
@@ -1498,14 +1574,15 @@ def _tile_moments_dense(x, r0, r1, c0, w, s, c, q, mean_out, m2_out, org):
     for r in range(r0, r0 + h):
         a, b, e, f = x[r, c0 : c0 + w], x[r + h, c0 : c0 + w], x[r + 2 * h, c0 : c0 + w], x[r + 3 * h, c0 : c0 + w]
         for j in range(w):
-            s[j] += (_f64(a[j]) + _f64(b[j])) + (_f64(e[j]) + _f64(f[j]))
+            o = org[j]
+            s[j] += ((_f64(a[j]) - o) + (_f64(b[j]) - o)) + ((_f64(e[j]) - o) + (_f64(f[j]) - o))
     for rr in range(r0 + 4 * h, r1):
         a = x[rr, c0 : c0 + w]
         for j in range(w):
-            s[j] += _f64(a[j])
+            s[j] += _f64(a[j]) - org[j]
     inv = 1.0 / (r1 - r0)
     for j in range(w):
-        s[j] *= inv
+        s[j] = org[j] + s[j] * inv
     # Second pass: deviations from the first pass's means (its rounding error
     # is what c corrects).
     _tile_moments_shifted(x, r0, r1, c0, w, s, c, q)
@@ -1663,7 +1740,7 @@ def _tile_summary(x, r0, r1, c0, w, ws, si, sf, top, org):
             v = _f64(row[j])
             hi[j] = _maxnum(hi[j], v if abs(v) <= _MAXF else -_INF)
     for j in range(w):
-        s[j] = s[j] / cnt[j]
+        s[j] = _center(s[j] / cnt[j], org[j])  # see _tile_moments
     for r in range(r0, r1):
         row = x[r, c0 : c0 + w]
         for j in range(w):
@@ -1739,7 +1816,9 @@ def _col_chunk(kind, x, t0, t1, rows_per_tile, c0, w, si_out, sf_out, o, org):
 def column_origins(x):
     """The origin of each column's means (see _row_origin) of the (k, m) array
     ``x``: the median of its first, middle and last values, or the first of
-    them that is finite (0.0 if none is); one of the values, as for rows.
+    them that is finite; else the first finite value among the first
+    ORIGIN_SCAN rows (0.0 if none is): one of the values, as for rows, which
+    the tiles center on where a column's mean is that close (see _center).
     Three samples, since every call pays for them; one outlier among them
     cannot pull the origin away."""
     k, m = x.shape
@@ -1759,6 +1838,12 @@ def column_origins(x):
             org[j] = b
         elif fc:
             org[j] = c
+        else:
+            for i in range(1, min(k, ORIGIN_SCAN)):
+                v = _f64(x[i, j])
+                if abs(v) <= _MAXF:
+                    org[j] = v
+                    break
     return org
 
 
