@@ -16,7 +16,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 
-
 def _llvm_binary(name, flags=()):
     """A same-typed (a, b) -> a LLVM float intrinsic as a Numba function,
     called with the fast-math ``flags`` given (Numba's own apply only to its
@@ -43,13 +42,11 @@ def _llvm_binary(name, flags=()):
 # LLVM vectorizes min/max reductions written with these intrinsics, never the
 # compare-and-select that Python's min() becomes (measured: 10x per block).
 _minnum = _llvm_binary("llvm.minnum")
-
 _maxnum = _llvm_binary("llvm.maxnum")
 # For values known to be finite: without NaN to propagate, and free to return
 # either zero of min(-0.0, +0.0), a reduction is one vminps/vmaxps per vector
 # (measured in cache: 3x faster than the above for float32 and float64).
 _minnum_finite = _llvm_binary("llvm.minnum", ("nnan", "nsz"))
-
 _maxnum_finite = _llvm_binary("llvm.maxnum", ("nnan", "nsz"))
 
 
@@ -82,9 +79,7 @@ def _prefetch_ir(b, ptr):
 
 
 _F64 = ir.DoubleType()
-
 _I32 = ir.IntType(32)
-
 _V4 = ir.VectorType(_F64, 4)
 
 
@@ -132,7 +127,6 @@ def _f64(typingctx, v):
     return types.float64(v), codegen
 
 
-
 def _fence(b, v):
     """``v`` behind llvm.arithmetic.fence: fast-math reassociation, which Numba
     applies to every instruction of a fastmath function, intrinsics' included,
@@ -145,7 +139,6 @@ def _fence(b, v):
     fn = cgutils.get_or_insert_function(
         b.module, ir.FunctionType(v.type, [v.type]), f"llvm.arithmetic.fence.v{v.type.count}f64")
     return b.call(fn, [v])
-
 
 
 def _min_select(b, a, v):
@@ -165,7 +158,6 @@ def _fold_lanes(b, vec, op):
         n //= 2
         vec = op(b, _shuffle(b, vec, vec, list(range(n))), _shuffle(b, vec, vec, list(range(n, 2 * n))))
     return b.extract_element(vec, ir.Constant(_I32, 0))
-
 
 
 # -- foreign memory ---------------------------------------------------------------

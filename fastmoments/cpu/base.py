@@ -48,19 +48,14 @@ import numpy as np
 from numba import njit
 
 
-
 BLOCK = 8192  # values per block: 64 KiB of float64, resident in L2 during its two passes
-
 CHUNK = 64  # blocks (or tiles) per parallel task; a power of two keeps the tree unchanged
-
 STACK = 64  # carry-stack depth: enough for 2**64 blocks
 
 MOMENTS, MOMENTS_SKIPNA, SUMMARY = 0, 1, 2
-
 N_INT, N_FLOAT = 3, 4
 
 _INF = np.inf
-
 _MAXF = np.finfo(np.float64).max
 # Reassociation lets LLVM vectorize the block sums; it is confined to the
 # functions that loop over one block or tile, never the merges.
@@ -68,7 +63,6 @@ _FAST = {"reassoc", "contract"}
 # error_model="numpy": division by zero gives inf/nan instead of a Python
 # exception check, which would also keep loops with a division from vectorizing.
 _opts = dict(cache=True, nogil=True, error_model="numpy")
-
 
 
 @njit(**_opts)
@@ -85,7 +79,6 @@ def _put_summary(si, sf, j, n, mean, m2, lo, hi, nnf, nz):
     si[2, j] = nz
     sf[2, j] = lo
     sf[3, j] = hi
-
 
 
 @njit(**_opts)
@@ -112,7 +105,6 @@ def copy_slot(si, sf, a, si_out, sf_out, o):
         si_out[f, o] = si[f, a]
     for f in range(min(sf.shape[0], sf_out.shape[0])):
         sf_out[f, o] = sf[f, a]
-
 
 
 # -- serial twins -----------------------------------------------------------------

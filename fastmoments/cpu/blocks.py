@@ -114,7 +114,6 @@ def _block_moments_two_pass(y, origin):
 # a power of two), so that no sum of up to 2**63 values can overflow, and the
 # results scaled back: the mean exactly, m2 to inf where it passes the range.
 _DOWN = 2.0**-64
-
 _UP = 2.0**64
 
 
@@ -207,7 +206,6 @@ def _has_inf(y):
     return found
 
 
-
 @njit(fastmath=_FAST, **_opts)
 def _shifted_sums(y, shift):
     s = 0.0
@@ -217,7 +215,6 @@ def _shifted_sums(y, shift):
         s += d
         q += d * d
     return s, q
-
 
 
 @njit(**_opts)

@@ -30,11 +30,9 @@ from .tiles import _shifted_tile_state, _tile_moments, _tile_moments_dense, _til
 
 # -- columns: reduce the first axis of a C-contiguous (k, m) array ----------------
 TILE_COLS = 1024  # columns per tile
-
 TILE_BYTES = 1 << 20  # bytes per tile: four quarters read as four streams (see GROUP); 1 MiB
 # beat 256 and 512 KiB and 2 MiB at 400 MB, 2 threads: (N, 1000) float64 0.56-0.64 -> 0.76-0.90 of
 # the read bound, (N, 3) float32 0.66 -> 0.87-0.89; it amortizes the per-column work and merges.
-
 
 
 @njit(**_opts)
@@ -94,7 +92,6 @@ def _col_chunk_dense(x, t0, t1, rows_per_tile, c0, w, si_out, sf_out, o, org):
         sf_out[1, o, c0 + j] = m2[0, j]
 
 
-
 @njit(**_opts)
 def _merge_cols(kind, si, sf, a, b, o):
     """merge_into for every column of the tile stacks (axis 1 is the slot)."""
@@ -148,7 +145,6 @@ def _col_chunk(kind, x, t0, t1, rows_per_tile, c0, w, si_out, sf_out, o, org):
             sf_out[f, o, c0 + j] = sf[f, 0, j]
 
 
-
 @njit(parallel=True, **_opts)
 def reduce_cols(kind, x, org, si_out, sf_out):
     """States of each column of the C-contiguous 2-D array ``x`` (shape (k, m)),
@@ -176,7 +172,6 @@ def reduce_cols(kind, x, org, si_out, sf_out):
     for j in prange(m):
         _fold_chunks(kind, si_c[:, :, j], sf_c[:, :, j], 0, n_chunks, si_out, sf_out, j)
     return si_out, sf_out
-
 
 
 reduce_cols_serial = _serial_twin(reduce_cols)

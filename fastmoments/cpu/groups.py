@@ -46,7 +46,6 @@ def block_state(kind, y, si, sf, j, origin):
 GROUP = 4
 
 
-
 @njit(fastmath=_FAST, **_opts)
 def _shifted_sums4(y0, y1, y2, y3, k0, k1, k2, k3):
     """_shifted_sums of four equally long blocks in one loop: (s0, q0, ..., s3, q3)."""

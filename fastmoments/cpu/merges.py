@@ -15,7 +15,6 @@ from numba import njit, prange
 from .base import _MAXF, N_FLOAT, N_INT, STACK, SUMMARY, copy_slot, n_fields, _opts, _serial_twin, set_empty
 
 
-
 # -- merging states ----------------------------------------------------------------
 @njit(**_opts)
 def merge_moments(na, ma, qa, nb, mb, qb):
@@ -66,7 +65,6 @@ def merge_into(kind, si_a, sf_a, a, si_b, sf_b, b, si_out, sf_out, o):
     sf_out[1, o] = q
 
 
-
 @njit(**_opts)
 def carry_push(kind, si, sf, top, index):
     """The state just written at slot ``top`` is item ``index`` of a sequence:
@@ -91,7 +89,6 @@ def carry_finish(kind, si, sf, top):
         top -= 1
 
 
-
 @njit(**_opts)
 def _fold_chunks(kind, si_c, sf_c, c0, nc, si_out, sf_out, o):
     """Carry-merge the ``nc`` chunk states starting at slot ``c0`` into slot ``o``."""
@@ -106,7 +103,6 @@ def _fold_chunks(kind, si_c, sf_c, c0, nc, si_out, sf_out, o):
         top = carry_push(kind, si, sf, top, c)
     carry_finish(kind, si, sf, top)
     copy_slot(si, sf, 0, si_out, sf_out, o)
-
 
 
 # Below this many chunk states, folding them in a second parallel region costs
@@ -172,9 +168,6 @@ def reduce_state_rows(kind, si_in, sf_in, si_out, sf_out):
     return si_out, sf_out
 
 
-
 merge_moment_arrays_serial = _serial_twin(merge_moment_arrays)
-
 merge_extremes_arrays_serial = _serial_twin(merge_extremes_arrays)
-
 reduce_state_rows_serial = _serial_twin(reduce_state_rows)

@@ -23,9 +23,7 @@ from .base import BLOCK, _MAXF, _opts
 # 3e5 values: 2.3e-9). Relative to the origin they are rounded at the scale
 # of the spread instead.
 ORIGIN_SAMPLES = 9
-
 ORIGIN_SCAN = 64  # rows column_origins looks through where its samples are not finite
-
 _ORIGIN_MAX = 2.0**1000
 
 
@@ -62,7 +60,6 @@ def _from_origin(sf, j, origin):
     """Turn slot ``j``'s mean, relative to ``origin``, back into the mean."""
     if origin != 0.0:  # and a mean of -0.0 stays -0.0
         sf[0, j] = origin + sf[0, j]
-
 
 
 @njit(**_opts)

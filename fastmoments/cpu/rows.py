@@ -66,7 +66,6 @@ def _row_chunk(kind, y, b0, b1, si_out, sf_out, o, origin):
     copy_slot(si, sf, 0, si_out, sf_out, o)
 
 
-
 @njit(**_opts)
 def _n_chunks(k):
     nb = (k + BLOCK - 1) // BLOCK
@@ -74,7 +73,6 @@ def _n_chunks(k):
 
 
 SMALL_ROW = 64  # rows at most this long skip the block machinery
-
 ROWS_PER_TASK = 512  # rows per transposed scratch tile: 64 x 512 float64 fit in L2
 
 
@@ -125,7 +123,6 @@ def _small_rows(kind, x, i0, i1, si_out, sf_out, o0):
         for f in range(sf_out.shape[0]):
             for r in range(w):
                 sf_out[f, o0 + t0 + r] = sf[f, 0, r]
-
 
 
 @njit(parallel=True, **_opts)
@@ -194,7 +191,6 @@ def reduce_rows(kind, x, si_out, sf_out):
         _fold_chunks(kind, si_c, sf_c, i * nc, nc, si_out, sf_out, i)
         _from_origin(sf_out, i, origins[i])
     return si_out, sf_out
-
 
 
 reduce_rows_serial = _serial_twin(reduce_rows)

@@ -1,4 +1,11 @@
 """short_row_moments: (mean, m2) of rows of at most SMALL_ROW values.
+
+Reducing (m, k) rows with k a handful of values writes a state per row, so
+this path is as much a write as a read. Each row is reduced in registers, by
+the corrected two-pass algorithm, with one specialisation per length (loops
+unrolled, or four rows per vector step for 16, 32 and 64 values); the
+count, k for every row, is not written at all (see cpu.moments). Summaries
+and skipna of short rows go through :func:`.rows.reduce_rows` instead.
 """
 
 from __future__ import annotations
@@ -14,10 +21,6 @@ from .base import _FAST, _MAXF, MOMENTS, _opts, _serial_twin
 from .blocks import _SNAP, _center, _corrected_m2, scaled_redo
 
 
-# -- short rows, moments only: the output is as large as the input ---------------
-# Reducing (m, k) rows with k a handful of values writes a state per row, so
-# this path is as much a write as a read. Each row is reduced in registers; the
-# count, k for every row, is not written at all (see cpu.moments).
 SHORT_ROWS_TASK = 1 << 14  # rows per parallel task
 
 
@@ -210,11 +213,8 @@ def _four_row_sums(k):
 
 
 _sums_of_16 = _four_row_sums(16)
-
 _sums_of_32 = _four_row_sums(32)
-
 _sums_of_64 = _four_row_sums(64)
-
 PREFETCH_BYTES = 2048  # how far ahead _rows_in_vectors asks for its rows
 
 
@@ -296,7 +296,6 @@ def short_row_moments(x, mean_out, m2_out):
         i0 = t * SHORT_ROWS_TASK
         i1 = min(m, i0 + SHORT_ROWS_TASK)
         _short_rows(flat[i0 * k : i1 * k], mean_out[i0:i1], m2_out[i0:i1], k)
-
 
 
 short_row_moments_serial = _serial_twin(short_row_moments)

@@ -116,7 +116,6 @@ def _count_zeros(y):
     return int(nz)
 
 
-
 @njit(fastmath=_FAST, **_opts)
 def _shifted_sums_zeros(y, shift):
     s = 0.0
@@ -140,16 +139,13 @@ SUMMARY_STEP = 8  # values per block per iteration of the _summary_sums loop
 # 0.59-0.65, 512 B 0.70-0.72, 1 KiB 0.68-0.74, 2 KiB 0.58-0.71, 4 KiB
 # 0.68-0.69; a 1-D float64 summary did best at 1 KiB (0.86-0.87, none 0.78-0.82).
 SUMMARY_PREFETCH_BYTES = 1024
-
 _CONTRACT = ("contract",)
-
 
 
 def _fusable(aty):
     """Whether _summary_sums reads arrays of Numba type ``aty``."""
     return (isinstance(aty, types.Array) and aty.ndim == 1 and aty.layout == "C"
             and aty.dtype in (types.float32, types.float64))
-
 
 
 def _summary_sums(ns):
@@ -262,7 +258,6 @@ def _summary_sums(ns):
 
 
 _summary_sums_1 = _summary_sums(1)
-
 _summary_sums_2 = _summary_sums(2)
 
 

@@ -116,5 +116,4 @@ def reduce_table(kind, addresses, sizes, codes, n_threads, si_out, sf_out):
     return si_out, sf_out
 
 
-
 reduce_table_serial = _serial_twin(reduce_table)

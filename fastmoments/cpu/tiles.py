@@ -184,7 +184,6 @@ def _shifted_tile_state(x, r0, r1, c0, w, shift, ws, mean_out, m2_out, org):
         shift[j] = m if abs(m) <= _MAXF else 0.0
 
 
-
 @njit(fastmath=_FAST, **_opts)
 def _tile_summary(x, r0, r1, c0, w, ws, si, sf, top, org):
     s = ws[0]
