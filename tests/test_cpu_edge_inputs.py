@@ -7,6 +7,13 @@
 2. A single value that is its own state (axis=(), 0-d input) or alone in its
    row: its variance is that of np.var / np.nanvar, also under skipna: 0 for
    a finite value, NaN for +-Inf; a NaN skipped leaves an empty state.
+3. Runs of one value (constant columns, rows, arrays), whatever its size: m2
+   is exactly 0 and the mean exactly the value, on every path (the reference
+   is exact). Once a first pass's mean off by an ulp left m2 the rounding of
+   the squares of that ulp's deviations: 2.7e-5 for (3000, 2) of 1e20 along
+   axis 0, -0.75 for (20000, 2), 5e256 at 1e150, inf from 1e154 on. Beside
+   them, large values that are not constant keep their digits (a float64
+   two-pass reference on the values scaled by a power of two).
 """
 
 import warnings
@@ -314,3 +321,126 @@ def test_single_value_summary(v):
                 assert (s.mean[idx], s.min[idx], s.max[idx], s.var()[idx]) == (v, v, v, 0.0)
             else:
                 assert np.isnan(s.mean[idx]) and np.isnan(s.min[idx]) and np.isnan(s.max[idx])
+
+
+# -- 3. runs of one value: m2 exactly 0, the mean exactly the value -----------------------
+
+CONSTANTS64 = [0.1, -1 / 3, 2.5e-300, 1e20, -np.pi * 1e100, 1e150, 7.7e199, -3.3e250, 1e306, 1.7e308, -0.0]
+CONSTANTS32 = [0.1, -1 / 3, 3.3e-38, 1e20, -np.pi * 1e30, 3.0e38]
+
+# (shape, axis): narrow columns widened by interleaved copies, with and without
+# leftover rows; columns of several tiles and chunks; wide columns; 3-D; short
+# rows, rows of one block and of several; whole arrays.
+CONSTANT_LAYOUTS = [
+    ((3000, 2), 0), ((3001, 2), 0), ((100, 16), 0), ((100, 1000), 0), ((200_000, 3), 0), ((20_000, 5), 0),
+    ((3000, 1), 0), ((7, 3), 0), ((50, 40, 3), 0), ((40, 50, 3), (0, 1)), ((3, 4000, 2), 1),
+    ((40, 3), 1), ((40, 8), 1), ((40, 10), 1), ((41, 16), 1), ((40, 64), 1), ((40, 100), 1), ((3, 20_000), 1),
+    ((3000,), None), ((100_000,), None), ((20, 30, 40), None),
+]
+
+
+def check_constant(r, c, count):
+    """A state (Moments or Summary) of runs of ``c`` only: exact fields."""
+    c = float(c)
+    np.testing.assert_array_equal(r.count, np.full(r.shape, count))
+    np.testing.assert_array_equal(r.m2, np.zeros(r.shape))
+    np.testing.assert_array_equal(r.mean, np.full(r.shape, c))
+    if isinstance(r, fm.Summary):
+        np.testing.assert_array_equal(r.min, np.full(r.shape, c))
+        np.testing.assert_array_equal(r.max, np.full(r.shape, c))
+        np.testing.assert_array_equal(r.n_zero, np.full(r.shape, count if c == 0 else 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", ["moments", "skipna", "summary"])
+def test_constant_runs_have_m2_exactly_zero(dtype, kind):
+    for c in CONSTANTS64 if dtype == np.float64 else CONSTANTS32:
+        c = dtype(c)
+        for shape, axis in CONSTANT_LAYOUTS:
+            x = np.full(shape, c, dtype)
+            if kind == "summary":
+                r = fm.summarize(x, axis=axis)
+            else:
+                r = fm.moments(x, axis=axis, skipna=kind == "skipna")
+            try:
+                check_constant(r, c, _axis_size(shape, axis))
+            except AssertionError as e:
+                raise AssertionError(f"{np.dtype(dtype)} {c!r} {shape} axis={axis} {kind}") from e
+
+
+def test_constant_runs_report_examples():
+    assert fm.moments(np.full((3000, 2), 1e306), axis=0).m2.tolist() == [0.0, 0.0]
+    assert fm.moments(np.full((3000, 2), 1e150), axis=0).m2.tolist() == [0.0, 0.0]
+    m = fm.moments(np.full((100, 16), 1e306), axis=0)
+    assert (m.m2 == 0).all() and (m.mean == 1e306).all() and (m.var() == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_constant_arrays_summarize_each(dtype):
+    for c in CONSTANTS64 if dtype == np.float64 else CONSTANTS32:
+        c = dtype(c)
+        arrays = [np.full(n, c, dtype) for n in (1, 5, 64, 65, 3000, 8192 * 5 + 3)]
+        s = fm.summarize_each(arrays)
+        np.testing.assert_array_equal(s.m2, np.zeros(len(arrays)), err_msg=repr(c))
+        np.testing.assert_array_equal(s.mean, np.full(len(arrays), float(c)), err_msg=repr(c))
+
+
+def test_constant_runs_with_nan_skipped():
+    """NaN left out (skipna; summaries leave out every non-finite value) of
+    otherwise constant columns and rows, wherever they fall."""
+    for c in (0.1, 1e20, -7.7e199, 1e306):
+        for shape, axis in (((3000, 2), 0), ((100, 16), 0), ((100, 1000), 0), ((40, 10), 1), ((3, 20_000), 1),
+                            ((100_000,), None)):
+            x = np.full(shape, c)
+            flat = x.reshape(-1)
+            flat[::7] = np.nan
+            if axis == 0:
+                x[0] = np.nan  # a column's origin sample, and its first value
+            r = fm.moments(x, axis=axis, skipna=True)
+            np.testing.assert_array_equal(r.m2, np.zeros(r.shape), err_msg=f"{c} {shape}")
+            np.testing.assert_array_equal(r.mean, np.full(r.shape, c), err_msg=f"{c} {shape}")
+            x[x != x] = np.inf
+            s = fm.summarize(x, axis=axis)
+            np.testing.assert_array_equal(s.m2, np.zeros(s.shape), err_msg=f"{c} {shape}")
+            np.testing.assert_array_equal(s.mean, np.full(s.shape, c), err_msg=f"{c} {shape}")
+
+
+def scaled_reference(x, axis):
+    """(mean, m2) of float64 ``x`` along ``axis`` by NumPy's two-pass, on the
+    values scaled by a power of two so that no sum or square passes the range
+    (then scaled back, m2 to inf where it passes), less their first value
+    (exact for the small relative spreads, where it matters)."""
+    e = int(np.frexp(np.max(np.abs(x)))[1])
+    scale = 2.0 ** (-e)
+    y = x * scale
+    y0 = np.take(y, [0], axis=axis)
+    d = y - y0
+    mean_d = d.mean(axis=axis, keepdims=True)
+    m2 = ((d - mean_d) ** 2).sum(axis=axis)
+    with np.errstate(over="ignore"):
+        return (y0 + mean_d).squeeze(axis) / scale, (m2 / scale) / scale
+
+
+@pytest.mark.parametrize("skipna", [False, True])
+def test_constant_columns_among_varied_and_large_columns(rng, skipna):
+    """Constant columns beside varied ones, and varied columns of large values
+    (relative spreads 1e-12 to 1, near the range's end), on the column paths
+    and the row paths (transposed)."""
+    for scale in (1.0, 1e20, 1e150, 1e300):
+        for k, m in ((3000, 6), (100, 16), (70_000, 3), (100, 1000)):
+            spread = np.array([1e-12, 1e-6, 1.0, 0.3, 1e-3, 1e-9] * (m // 6 + 1))[:m]
+            x = scale * (1.0 + spread * rng.standard_normal((k, m)))
+            if scale == 1e300:
+                x[:, 2::6] = 1.7e308 * rng.uniform(-1.0, 1.0, (k, len(range(2, m, 6))))  # sums pass the range
+            const = np.arange(m) % 5 == 1
+            x[:, const] = scale * np.e
+            for data, axis in ((x, 0), (np.ascontiguousarray(x.T), 1)):
+                r = fm.moments(data, axis=axis, skipna=skipna)
+                s = fm.summarize(data, axis=axis)
+                ref_mean, ref_m2 = scaled_reference(data, axis)
+                for got in (r, s):
+                    np.testing.assert_array_equal(got.m2[const], 0.0)
+                    np.testing.assert_array_equal(got.mean[const], scale * np.e)
+                    err = np.abs(got.mean - ref_mean)
+                    assert (err <= 1e-13 * np.max(np.abs(data), axis=axis)).all(), (scale, k, m, axis, err)
+                    np.testing.assert_allclose(got.m2[~const], ref_m2[~const], rtol=1e-9, atol=0)

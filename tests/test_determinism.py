@@ -161,19 +161,23 @@ def test_parallel_and_serial_kernels_agree_bit_for_bit(rng, dtype):
     # result must not change at the threshold. Long rows over several tasks,
     # a narrow column set and an elementwise merge, against NumPy too.
     from fastmoments import cpu
-    from fastmoments.cpu import kernels as K
+    from fastmoments.cpu.base import MOMENTS, SUMMARY
+    from fastmoments.cpu.columns import reduce_cols, reduce_cols_serial
+    from fastmoments.cpu.merges import merge_moment_arrays, merge_moment_arrays_serial
+    from fastmoments.cpu.origins import column_origins
+    from fastmoments.cpu.rows import reduce_rows, reduce_rows_serial
 
     x = (rng.standard_normal((3, 300_007)) * 4 + 2).astype(dtype)
-    for kind in (K.MOMENTS, K.SUMMARY):
-        par = cpu._run(K.reduce_rows, kind, 3, x)
-        ser = cpu._run(K.reduce_rows_serial, kind, 3, x)
+    for kind in (MOMENTS, SUMMARY):
+        par = cpu._run(reduce_rows, kind, 3, x)
+        ser = cpu._run(reduce_rows_serial, kind, 3, x)
         for p, s in zip(par, ser):
             np.testing.assert_array_equal(p, s)
         np.testing.assert_allclose(par[1][0], x.astype(np.float64).mean(axis=1), rtol=1e-12)
     cols = x.reshape(-1, 3)
-    org = K.column_origins(cols)
-    par = cpu._run(K.reduce_cols, K.MOMENTS, 3, cols, org)
-    ser = cpu._run(K.reduce_cols_serial, K.MOMENTS, 3, cols, org)
+    org = column_origins(cols)
+    par = cpu._run(reduce_cols, MOMENTS, 3, cols, org)
+    ser = cpu._run(reduce_cols_serial, MOMENTS, 3, cols, org)
     for p, s in zip(par, ser):
         np.testing.assert_array_equal(p, s)
     a = fm.moments(x, axis=0)
@@ -181,7 +185,7 @@ def test_parallel_and_serial_kernels_agree_bit_for_bit(rng, dtype):
     b = fm.moments(y, axis=0)
     fields = [f.reshape(-1) for f in a.fields], [f.reshape(-1) for f in b.fields]
     outs = []
-    for kernel in (K.merge_moment_arrays, K.merge_moment_arrays_serial):
+    for kernel in (merge_moment_arrays, merge_moment_arrays_serial):
         out = [np.empty(a.size, np.int64), np.empty(a.size), np.empty(a.size)]
         kernel(*fields[0], *fields[1], *out)
         outs.append(out)

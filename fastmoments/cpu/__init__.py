@@ -1,6 +1,10 @@
-"""The CPU wing: NumPy arrays reduced by the Numba kernels in :mod:`.kernels`.
+"""The CPU wing: NumPy arrays reduced by the Numba kernels of this package.
 
 Implements the backend protocol described in :mod:`fastmoments._dispatch`.
+The kernels are modules layered bottom-up (see :mod:`.base`, which also
+describes the state layout): :mod:`.columns`, :mod:`.rows`,
+:mod:`.short_rows` and :mod:`.table` reduce data, :mod:`.merges` states;
+:mod:`.layout` maps any axes to the row or column kernels.
 """
 
 from __future__ import annotations
@@ -13,15 +17,34 @@ import numba
 import numpy as np
 
 from .._inputs import COUNT_OVERFLOW, check_dtype, check_not_masked, weights_error
-from . import kernels as K
-from . import weighted as WK
-from .layout import plan
+from . import _cache
+
+_cache.install()  # before any kernel module loads
+
+from .base import MOMENTS, MOMENTS_SKIPNA, SUMMARY, n_fields  # noqa: E402
+from .blocks import scaled_redo  # noqa: E402
+from .columns import reduce_cols, reduce_cols_serial  # noqa: E402
+from .layout import plan  # noqa: E402
+from .merges import (  # noqa: E402
+    merge_extremes_arrays,
+    merge_extremes_arrays_serial,
+    merge_moment_arrays,
+    merge_moment_arrays_serial,
+    merge_state_arrays,
+    reduce_state_rows,
+    reduce_state_rows_serial,
+)
+from .origins import column_origins, means_from_origins  # noqa: E402
+from .rows import SMALL_ROW, reduce_rows, reduce_rows_serial  # noqa: E402
+from .short_rows import short_row_moments, short_row_moments_serial  # noqa: E402
+from .table import address, reduce_table, reduce_table_serial  # noqa: E402
+from . import weighted as WK  # noqa: E402
 
 __all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "weighted_moments", "merge", "reduce"]
 
 xp = np
 
-_KIND = {"moments": K.MOMENTS, "summary": K.SUMMARY}
+_KIND = {"moments": MOMENTS, "summary": SUMMARY}
 
 # Below this many values a parallel region costs more than it saves. Long
 # rows and elementwise merges split into equal parts from far fewer values
@@ -64,12 +87,12 @@ def _threadsafe_layer():
         return False
 
 
-# K.n_fields of each kind, looked up without a call into Numba (~1 us per call).
-_N_FIELDS = {kind: K.n_fields.py_func(kind) for kind in (K.MOMENTS, K.MOMENTS_SKIPNA, K.SUMMARY)}
+# n_fields of each kind, looked up without a call into Numba (~1 us per call).
+_N_FIELDS = {kind: n_fields.py_func(kind) for kind in (MOMENTS, MOMENTS_SKIPNA, SUMMARY)}
 
 
 def _outputs(kind, n):
-    """State arrays for ``n`` results, allocated by NumPy (see kernels.merge_moment_arrays)."""
+    """State arrays for ``n`` results, allocated by NumPy (see merges.merge_moment_arrays)."""
     ni, nf = _N_FIELDS[kind]
     return np.empty((ni, n), np.int64), np.empty((nf, n), np.float64)
 
@@ -106,7 +129,7 @@ def _unpack(kind, si, sf, shape):
     si = si.reshape(si.shape[:1] + shape)
     sf = sf.reshape(sf.shape[:1] + shape)
     # [i, ...], not [i]: a full reduction's fields stay 0-d arrays, not NumPy scalars.
-    if kind == K.SUMMARY:
+    if kind == SUMMARY:
         return (si[0, ...], sf[0, ...], sf[1, ...], sf[2, ...], sf[3, ...], si[1, ...], si[2, ...])
     return (si[0, ...], sf[0, ...], sf[1, ...])
 
@@ -115,12 +138,12 @@ def _elementwise(kind, x):
     """States of single values (an empty tuple of axes)."""
     v = x.astype(np.float64)
     finite = np.isfinite(v)
-    if kind == K.SUMMARY:
+    if kind == SUMMARY:
         one = finite.astype(np.int64)
         return (one, np.where(finite, v, np.nan), np.zeros(v.shape),
                 np.where(finite, v, np.nan), np.where(finite, v, np.nan),
                 1 - one, (v == 0).astype(np.int64))
-    if kind == K.MOMENTS_SKIPNA:
+    if kind == MOMENTS_SKIPNA:
         # A NaN left out is the empty state (count 0, m2 0); a kept +-Inf has
         # m2 NaN, as without skipna and as np.nanvar(np.inf).
         ok = ~np.isnan(v)
@@ -156,36 +179,36 @@ def _reduce_cols(kind, x2):
     the g interleaved copies of each column are reduced side by side in
     vector-wide loops, then merged pairwise; the leftover rows are merged last.
     Until the end, every mean is relative to its column's origin, so that all
-    these merges keep the means' digits (see kernels.column_origins)."""
+    these merges keep the means' digits (see origins.column_origins)."""
     k, m = x2.shape
-    reduce_cols = _pick(K.reduce_cols, K.reduce_cols_serial, x2.size)
+    cols_kernel = _pick(reduce_cols, reduce_cols_serial, x2.size)
     g = _copies(m, x2.dtype.itemsize) if 0 < m * x2.dtype.itemsize < NARROW_BYTES else 1
-    org = K.column_origins(x2)
+    org = column_origins(x2)
     if g == 1 or k < 2 * g:
-        si, sf = _run(reduce_cols, kind, m, x2, org)
-        K.means_from_origins(sf, org)
+        si, sf = _run(cols_kernel, kind, m, x2, org)
+        means_from_origins(sf, org)
         return _redo_overflowed_columns(kind, x2, si, sf)
     body = k - k % g
-    si, sf = _run(reduce_cols, kind, g * m, x2[:body].reshape(body // g, g * m), np.tile(org, g))
+    si, sf = _run(cols_kernel, kind, g * m, x2[:body].reshape(body // g, g * m), np.tile(org, g))
     si = np.ascontiguousarray(si.reshape(-1, g, m).transpose(0, 2, 1))
     sf = np.ascontiguousarray(sf.reshape(-1, g, m).transpose(0, 2, 1))
-    si, sf = _run(K.reduce_state_rows_serial, kind, m, si, sf)
+    si, sf = _run(reduce_state_rows_serial, kind, m, si, sf)
     if body < k:
-        ti, tf = _run(K.reduce_cols_serial, kind, m, x2[body:], org)
-        si, sf = K.merge_state_arrays(kind, si, sf, ti, tf)
-    K.means_from_origins(sf, org)
+        ti, tf = _run(reduce_cols_serial, kind, m, x2[body:], org)
+        si, sf = merge_state_arrays(kind, si, sf, ti, tf)
+    means_from_origins(sf, org)
     return _redo_overflowed_columns(kind, x2, si, sf)
 
 
 def _redo_overflowed_columns(kind, x2, si, sf):
     """Columns whose values are within float64's range but whose sums are not
     (|v| > 1.8e308 / n) came out with an inf or NaN mean: each is summed
-    again as the row kernels redo theirs (kernels.scaled_redo). Rare: one
+    again as the row kernels redo theirs (blocks.scaled_redo). Rare: one
     check of the output otherwise."""
     with np.errstate(invalid="ignore"):
         bad = ~(np.abs(sf[0]) <= np.finfo(np.float64).max) & (si[0] > 0)
     for j in np.flatnonzero(bad):
-        ok, mean, m2 = K.scaled_redo(kind, np.ascontiguousarray(x2[:, j], dtype=np.float64))
+        ok, mean, m2 = scaled_redo(kind, np.ascontiguousarray(x2[:, j], dtype=np.float64))
         if ok:
             sf[0, j], sf[1, j] = mean, m2
     return si, sf
@@ -196,7 +219,7 @@ def _short_row_moments(x2, out_shape):
     count, the row length for every row, is a broadcast view: no bytes written."""
     m, k = x2.shape
     mean, m2 = np.empty(m), np.empty(m)
-    _pick(K.short_row_moments, K.short_row_moments_serial, x2.size)(x2, mean, m2)
+    _pick(short_row_moments, short_row_moments_serial, x2.size)(x2, mean, m2)
     mean.flags.writeable = False
     m2.flags.writeable = False
     count = np.broadcast_to(np.int64(k), out_shape)
@@ -204,9 +227,9 @@ def _short_row_moments(x2, out_shape):
 
 
 def _zero_one_bytes(x2):
-    """Bool rows of at most K.SMALL_ROW values as their bytes (uint8), where
+    """Bool rows of at most SMALL_ROW values as their bytes (uint8), where
     every byte is 0 or 1, else as they are. The kernels read a bool as 1.0
-    for any nonzero byte (kernels._f64), which costs the scalar transposes of
+    for any nonzero byte (_llvm._f64), which costs the scalar transposes of
     short rows a compare per value (skipna and summary rows of 3 to 64 values
     took 10-18% longer); one read of the bytes (NumPy's max, ~1% of those
     paths) proves the plain byte conversion exact. Never a copy."""
@@ -218,24 +241,24 @@ def _reduce_data(kind, x, axes):
     if not axes:
         return _elementwise(kind, x)
     mode, x2, out_shape = plan(x, axes)
-    if mode == "rows" and kind == K.MOMENTS and 0 < x2.shape[1] <= K.SMALL_ROW:
+    if mode == "rows" and kind == MOMENTS and 0 < x2.shape[1] <= SMALL_ROW:
         return _short_row_moments(x2, out_shape)
     if mode == "rows":
-        if x2.dtype == np.bool_ and x2.shape[1] <= K.SMALL_ROW:
+        if x2.dtype == np.bool_ and x2.shape[1] <= SMALL_ROW:
             x2 = _zero_one_bytes(x2)
-        reduce_rows = _pick(K.reduce_rows, K.reduce_rows_serial, x2.size, PARALLEL_MIN_STREAM)
-        si, sf = _run(reduce_rows, kind, x2.shape[0], x2)
+        rows_kernel = _pick(reduce_rows, reduce_rows_serial, x2.size, PARALLEL_MIN_STREAM)
+        si, sf = _run(rows_kernel, kind, x2.shape[0], x2)
     else:
         si, sf = _reduce_cols(kind, x2)
     return _unpack(kind, si, sf, out_shape)
 
 
 def moments(x, axes, skipna):
-    return _reduce_data(K.MOMENTS_SKIPNA if skipna else K.MOMENTS, x, axes)
+    return _reduce_data(MOMENTS_SKIPNA if skipna else MOMENTS, x, axes)
 
 
 def summarize(x, axes):
-    return _reduce_data(K.SUMMARY, x, axes)
+    return _reduce_data(SUMMARY, x, axes)
 
 
 def _readable(a):
@@ -247,17 +270,17 @@ def _readable(a):
 
 
 def summarize_each(arrays):
-    # Per array this costs ~1 us of Python: K.address takes 0.5 us where
+    # Per array this costs ~1 us of Python: address() takes 0.5 us where
     # __array_interface__ took 3.4, which was most of the call for ResNet-50.
     keep = [_readable(a) for a in arrays]  # alive while the kernel reads them by address
     n = len(keep)
-    addresses = np.array([K.address(a) for a in keep], np.intp)
+    addresses = np.array([address(a) for a in keep], np.intp)
     sizes = np.array([a.size for a in keep], np.int64)
     codes = np.array([a.itemsize == 8 for a in keep], np.int8)
-    reduce_table = _pick(K.reduce_table, K.reduce_table_serial, int(sizes.sum()), PARALLEL_MIN_EACH)
-    si, sf = _run(reduce_table, K.SUMMARY, n, addresses, sizes, codes, numba.get_num_threads())
+    table_kernel = _pick(reduce_table, reduce_table_serial, int(sizes.sum()), PARALLEL_MIN_EACH)
+    si, sf = _run(table_kernel, SUMMARY, n, addresses, sizes, codes, numba.get_num_threads())
     del keep
-    return _unpack(K.SUMMARY, si, sf, (n,))
+    return _unpack(SUMMARY, si, sf, (n,))
 
 
 def _flat_broadcast(a_fields, b_fields):
@@ -278,13 +301,13 @@ def merge(kind, a, b, checked=True):
         return _merge_weighted(kind, a, b)
     shape, a, b = _flat_broadcast(a, b)
     size = a[0].size
-    merge_moments = _pick(K.merge_moment_arrays, K.merge_moment_arrays_serial, size, PARALLEL_MIN_STREAM)
+    merge_moments = _pick(merge_moment_arrays, merge_moment_arrays_serial, size, PARALLEL_MIN_STREAM)
     n, m, q = np.empty(size, np.int64), np.empty(size), np.empty(size)
     if merge_moments(a[0], a[1], a[2], b[0], b[1], b[2], n, m, q):
         raise ValueError(COUNT_OVERFLOW)
     if kind == "moments":
         return n.reshape(shape), m.reshape(shape), q.reshape(shape)
-    merge_extremes = _pick(K.merge_extremes_arrays, K.merge_extremes_arrays_serial, size, PARALLEL_MIN_STREAM)
+    merge_extremes = _pick(merge_extremes_arrays, merge_extremes_arrays_serial, size, PARALLEL_MIN_STREAM)
     lo, hi = np.empty(size), np.empty(size)
     merge_extremes(a[3], a[4], b[3], b[4], lo, hi)
     tallies = a[5] + b[5], a[6] + b[6]
@@ -325,7 +348,7 @@ def reduce(kind, fields, axes):
     _check_count_sums(ints, tuple(axes))
     si = np.stack([f.transpose(order).reshape(m, k) for f in ints])
     sf = np.stack([f.transpose(order).reshape(m, k) for f in floats])
-    reduce_states = _pick(K.reduce_state_rows, K.reduce_state_rows_serial, si.shape[1] * si.shape[2])
+    reduce_states = _pick(reduce_state_rows, reduce_state_rows_serial, si.shape[1] * si.shape[2])
     si_out, sf_out = _run(reduce_states, code, m, si, sf)
     return _unpack(code, si_out, sf_out, out_shape)
 
@@ -481,7 +504,7 @@ def weighted_moments(x, w, axes, skipna, order):
     x2 = _as_read(x2)
     ks = WK.kernels_for(order, w is not None, skipna)
     w2 = _NO_WEIGHTS if w is None else _weights_laid_out(w, mode, axes, x2.shape)
-    if mode == "rows" and 0 < x2.shape[1] <= K.SMALL_ROW and x2.shape[0] > 1:
+    if mode == "rows" and 0 < x2.shape[1] <= SMALL_ROW and x2.shape[0] > 1:
         # Short rows: a block each would cost more in calls than in sums.
         # Transposed (one copy), they are many columns, vector-wide.
         mode, x2 = "cols", np.ascontiguousarray(x2.T)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .kernels import _opts, _serial_twin, merge_moments
+from .base import _opts, _serial_twin
+from .merges import merge_moments
 
 
 @njit(**_opts)

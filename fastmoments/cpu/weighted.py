@@ -14,7 +14,7 @@ Unweighted data is weighted data whose every weight is 1 (W = W2 = count).
 
 Algorithm
 ---------
-As the order-2 kernels (``kernels.py``): a row is cut into fixed blocks of
+As the order-2 kernels (``blocks.py``, ``rows.py``, ``columns.py``): a row is cut into fixed blocks of
 ``BLOCK`` values, each reduced while in cache in two passes. Pass 1 sums
 ``w * (v - origin)``, the weights, their squares and the count, and tallies
 invalid weights (negative, NaN or infinite: the Python side diagnoses them
@@ -58,7 +58,8 @@ import types as pytypes
 import numpy as np
 from numba import njit, prange
 
-from .kernels import BLOCK, CHUNK, STACK, _f64, _minnum_finite, _opts
+from ._llvm import _f64, _minnum_finite
+from .base import BLOCK, CHUNK, STACK, _opts
 
 __all__ = ["kernels_for", "n_float_fields", "TILE_BYTES", "TILE_COLS"]
 
@@ -698,7 +699,7 @@ def _tile_shifted(x, wx, r0, r1, c0, w, org, K, acc, stk, top):
 
     Four rows a quarter of the tile apart per step: the per-column sums are
     loaded and stored once per four values, and the tile is read as four
-    streams (see kernels.GROUP)."""
+    streams (see groups.GROUP)."""
     s = acc[0]
     sw = acc[1]
     sw2 = acc[2]
