@@ -16,27 +16,7 @@ import pytest
 import fastmoments as fm
 
 
-def _gpu_unavailable():
-    try:
-        import cupy
-    except Exception as e:  # ImportError, or a broken CUDA install
-        return f"CuPy is not installed ({type(e).__name__}: {e})"
-    try:
-        n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:
-        return f"no usable CUDA device ({type(e).__name__}: {e})"
-    if n < 1:
-        return "no CUDA device"
-    return None
-
-
-REASON = _gpu_unavailable()
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(REASON is not None, reason=str(REASON))]
-
-if REASON is None:
-    import cupy
-else:
-    cupy = None
+from gpu_skip import REASON, cupy, pytestmark  # noqa: F401 (the module's marks)
 
 RTOL = 1e-9
 
