@@ -8,6 +8,7 @@ stream accumulator :class:`RunningMoments`; for the covariance of several variab
 kernels, CuPy inputs on CUDA kernels.
 """
 
+from ._histogram import HISTOGRAM_EXPONENTS
 from .combine import combine_mean_std
 from .covariance import CoMoments, comoments
 from .reductions import merge, moments, summarize, summarize_each
@@ -29,4 +30,5 @@ __all__ = [
     "CoMoments",
     "RunningCoMoments",
     "comoments",
+    "HISTOGRAM_EXPONENTS",
 ]

@@ -17,7 +17,16 @@ or returns is of its own array type (NumPy for ``fastmoments.cpu``, CuPy for
 ``summarize(x, axes) -> (count, mean, m2, min, max, n_nonfinite, n_zero)``
     As ``moments``, over the finite values only; counts are int64, the rest
     float64; min and max are NaN where count is 0.
-``summarize_each(arrays) -> the same 7 fields, each of shape (len(arrays),)``
+``summarize(x, axes, histogram=False)`` with ``histogram=True``
+    also returns an 8th field: int64 counts of the finite non-zero values per
+    binary exponent of ``|v|``, of shape ``out_shape + (N_BINS,)``, in the
+    fixed layout of :mod:`fastmoments._histogram` (bin of the float64
+    exponent field, clamped to the under- and overflow bins).
+``summarize_each(arrays, histogram=False) -> the same 7 fields, each of shape (len(arrays),)``
+    (and the histogram, of shape ``(len(arrays), N_BINS)``, with
+    ``histogram=True``), computed in the same pass over the data.
+    Histograms are merged and reduced by the state layer (a sum), never by a
+    backend's ``merge``/``reduce``, which take the 7 summary fields only.
 ``weighted_moments(x, w, axes, skipna, order) -> fields of kind "weighted<order>"``
     One pass over ``x`` (and ``w``) for weighted and higher-order moments.
     ``w`` is None (every value weighs 1) or a backend array of ``x``'s shape

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._dispatch import backend_for
 from ._inputs import check_not_masked, check_weights_dtype, normalize_axes
 from .covariance import CoMoments
@@ -70,7 +72,13 @@ def _weights_like(be, weights, x, axes):
     raise ValueError(f"weights of shape {w.shape} do not fit x of shape {x.shape}: give weights of x's shape{hint}")
 
 
-def summarize(x, axis=None, *, keepdims=False) -> Summary:
+def _check_histogram(histogram):
+    if not isinstance(histogram, (bool, np.bool_)):
+        raise TypeError(f"histogram must be True or False, got {histogram!r}")
+    return bool(histogram)
+
+
+def summarize(x, axis=None, *, keepdims=False, histogram=False) -> Summary:
     """Count, mean, M2, min, max, non-finite and zero counts of ``x`` in one pass.
 
     NaN and +-Inf are counted in ``n_nonfinite`` and left out of everything
@@ -80,17 +88,26 @@ def summarize(x, axis=None, *, keepdims=False) -> Summary:
         x: array-like of bool, integer or real float values (NumPy or CuPy).
         axis: None (all axes), an int or a tuple of ints; negative allowed.
         keepdims: keep the reduced axes with length 1.
+        histogram: also count the finite non-zero values per binary exponent
+            of ``|v|`` (``Summary.histogram``, bins in
+            ``Summary.histogram_edges``), in the same pass over float data
+            (a partial reduction on the CPU reads ``x`` a second time for it).
     """
+    histogram = _check_histogram(histogram)
     be = backend_for(x)
     arr = be.asarray(x)
     axes = normalize_axes(axis, arr.ndim)
-    fields = be.summarize(arr, axes)
+    fields = be.summarize(arr, axes, histogram) if histogram else be.summarize(arr, axes)
     if keepdims:
-        fields = _keep_dims(fields, arr.shape, axes)
+        kept = _keep_dims(fields[:7], arr.shape, axes)
+        if histogram:
+            h = fields[7]
+            kept += (h.reshape(kept[0].shape + h.shape[-1:]),)
+        fields = kept
     return Summary._wrap(fields)
 
 
-def summarize_each(arrays) -> Summary:
+def summarize_each(arrays, *, histogram=False) -> Summary:
     """One :class:`Summary` per array, stacked along a leading axis.
 
     The arrays may have any shapes and real dtypes; they are read in place,
@@ -98,15 +115,20 @@ def summarize_each(arrays) -> Summary:
 
     Args:
         arrays: a sequence of arrays, all NumPy or all CuPy.
+        histogram: also count each array's finite non-zero values per binary
+            exponent of ``|v|`` (``Summary.histogram``, of shape
+            ``(len(arrays), N_BINS)``), in the same pass.
 
     Returns:
         A Summary of shape ``(len(arrays),)``.
     """
+    histogram = _check_histogram(histogram)
     if isinstance(arrays, (str, bytes)) or not hasattr(arrays, "__len__"):
         raise TypeError("summarize_each takes a sequence of arrays")
     arrays = list(arrays)
     be = backend_for(*arrays)
-    return Summary._wrap(be.summarize_each([be.asarray(a) for a in arrays]))
+    arrays = [be.asarray(a) for a in arrays]
+    return Summary._wrap(be.summarize_each(arrays, True) if histogram else be.summarize_each(arrays))
 
 
 def merge(a, b):

@@ -16,6 +16,8 @@ import numpy as np
 
 from ._dispatch import backend_for, is_gpu_array
 from ._inputs import check_not_masked, normalize_axes
+from . import _histogram as _hist
+from ._inputs import COUNT_OVERFLOW
 from ._pebay import ORDERS, empty_weighted, kind_of
 
 __all__ = ["Moments", "Summary"]
@@ -556,6 +558,12 @@ class Summary(_State):
     Fields: ``count`` (finite values), ``mean`` and ``m2`` of the finite values,
     ``min`` and ``max`` of the finite values (NaN where count is 0),
     ``n_nonfinite`` (NaN and +-Inf, left out of all the others) and ``n_zero``.
+
+    Summaries computed with ``histogram=True`` also hold ``histogram``: int64
+    counts of the finite non-zero values per binary exponent of ``|v|``, of
+    shape ``shape + (N_BINS,)`` (the layout is fixed: see
+    :attr:`histogram_edges` and ``fastmoments.HISTOGRAM_EXPONENTS``). It merges
+    by addition; a summary with a histogram merges only with another that has one.
     """
 
     _fields = ("count", "mean", "m2", "min", "max", "n_nonfinite", "n_zero")
@@ -565,6 +573,89 @@ class Summary(_State):
 
     def __init__(self, *args, **kwargs):
         raise TypeError("Summary states come from fastmoments.summarize / summarize_each")
+
+    @classmethod
+    def _wrap(cls, fields):
+        if len(fields) != len(cls._fields):  # the layout follows from the fields given
+            cls = _HistSummary if len(fields) == len(_HistSummary._fields) else Summary
+        return _State._wrap.__func__(cls, fields)
+
+    @classmethod
+    def from_fields(cls, **fields):
+        """Build a summary from its field arrays (copied), e.g. after a transfer.
+
+        As :meth:`_State.from_fields`; ``histogram`` (optional) is an array of
+        whole non-negative counts of shape ``shape + (N_BINS,)`` (the leading
+        dimensions broadcast with the other fields).
+        """
+        hist = fields.pop("histogram", None)
+        base = _State.from_fields.__func__(Summary, **fields)
+        if hist is None:
+            return base
+        xp = backend_for(hist, *base.fields).xp
+        h = _as_count(hist, xp, "histogram")
+        if h.ndim < 1 or h.shape[-1] != _hist.N_BINS:
+            raise ValueError(f"histogram must have {_hist.N_BINS} bins along its last axis, got shape {h.shape}")
+        try:
+            shape = np.broadcast_shapes(base.shape, h.shape[:-1])
+        except ValueError:
+            raise ValueError(f"mismatched shapes: histogram {h.shape}, fields {base.shape}") from None
+        others = tuple(xp.broadcast_to(f, shape).copy() for f in base.fields)
+        h = xp.broadcast_to(h, shape + (_hist.N_BINS,)).copy()
+        return _HistSummary._wrap(others + (h,))
+
+    @property
+    def has_histogram(self) -> bool:
+        """Whether this summary holds a magnitude histogram (``histogram=True``)."""
+        return False
+
+    @property
+    def histogram(self):
+        raise AttributeError("histogram: this summary was computed without it; pass histogram=True")
+
+    @property
+    def histogram_edges(self) -> np.ndarray:
+        """The N_BINS + 1 edges of the histogram's bins of ``|v|`` (NumPy,
+        float64): 0, 2**-149, 2**-148, ..., 2**128, inf; bin i counts
+        ``edges[i] <= |v| < edges[i + 1]``, zeros excluded."""
+        return _hist.histogram_edges()
+
+    def _merge(self, other, checked):
+        if self.has_histogram != other.has_histogram:
+            raise ValueError(
+                "cannot merge a Summary with a histogram with one without: "
+                "compute both with the same histogram= setting"
+            )
+        be = backend_for(*self.fields, *other.fields)
+        fields = be.merge("summary", self.fields[:7], other.fields[:7], checked=checked)
+        if self.has_histogram:
+            h = self.histogram + other.histogram  # leading dimensions broadcast as the others'
+            if checked and h.size and bool(h.min() < 0):
+                raise ValueError(COUNT_OVERFLOW)
+            fields = tuple(fields) + (h,)
+        return self._wrap(fields)
+
+    def reduce(self, axis=None):
+        """Merge the states along ``axis`` (None: all), as a pairwise tree
+        (histograms are summed).
+
+        Args:
+            axis: None, an int or a tuple of ints; negative values count from
+                the end.
+        """
+        axes = normalize_axes(axis, self.ndim)
+        be = backend_for(*self.fields)
+        fields = tuple(be.reduce("summary", self.fields[:7], axes))
+        if self.has_histogram:
+            h = self.histogram
+            if axes:
+                if h.size and float(h.sum(axis=axes, dtype=np.float64).max()) >= 2.0**62:
+                    host = h.get() if is_gpu_array(h) else h
+                    if np.max(np.asarray(host, dtype=object).sum(axis=axes)) >= 2**63:
+                        raise ValueError(COUNT_OVERFLOW)
+                h = h.sum(axis=axes)
+            fields += (h,)
+        return self._wrap(fields)
 
     @property
     def moments(self) -> Moments:
@@ -578,3 +669,32 @@ class Summary(_State):
         out = xp.sqrt(sq)
         return out[()] if out.ndim == 0 and xp is np else out
 
+
+
+class _HistSummary(Summary):
+    """A :class:`Summary` with its magnitude histogram; see :class:`Summary`."""
+
+    _fields = Summary._fields + ("histogram",)
+    _int_fields = Summary._int_fields | {"histogram"}
+    __slots__ = ("histogram",)
+
+    @property
+    def has_histogram(self) -> bool:
+        return True
+
+    def __getitem__(self, index):
+        # The histogram's bins are a last axis of its own: index the leading ones.
+        hindex = (index if isinstance(index, tuple) else (index,)) + (slice(None),)
+        return self._wrap(tuple(f[index] for f in self.fields[:7]) + (self.histogram[hindex],))
+
+    def _moment_repr(self):
+        if self.ndim == 0:
+            body = ", ".join(f"{k}={getattr(self, k)[()]!r}" for k in Summary._fields)
+            return f"{body}, histogram=<{_hist.N_BINS} bins, {int(self.histogram.sum())} counted>"
+        return f"shape={self.shape}, histogram"
+
+    def __repr__(self):
+        return f"Summary({self._moment_repr()})"
+
+
+_HistSummary.__name__ = _HistSummary.__qualname__ = "_HistSummary"

@@ -16,6 +16,7 @@ import threading
 import numba
 import numpy as np
 
+from .. import _histogram as _hist
 from .._inputs import COUNT_OVERFLOW, check_dtype, check_not_masked, weights_error
 from . import _cache
 
@@ -39,6 +40,10 @@ from .rows import SMALL_ROW, reduce_rows, reduce_rows_serial  # noqa: E402
 from .short_rows import short_row_moments, short_row_moments_serial  # noqa: E402
 from .table import address, reduce_table, reduce_table_serial  # noqa: E402
 from . import weighted as WK  # noqa: E402
+from . import histogram as HK  # noqa: E402
+
+# The kernels' copy of the histogram layout must be the package's.
+assert (HK.MIN_EXPONENT, HK.MAX_EXPONENT, HK.N_BINS) == (_hist.MIN_EXPONENT, _hist.MAX_EXPONENT, _hist.N_BINS)
 
 __all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "weighted_moments", "merge", "reduce"]
 
@@ -257,8 +262,34 @@ def moments(x, axes, skipna):
     return _reduce_data(MOMENTS_SKIPNA if skipna else MOMENTS, x, axes)
 
 
-def summarize(x, axes):
-    return _reduce_data(SUMMARY, x, axes)
+def summarize(x, axes, histogram=False):
+    if not histogram:
+        return _reduce_data(SUMMARY, x, axes)
+    if 0 < len(axes) == x.ndim and x.dtype.char in "fd" and x.flags.c_contiguous:
+        # A full reduction of float data is one array of summarize_each: its
+        # histogram is counted in the same pass, and its fields are those of
+        # the row kernel, bit for bit (reduce_table splits as reduce_rows).
+        fields = summarize_each([x.reshape(-1)], True)
+        return tuple(f.reshape(()) if i < 7 else f.reshape(-1) for i, f in enumerate(fields))
+    fields = _reduce_data(SUMMARY, x, axes)
+    return tuple(fields) + (_histograms(x, axes),)
+
+
+def _histograms(x, axes):
+    """The magnitude histograms of ``x`` over ``axes``: a second read of ``x``
+    (transposed into a contiguous copy when the reduced axes are not its tail)."""
+    out_shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+    if not axes:
+        return _hist.elementwise(x)
+    kept = [i for i in range(x.ndim) if i not in axes]
+    m = int(np.prod(out_shape, dtype=np.int64))
+    x2 = np.ascontiguousarray(x.transpose(kept + list(axes))).reshape(m, -1)
+    if x2.dtype == np.bool_:
+        x2 = x2.view(np.uint8) != 0
+    hist = np.zeros((m, _hist.N_BINS), np.int64)
+    _pick(HK.count_rows, HK.count_rows_serial, x2.size, PARALLEL_MIN_STREAM)(x2, hist)
+    hist.flags.writeable = False
+    return hist.reshape(out_shape + (_hist.N_BINS,))
 
 
 def _readable(a):
@@ -269,7 +300,10 @@ def _readable(a):
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
-def summarize_each(arrays):
+_NO_HIST = np.zeros((0, HK.N_BINS), np.int64)  # reduce_table without histograms
+
+
+def summarize_each(arrays, histogram=False):
     # Per array this costs ~1 us of Python: address() takes 0.5 us where
     # __array_interface__ took 3.4, which was most of the call for ResNet-50.
     keep = [_readable(a) for a in arrays]  # alive while the kernel reads them by address
@@ -277,10 +311,15 @@ def summarize_each(arrays):
     addresses = np.array([address(a) for a in keep], np.intp)
     sizes = np.array([a.size for a in keep], np.int64)
     codes = np.array([a.itemsize == 8 for a in keep], np.int8)
+    hist = np.zeros((n, HK.N_BINS), np.int64) if histogram else _NO_HIST
     table_kernel = _pick(reduce_table, reduce_table_serial, int(sizes.sum()), PARALLEL_MIN_EACH)
-    si, sf = _run(table_kernel, SUMMARY, n, addresses, sizes, codes, numba.get_num_threads())
+    si, sf = _run(table_kernel, SUMMARY, n, addresses, sizes, codes, numba.get_num_threads(), hist)
     del keep
-    return _unpack(SUMMARY, si, sf, (n,))
+    fields = _unpack(SUMMARY, si, sf, (n,))
+    if histogram:
+        hist.flags.writeable = False
+        fields += (hist,)
+    return fields
 
 
 def _flat_broadcast(a_fields, b_fields):

@@ -24,6 +24,7 @@ modules above it in this list, never one below:
 
     _llvm       LLVM intrinsics and vector IR helpers (no kernel of its own)
     base        this module
+    histogram   magnitude histograms of blocks (summaries with histogram=True)
     blocks      one block's moments (shifted sums, two-pass, skipna, scaled)
     summaries   one block's summary (min, max, zeros with the sums)
     groups      one block of any kind, and four blocks read together

@@ -28,6 +28,7 @@ from .base import (
     set_empty,
 )
 from .blocks import scaled_redo
+from .histogram import N_BINS, count_block, fold_scratch, new_scratch
 from .groups import GROUP, block_state, group_states, states4
 from .merges import FOLD_PARALLEL_MIN, carry_finish, carry_push, _fold_chunks
 from .origins import _from_origin, _row_origin
@@ -38,11 +39,19 @@ from .tiles import _tile_moments, _tile_summary
 
 
 @njit(**_opts)
-def _row_chunk(kind, y, b0, b1, si_out, sf_out, o, origin):
+def _row_chunk(kind, y, b0, b1, si_out, sf_out, o, origin, hist):
     """State of blocks b0..b1 of the row ``y``, written to slot ``o``, its
-    mean relative to ``origin``."""
+    mean relative to ``origin``. Where ``hist`` has rows (summaries with a
+    histogram), the blocks' magnitude histogram is added to its row ``o``,
+    each block counted right after its summary, from cache."""
+    counting = hist.shape[0] > 0
+    c = new_scratch(counting)
     if b1 - b0 == 1:
-        block_state(kind, y[b0 * BLOCK : min(y.size, b1 * BLOCK)], si_out, sf_out, o, origin)
+        block = y[b0 * BLOCK : min(y.size, b1 * BLOCK)]
+        block_state(kind, block, si_out, sf_out, o, origin)
+        if counting:
+            count_block(block, c)
+            fold_scratch(c, hist, o)
         return
     si = np.empty((N_INT, STACK), np.int64)
     sf = np.empty((N_FLOAT, STACK), np.float64)
@@ -54,16 +63,23 @@ def _row_chunk(kind, y, b0, b1, si_out, sf_out, o, origin):
     while b < b1:
         if kind != MOMENTS_SKIPNA and b % GROUP == 0 and b + GROUP <= min(b1, full):
             group_states(kind, y, b, gi, gf, origin)
+            if counting:
+                count_block(y[b * BLOCK : (b + GROUP) * BLOCK], c)
             for i in range(GROUP):
                 copy_slot(gi, gf, i, si, sf, top)
                 top = carry_push(kind, si, sf, top, b + i - b0)
             b += GROUP
         else:
-            block_state(kind, y[b * BLOCK : min(y.size, (b + 1) * BLOCK)], si, sf, top, origin)
+            block = y[b * BLOCK : min(y.size, (b + 1) * BLOCK)]
+            block_state(kind, block, si, sf, top, origin)
+            if counting:
+                count_block(block, c)
             top = carry_push(kind, si, sf, top, b - b0)
             b += 1
     carry_finish(kind, si, sf, top)
     copy_slot(si, sf, 0, si_out, sf_out, o)
+    if counting:
+        fold_scratch(c, hist, o)
 
 
 @njit(**_opts)
@@ -149,6 +165,7 @@ def reduce_rows(kind, x, si_out, sf_out):
     while m == 1 and chunk > GROUP and nb < 16 * chunk:
         chunk //= 2
     nc = (nb + chunk - 1) // chunk
+    no_hist = np.zeros((0, N_BINS), np.int64)  # histograms: see reduce_table
     if nb == 1 and kind != MOMENTS_SKIPNA:
         # Rows of one block each: a task's rows are read in quartets a quarter
         # of the task apart, four streams (see GROUP), the quarter at least
@@ -169,7 +186,7 @@ def reduce_rows(kind, x, si_out, sf_out):
     if nc == 1:
         for i in prange(m):
             origin = _row_origin(x[i])
-            _row_chunk(kind, x[i], 0, nb, si_out, sf_out, i, origin)
+            _row_chunk(kind, x[i], 0, nb, si_out, sf_out, i, origin, no_hist)
             _from_origin(sf_out, i, origin)
         return si_out, sf_out
     # Long rows: parallel over (row, chunk) tasks, then fold each row's chunks.
@@ -181,7 +198,7 @@ def reduce_rows(kind, x, si_out, sf_out):
     for t in prange(m * nc):
         i = t // nc
         c = t - i * nc
-        _row_chunk(kind, x[i], c * chunk, min(nb, (c + 1) * chunk), si_c, sf_c, t, origins[i])
+        _row_chunk(kind, x[i], c * chunk, min(nb, (c + 1) * chunk), si_c, sf_c, t, origins[i], no_hist)
     if m * nc < FOLD_PARALLEL_MIN:
         for i in range(m):
             _fold_chunks(kind, si_c, sf_c, i * nc, nc, si_out, sf_out, i)
