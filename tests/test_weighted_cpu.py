@@ -195,6 +195,26 @@ def test_shifted_and_two_pass_blocks_agree():
             assert_close(wm(x, ww, (0,)), reference(x, ww, (0,)), rtol=1e-11)
 
 
+# Each (order, dtype, weighted, skipna) compiles its own kernels: a few suffice,
+# the orders sharing one loop whose higher terms LLVM drops.
+@pytest.mark.parametrize(("order", "dtype"), [(4, "float64"), (4, "float32"), (3, "float64")])
+def test_column_tiles_with_remainder_rows(order, dtype):
+    # 1000 columns: a tile holds 131 (float64) or 262 (float32) rows, not a
+    # multiple of the rows summed per step, and 2000 rows end in a partial
+    # tile, so the one-pass loop's leftover rows and several tiles (shifted
+    # about the previous tile's means) are all taken; weights with zeros,
+    # NaNs left out by skipna, and a column far from zero.
+    x = (RNG.normal(size=(2000, 1000)) * 3 + 10).astype(dtype)
+    x[:, 7] += np.array(1e6, dtype)
+    w = RNG.random(x.shape)
+    w[RNG.random(x.shape) < 0.1] = 0.0
+    xn = x.copy()
+    xn[RNG.random(x.shape) < 0.05] = np.nan
+    for args in ((x, None, False), (x, w, False), (xn, None, True), (xn, w, True)):
+        got = wm(args[0], args[1], (0,), skipna=args[2], order=order)
+        assert_close(got, reference(args[0], args[1], (0,), skipna=args[2], order=order), rtol=1e-10, order=order)
+
+
 def test_integer_weights_equal_repeated_values():
     x = RNG.normal(size=30_000) * 4 + 2
     w = RNG.integers(0, 4, size=x.size)

@@ -690,6 +690,27 @@ def _terms(v, w, k):
     return wd, wd2, wd2 * d, wd2 * (d * d), wt, wt * wt, 1.0 if t else 0.0
 
 
+def _terms4(a, b, e, f, wa, wb, we, wf, j, k):
+    """Column j's terms of four rows, summed pairwise: (s, q2, q3, q4, sw,
+    sw2, count, smallest weight, sum of weights)."""
+    ua = _weight(wa, j)
+    ub = _weight(wb, j)
+    ue = _weight(we, j)
+    uf = _weight(wf, j)
+    ta = _terms(_f64(a[j]), ua, k)
+    tb = _terms(_f64(b[j]), ub, k)
+    te = _terms(_f64(e[j]), ue, k)
+    tf = _terms(_f64(f[j]), uf, k)
+    return ((ta[0] + tb[0]) + (te[0] + tf[0]), (ta[1] + tb[1]) + (te[1] + tf[1]),
+            (ta[2] + tb[2]) + (te[2] + tf[2]), (ta[3] + tb[3]) + (te[3] + tf[3]),
+            (ta[4] + tb[4]) + (te[4] + tf[4]), (ta[5] + tb[5]) + (te[5] + tf[5]),
+            (ta[6] + tb[6]) + (te[6] + tf[6]),
+            _minnum_finite(_minnum_finite(ua, ub), _minnum_finite(ue, uf)), (ua + ub) + (ue + uf))
+
+
+TILE_STREAMS = 8  # rows summed per step of _tile_shifted, an eighth of the tile apart
+
+
 def _tile_shifted(x, wx, r0, r1, c0, w, org, K, acc, stk, top):
     """Per-column states of rows r0..r1 in one pass, from the sums of the
     powers of ``v - K[j]`` (K: the previous tile's means), into
@@ -697,9 +718,11 @@ def _tile_shifted(x, wx, r0, r1, c0, w, org, K, acc, stk, top):
     not near enough to its mean (see SHIFT_NEAR), a value or a sum is not
     finite, or a weight is invalid: the caller then takes two passes (_tile).
 
-    Four rows a quarter of the tile apart per step: the per-column sums are
-    loaded and stored once per four values, and the tile is read as four
-    streams (see groups.GROUP)."""
+    Eight rows an eighth of the tile apart per step: the per-column sums (which
+    do not fit in L1 with the rows streaming through) are loaded and stored once
+    per eight values, and the tile is read as eight streams. Measured, order 4
+    of (1e5, 1000) float32 on one thread of the 2-core EPYC VM, 2026-12-05: 4
+    rows per step 21.4 ms, 8 rows 16.1 ms (float64 (5e4, 1000): 17.8 -> 14.3)."""
     s = acc[0]
     sw = acc[1]
     sw2 = acc[2]
@@ -719,41 +742,36 @@ def _tile_shifted(x, wx, r0, r1, c0, w, org, K, acc, stk, top):
         q2[j] = 0.0
         q3[j] = 0.0
         q4[j] = 0.0
-    h = (r1 - r0) // 4
+    h = (r1 - r0) // TILE_STREAMS
     for r in range(r0, r0 + h):
-        a = x[r, c0 : c0 + w]
-        b = x[r + h, c0 : c0 + w]
-        e = x[r + 2 * h, c0 : c0 + w]
-        f = x[r + 3 * h, c0 : c0 + w]
-        wa = wx[r if WEIGHTED else 0, c0 : c0 + w]
-        wb = wx[r + h if WEIGHTED else 0, c0 : c0 + w]
-        we = wx[r + 2 * h if WEIGHTED else 0, c0 : c0 + w]
-        wf = wx[r + 3 * h if WEIGHTED else 0, c0 : c0 + w]
+        a, b, e, f = x[r, c0 : c0 + w], x[r + h, c0 : c0 + w], x[r + 2 * h, c0 : c0 + w], x[r + 3 * h, c0 : c0 + w]
+        a2, b2 = x[r + 4 * h, c0 : c0 + w], x[r + 5 * h, c0 : c0 + w]
+        e2, f2 = x[r + 6 * h, c0 : c0 + w], x[r + 7 * h, c0 : c0 + w]
+        if WEIGHTED:
+            wa, wb, we, wf = wx[r, c0 : c0 + w], wx[r + h, c0 : c0 + w], wx[r + 2 * h, c0 : c0 + w], wx[r + 3 * h, c0 : c0 + w]
+            wa2, wb2 = wx[r + 4 * h, c0 : c0 + w], wx[r + 5 * h, c0 : c0 + w]
+            we2, wf2 = wx[r + 6 * h, c0 : c0 + w], wx[r + 7 * h, c0 : c0 + w]
+        else:
+            wa = wb = we = wf = wa2 = wb2 = we2 = wf2 = wx[0, c0 : c0 + w]
         for j in range(w):
             k = K[j]
-            ua = _weight(wa, j)
-            ub = _weight(wb, j)
-            ue = _weight(we, j)
-            uf = _weight(wf, j)
-            ta = _terms(_f64(a[j]), ua, k)
-            tb = _terms(_f64(b[j]), ub, k)
-            te = _terms(_f64(e[j]), ue, k)
-            tf = _terms(_f64(f[j]), uf, k)
-            s[j] += (ta[0] + tb[0]) + (te[0] + tf[0])
-            q2[j] += (ta[1] + tb[1]) + (te[1] + tf[1])
+            t = _terms4(a, b, e, f, wa, wb, we, wf, j, k)
+            u = _terms4(a2, b2, e2, f2, wa2, wb2, we2, wf2, j, k)
+            s[j] += t[0] + u[0]
+            q2[j] += t[1] + u[1]
             if ORDER >= 3:
-                q3[j] += (ta[2] + tb[2]) + (te[2] + tf[2])
+                q3[j] += t[2] + u[2]
             if ORDER >= 4:
-                q4[j] += (ta[3] + tb[3]) + (te[3] + tf[3])
+                q4[j] += t[3] + u[3]
             if WEIGHTED:
-                sw[j] += (ta[4] + tb[4]) + (te[4] + tf[4])
-                sw2[j] += (ta[5] + tb[5]) + (te[5] + tf[5])
-                wmin[j] = _minnum_finite(_minnum_finite(wmin[j], _minnum_finite(ua, ub)), _minnum_finite(ue, uf))
+                sw[j] += t[4] + u[4]
+                sw2[j] += t[5] + u[5]
+                wmin[j] = _minnum_finite(wmin[j], _minnum_finite(t[7], u[7]))
                 if SKIPNA:
-                    wsum[j] += (ua + ub) + (ue + uf)
+                    wsum[j] += t[8] + u[8]
             if SKIPNA or WEIGHTED:
-                cnt[j] += (ta[6] + tb[6]) + (te[6] + tf[6])
-    for r in range(r0 + 4 * h, r1):
+                cnt[j] += t[6] + u[6]
+    for r in range(r0 + TILE_STREAMS * h, r1):
         a = x[r, c0 : c0 + w]
         wa = wx[r if WEIGHTED else 0, c0 : c0 + w]
         for j in range(w):
@@ -1041,6 +1059,7 @@ _SPEC = {
     "_tile": (True, False, False),
     "_merge_tiles": (False, False, False),
     "_terms": (False, True, False),
+    "_terms4": (False, True, False),
     "_tile_shifted": (True, False, False),
     "_col_chunk": (False, False, False),
     "column_origins": (False, False, False),
