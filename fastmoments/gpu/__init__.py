@@ -23,6 +23,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .._histogram import N_BINS
 from .._inputs import COUNT_OVERFLOW, check_dtype, weights_error
 from .._pebay import empty_weighted, n_fields, order_of
 from . import _sources as src
@@ -109,7 +110,10 @@ def _finalize(kind, M, C, offs, offs_stride, parts, outs):
 # -- moments and summaries of data -------------------------------------------------
 
 
-def _reduce_data(x, axes, kind):
+def _reduce_data(x, axes, kind, hist=None):
+    """The states of ``x`` over ``axes``; with ``hist`` (zeroed int64 of
+    shape ``(M, N_BINS)``), the kernels also count the magnitude histograms
+    into it, in the same pass."""
     from . import _kernels
 
     out_shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
@@ -128,7 +132,7 @@ def _reduce_data(x, axes, kind):
     segment, lane = _kernels.partial_kernels(x.dtype, kind)
     use_segment, C, chunk = geometry(p)
     parts = outs if C == 1 else _alloc(kind, (M * C,))
-    common = (np.int64(C), np.int64(chunk), *_ptrs(parts))
+    common = (np.int64(C), np.int64(chunk), *_ptrs(parts), _NULL if hist is None else hist)
     if use_segment:
         segment(
             (M * C,),
@@ -155,11 +159,19 @@ def moments(x, axes, skipna):
         return _reduce_data(x, tuple(axes), src.MOMENTS_SKIPNA if skipna else src.MOMENTS)
 
 
-def summarize(x, axes):
-    """(count, mean, m2, min, max, n_nonfinite, n_zero) of the finite values of ``x``."""
+def summarize(x, axes, histogram=False):
+    """(count, mean, m2, min, max, n_nonfinite, n_zero) of the finite values of
+    ``x`` (and, with ``histogram``, their magnitude histogram, counted by the
+    same kernels)."""
     _require()
+    axes = tuple(axes)
     with x.device:
-        return _reduce_data(x, tuple(axes), src.SUMMARY)
+        if not histogram:
+            return _reduce_data(x, axes, src.SUMMARY)
+        out_shape = tuple(n for i, n in enumerate(x.shape) if i not in axes)
+        hist = cupy.zeros((math.prod(out_shape), N_BINS), np.int64)
+        fields = _reduce_data(x, axes, src.SUMMARY, hist)
+        return tuple(fields) + (hist.reshape(out_shape + (N_BINS,)),)
 
 
 # -- many arrays, one launch ---------------------------------------------------------
@@ -187,7 +199,7 @@ def _table(rows):
     return hit
 
 
-def summarize_each(arrays):
+def summarize_each(arrays, histogram=False):
     """The 7 summary fields of each array, each of shape ``(len(arrays),)``.
 
     Two launches whatever the number of arrays: per-chunk partial states of all
@@ -196,15 +208,19 @@ def summarize_each(arrays):
     _require()
     n = len(arrays)
     if n == 0:
-        return _empty_states(src.SUMMARY, (0,))
+        empty = _empty_states(src.SUMMARY, (0,))
+        return empty + (cupy.zeros((0, N_BINS), np.int64),) if histogram else empty
     devices = {a.device.id for a in arrays}
     if len(devices) > 1:
         raise ValueError(f"summarize_each takes arrays on one device, got devices {sorted(devices)}")
     with arrays[0].device:
-        return _summarize_each(arrays)
+        if not histogram:
+            return _summarize_each(arrays)
+        hist = cupy.zeros((n, N_BINS), np.int64)
+        return tuple(_summarize_each(arrays, hist)) + (hist,)
 
 
-def _summarize_each(arrays):
+def _summarize_each(arrays, hist=None):
     from . import _kernels
 
     n = len(arrays)
@@ -222,7 +238,7 @@ def _summarize_each(arrays):
     _kernels.each_kernel()(
         (total,),
         (THREADS,),
-        (table, np.int64(n), np.int64(EACH_CHUNK), *_ptrs(parts)),
+        (table, np.int64(n), np.int64(EACH_CHUNK), *_ptrs(parts), _NULL if hist is None else hist),
     )
     outs = _alloc(src.SUMMARY, (n,))
     chunk0 = np.uint64(table.data.ptr + 2 * table.itemsize)  # column 2 of the table

@@ -3,7 +3,10 @@
 //
 // Every kernel writes states as seven field arrays (structure of arrays):
 // n, mean, m2, lo, hi, nnf, nz; the last four are only touched for summaries
-// (null pointers otherwise). A "partial" kernel reduces a tile of the input to
+// (null pointers otherwise). The partial kernels also take hist: null, or
+// the int64 magnitude histograms of the outputs (FM_HIST_BINS per output,
+// zeroed by the caller), which they count into with atomics in the same pass
+// (summaries with histogram=True). A "partial" kernel reduces a tile of the input to
 // one state per (output, chunk) slot, o * C + c; when C == 1 that slot is the
 // output itself and no second launch is needed. fm_finalize merges the C
 // partial states of each output, and also serves Moments.reduce, whose states
@@ -94,6 +97,23 @@ __device__ __forceinline__ fm_state fm_block_reduce(fm_state s) {
     return s;
 }
 
+// A block's shared histogram: zeroed by all threads before counting, then
+// added to the output's row of hist (int64, FM_HIST_BINS per output) with one
+// global atomic per non-empty bin. hist is uniform across the block, so the
+// barriers are reached by all threads or none.
+__device__ __forceinline__ void fm_hist_zero(unsigned int* sh) {
+    for (int i = threadIdx.x; i <= FM_HIST_BINS; i += FM_THREADS) sh[i] = 0u;
+    __syncthreads();
+}
+
+__device__ __forceinline__ void fm_hist_flush(const unsigned int* sh, long long* hist, long long o) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < FM_HIST_BINS; i += FM_THREADS) {
+        unsigned int c = sh[i];
+        if (c) atomicAdd(reinterpret_cast<unsigned long long*>(hist) + o * FM_HIST_BINS + i, (unsigned long long)c);
+    }
+}
+
 // Long reductions (a reduced axis of length K, contiguous when sK == 1): one
 // block per (output, chunk) tile; element k of output o is at x + (o / B) * sA
 // + (o % B) * sB + k * sK. Grid: M * C blocks of FM_THREADS, chunk-major, so
@@ -103,17 +123,20 @@ template <typename T, int KIND>
 __global__ void __launch_bounds__(FM_THREADS)
     fm_segment_partial(const T* __restrict__ x, long long M, long long B, long long sA, long long sB, long long K,
                        long long sK, long long C, long long chunk, long long* n, double* mean, double* m2,
-                       double* lo, double* hi, long long* nnf, long long* nz) {
+                       double* lo, double* hi, long long* nnf, long long* nz, long long* hist) {
+    __shared__ unsigned int sh[FM_HIST_BINS + 1];
     long long c = blockIdx.x / M, o = blockIdx.x - c * M;
     long long slot = o * C + c;
     const T* row = x + (o / B) * sA + (o % B) * sB;
     long long end = min(K, (c + 1) * chunk);
     long long first = c * chunk + threadIdx.x;
     long long cnt = first < end ? (end - first + FM_THREADS - 1) / FM_THREADS : 0;
+    if (hist) fm_hist_zero(sh);
     fm_state s = fm_empty();
-    fm_accumulate<T, KIND>(row + first * sK, FM_THREADS * sK, cnt, s);
+    fm_accumulate<T, KIND>(row + first * sK, FM_THREADS * sK, cnt, s, hist ? sh : nullptr);
     s = fm_block_reduce<KIND>(s);
     if (threadIdx.x == 0) fm_store<KIND>(s, slot, n, mean, m2, lo, hi, nnf, nz);
+    if (hist) fm_hist_flush(sh, hist, o);
 }
 
 // Strided reductions: one thread per output along x (32 outputs per block),
@@ -125,7 +148,9 @@ template <typename T, int KIND>
 __global__ void __launch_bounds__(FM_THREADS)
     fm_lane_partial(const T* __restrict__ x, long long M, long long B, long long sA, long long sB, long long K,
                     long long sK, long long C, long long chunk, long long* n, double* mean, double* m2, double* lo,
-                    double* hi, long long* nnf, long long* nz) {
+                    double* hi, long long* nnf, long long* nz, long long* hist) {
+    // 32 outputs per block: their histograms would not fit in shared memory,
+    // so values are counted with global atomics into their output's row.
     __shared__ fm_state tile[8][32];
     long long o = (long long)blockIdx.x * 32 + threadIdx.x;
     long long c = blockIdx.y;
@@ -135,7 +160,8 @@ __global__ void __launch_bounds__(FM_THREADS)
         long long end = min(K, (c + 1) * chunk);
         long long first = c * chunk + threadIdx.y;
         long long cnt = first < end ? (end - first + 7) / 8 : 0;
-        fm_accumulate<T, KIND>(base + first * sK, 8 * sK, cnt, s);
+        unsigned long long* hrow = hist ? reinterpret_cast<unsigned long long*>(hist) + o * FM_HIST_BINS : nullptr;
+        fm_accumulate<T, KIND>(base + first * sK, 8 * sK, cnt, s, nullptr, hrow);
     }
     tile[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
@@ -172,8 +198,9 @@ struct fm_entry {
 #define FM_DT_FLOAT64 11
 
 template <typename T, int KIND>
-__device__ __forceinline__ void fm_each_tile(long long ptr, long long first, long long cnt, fm_state& s) {
-    fm_accumulate<T, KIND>(reinterpret_cast<const T*>(ptr) + first, FM_THREADS, cnt, s);
+__device__ __forceinline__ void fm_each_tile(long long ptr, long long first, long long cnt, fm_state& s,
+                                             unsigned int* sh) {
+    fm_accumulate<T, KIND>(reinterpret_cast<const T*>(ptr) + first, FM_THREADS, cnt, s, sh);
 }
 
 // Many arrays of any sizes and dtypes in one launch: block b finds its array
@@ -182,7 +209,9 @@ __device__ __forceinline__ void fm_each_tile(long long ptr, long long first, lon
 template <int KIND>
 __global__ void __launch_bounds__(FM_THREADS)
     fm_each_partial(const fm_entry* __restrict__ tab, long long count, long long chunk, long long* n,
-                    double* mean, double* m2, double* lo, double* hi, long long* nnf, long long* nz) {
+                    double* mean, double* m2, double* lo, double* hi, long long* nnf, long long* nz,
+                    long long* hist) {
+    __shared__ unsigned int sh_hist[FM_HIST_BINS + 1];
     long long slot = blockIdx.x;
     // Largest t with chunk0 <= slot: empty arrays share their chunk0 with the
     // next array and are skipped.
@@ -199,23 +228,26 @@ __global__ void __launch_bounds__(FM_THREADS)
     long long end = min(e.size, (c + 1) * chunk);
     long long first = c * chunk + threadIdx.x;
     long long cnt = first < end ? (end - first + FM_THREADS - 1) / FM_THREADS : 0;
+    if (hist) fm_hist_zero(sh_hist);
+    unsigned int* sh = hist ? sh_hist : nullptr;
     fm_state s = fm_empty();
     switch (e.dtype) {  // uniform across the block
-        case FM_DT_BOOL: fm_each_tile<fm_bool, KIND>(e.ptr, first, cnt, s); break;
-        case FM_DT_INT8: fm_each_tile<signed char, KIND>(e.ptr, first, cnt, s); break;
-        case FM_DT_UINT8: fm_each_tile<unsigned char, KIND>(e.ptr, first, cnt, s); break;
-        case FM_DT_INT16: fm_each_tile<short, KIND>(e.ptr, first, cnt, s); break;
-        case FM_DT_UINT16: fm_each_tile<unsigned short, KIND>(e.ptr, first, cnt, s); break;
-        case FM_DT_INT32: fm_each_tile<int, KIND>(e.ptr, first, cnt, s); break;
-        case FM_DT_UINT32: fm_each_tile<unsigned int, KIND>(e.ptr, first, cnt, s); break;
-        case FM_DT_INT64: fm_each_tile<long long, KIND>(e.ptr, first, cnt, s); break;
-        case FM_DT_UINT64: fm_each_tile<unsigned long long, KIND>(e.ptr, first, cnt, s); break;
-        case FM_DT_FLOAT16: fm_each_tile<fm_half, KIND>(e.ptr, first, cnt, s); break;
-        case FM_DT_FLOAT32: fm_each_tile<float, KIND>(e.ptr, first, cnt, s); break;
-        default: fm_each_tile<double, KIND>(e.ptr, first, cnt, s); break;
+        case FM_DT_BOOL: fm_each_tile<fm_bool, KIND>(e.ptr, first, cnt, s, sh); break;
+        case FM_DT_INT8: fm_each_tile<signed char, KIND>(e.ptr, first, cnt, s, sh); break;
+        case FM_DT_UINT8: fm_each_tile<unsigned char, KIND>(e.ptr, first, cnt, s, sh); break;
+        case FM_DT_INT16: fm_each_tile<short, KIND>(e.ptr, first, cnt, s, sh); break;
+        case FM_DT_UINT16: fm_each_tile<unsigned short, KIND>(e.ptr, first, cnt, s, sh); break;
+        case FM_DT_INT32: fm_each_tile<int, KIND>(e.ptr, first, cnt, s, sh); break;
+        case FM_DT_UINT32: fm_each_tile<unsigned int, KIND>(e.ptr, first, cnt, s, sh); break;
+        case FM_DT_INT64: fm_each_tile<long long, KIND>(e.ptr, first, cnt, s, sh); break;
+        case FM_DT_UINT64: fm_each_tile<unsigned long long, KIND>(e.ptr, first, cnt, s, sh); break;
+        case FM_DT_FLOAT16: fm_each_tile<fm_half, KIND>(e.ptr, first, cnt, s, sh); break;
+        case FM_DT_FLOAT32: fm_each_tile<float, KIND>(e.ptr, first, cnt, s, sh); break;
+        default: fm_each_tile<double, KIND>(e.ptr, first, cnt, s, sh); break;
     }
     s = fm_block_reduce<KIND>(s);
     if (threadIdx.x == 0) fm_store<KIND>(s, slot, n, mean, m2, lo, hi, nnf, nz);
+    if (hist) fm_hist_flush(sh_hist, hist, lo_t);
 }
 
 // Merge the states [start(o), end(o)) of each of M outputs into output o, with

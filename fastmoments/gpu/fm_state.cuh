@@ -208,16 +208,52 @@ __device__ __forceinline__ void fm_push_group(fm_state& s, const double* v) {
     fm_merge_moments_into(s, FM_GROUP, m + c * inv, fm_finite(q) ? q - c * (c * inv) : q);
 }
 
-// Fold p[0], p[stride], ..., p[(cnt-1)*stride] into s.
+// -- magnitude histograms (summaries with histogram=True) -------------------------
+// The layout of fastmoments/_histogram.py: bin 1 + E - FM_HIST_MIN_EXP holds
+// 2**E <= |v| < 2**(E+1) for E in [-149, 127], bin 0 what lies below, the last
+// bin what lies above. The bin is the float64 exponent field, clamped; zeros,
+// NaN and +-Inf go to the trash bin FM_HIST_BINS, never copied out.
+#define FM_HIST_MIN_EXP (-149)
+#define FM_HIST_MAX_EXP 127
+#define FM_HIST_BINS (FM_HIST_MAX_EXP - FM_HIST_MIN_EXP + 3)
+#define FM_HIST_OFFSET (1023 + FM_HIST_MIN_EXP - 1)
+
+__device__ __forceinline__ int fm_hist_bin(double v) {
+    unsigned long long bits = (unsigned long long)__double_as_longlong(v);
+    int field = (int)((bits >> 52) & 0x7FF);
+    int k = min(max(field - FM_HIST_OFFSET, 0), FM_HIST_BINS - 1);
+    return (field == 0x7FF || (bits << 1) == 0) ? FM_HIST_BINS : k;
+}
+
+// Count v into a histogram: a block's shared one (shared atomics), or, for
+// kernels without one, an output's row in global memory (global atomics).
+__device__ __forceinline__ void fm_hist_count(unsigned int* sh, unsigned long long* row, double v) {
+    int k = fm_hist_bin(v);
+    if (sh)
+        atomicAdd(sh + k, 1u);
+    else if (row && k < FM_HIST_BINS)
+        atomicAdd(row + k, 1ull);
+}
+
+// Fold p[0], p[stride], ..., p[(cnt-1)*stride] into s; with sh or row (see
+// fm_hist_count) the values are also counted into a histogram, in the same pass.
 template <typename T, int KIND>
-__device__ __forceinline__ void fm_accumulate(const T* p, long long stride, long long cnt, fm_state& s) {
+__device__ __forceinline__ void fm_accumulate(const T* p, long long stride, long long cnt, fm_state& s,
+                                              unsigned int* sh = nullptr, unsigned long long* row = nullptr) {
     long long i = 0;
+    const bool counting = sh || row;
     for (; i + FM_GROUP <= cnt; i += FM_GROUP) {
         double v[FM_GROUP];
 #pragma unroll
         for (int j = 0; j < FM_GROUP; ++j) v[j] = fm_to_double(p[(i + j) * stride]);
+        if (counting) {
+#pragma unroll
+            for (int j = 0; j < FM_GROUP; ++j) fm_hist_count(sh, row, v[j]);
+        }
         fm_push_group<KIND>(s, v);
     }
+    if (counting)  // the tail (fewer than FM_GROUP values, read again from cache)
+        for (long long t = i; t < cnt; ++t) fm_hist_count(sh, row, fm_to_double(p[t * stride]));
     for (; i < cnt; ++i) fm_push1<KIND>(s, fm_to_double(p[i * stride]));
 }
 
