@@ -250,7 +250,7 @@ def sanitize_workload(cupy, fm):
 
 def run_tests(timeout):
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py",
-           "tests/test_gpu_weighted.py", "tests/test_gpu_layout.py"]
+           "tests/test_gpu_weighted.py", "tests/test_gpu_layout.py", "tests/test_gpu_histogram.py"]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -315,7 +315,7 @@ def main(argv=None):
     t_start = time.perf_counter()
     if not args.skip_tests:
         tr = run_tests(timeout=300)
-        rows.append(("GPU tests (tests/test_gpu.py, test_gpu_weighted.py, test_gpu_layout.py)", str(tr["summary"]), f"rc {tr['rc']}",
+        rows.append(("GPU tests (tests/test_gpu.py, test_gpu_weighted.py, test_gpu_layout.py, test_gpu_histogram.py)", str(tr["summary"]), f"rc {tr['rc']}",
                      f"{tr['seconds']:.0f} s"))
     if args.sanitize:
         sr = run_sanitizer(timeout=150)
