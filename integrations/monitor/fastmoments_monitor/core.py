@@ -38,6 +38,14 @@ from . import alerts as alerts_mod
 from .pool import NONE, IntervalPool, empty_summary
 from .stats import STATS, derive, sum_of_squares
 
+HISTOGRAM_EXPONENTS = np.asarray(fastmoments.HISTOGRAM_EXPONENTS)
+# Bins of fastmoments' histogram (bin 1 + E - HISTOGRAM_EXPONENTS[0] holds
+# 2**E <= |g| < 2**(E+1)): the first of float16's subnormals (2**-24; all
+# bins below flush to zero), of its normal numbers (2**-14), and past its range (2**16).
+_FP16_MIN_BIN = 1 - 24 - int(HISTOGRAM_EXPONENTS[0])
+_FP16_NORMAL_BIN = 1 - 14 - int(HISTOGRAM_EXPONENTS[0])
+_FP16_MAX_BIN = 1 + 16 - int(HISTOGRAM_EXPONENTS[0])
+
 __all__ = ["MonitorCore", "Report", "STATE_VERSION"]
 
 STATE_VERSION = 2
@@ -115,10 +123,20 @@ class MonitorCore:
             exploding or dead alerts.
         warn: emit alerts as :class:`~.alerts.GradientAlert` warnings.
         history: how many reports to keep for plots (0: none).
+        histogram: also count the magnitude histograms of the gradients
+            (``fastmoments.summarize_each(..., histogram=True)``, the same
+            pass): each report then gives per layer ``fp16_flush``, the
+            fraction of its finite non-zero gradient values below 2**-24
+            (they would flush to zero in float16), and ``fp16_subnormal``,
+            the fraction in [2**-24, 2**-14) (float16 subnormals), also as
+            keys ``{prefix}/{layer}/fp16_flush|fp16_subnormal``; the plot
+            draws the histograms as a heatmap.
+        histogram_every: count them only in iterations whose number is a
+            multiple of this (1: every iteration).
     """
 
     def __init__(self, *, stats=None, prefix="grad", value_prefix="param", nonfinite_alert=True,
-                 alerts=alerts_mod.AlertRules(), warn=True, history=1000):
+                 alerts=alerts_mod.AlertRules(), warn=True, history=1000, histogram=False, histogram_every=1):
         stats = STATS if stats is None else (stats,) if isinstance(stats, str) else tuple(stats)
         bad = [s for s in stats if s not in STATS]
         if bad or not stats:
@@ -127,6 +145,12 @@ class MonitorCore:
             raise TypeError("alerts must be an AlertRules or None")
         if int(history) < 0:
             raise ValueError(f"history must be >= 0, got {history}")
+        if not isinstance(histogram, (bool, np.bool_)):
+            raise TypeError(f"histogram must be True or False, got {histogram!r}")
+        if isinstance(histogram_every, bool) or not isinstance(histogram_every, (int, np.integer)) \
+                or histogram_every < 1:
+            raise ValueError(f"histogram_every must be an int >= 1, got {histogram_every!r}")
+        self.histogram_every = int(histogram_every) if histogram else 0
         self.stats = stats
         self.prefix = {"grad": prefix, "param": value_prefix}
         self.nonfinite_alert = nonfinite_alert
@@ -166,7 +190,8 @@ class MonitorCore:
         self.entries = entries
         if forward_order is not None:
             self.forward_order = list(forward_order)
-        self.pool = IntervalPool(len(entries), scale_mask=[e.kind == "grad" for e in entries])
+        self.pool = IntervalPool(len(entries), scale_mask=[e.kind == "grad" for e in entries],
+                                 histogram_every=self.histogram_every)
         self.first_iteration = None
         if self._pending_state is not None:
             self._load_interval(self._pending_state)
@@ -272,8 +297,13 @@ class MonitorCore:
             values[f"{pre}/norm"] = math.sqrt(float(sq[mask].sum()) / pool.n_iter)
             values[f"{pre}/nonfinite"] = float(pooled.n_nonfinite[mask].sum())
         layers, total_norm = self._layers(st, sq, pooled, first_bad)
-        origin = self._origin(layers)
         gp = self.prefix["grad"]
+        hist = self._layer_histograms(layers, pool.histograms())
+        for x in layers:
+            if hist is not None and x["layer"] in hist["counts"]:
+                for key in ("fp16_flush", "fp16_subnormal"):
+                    values[f"{gp}/{x['layer']}/{key}"] = x[key]
+        origin = self._origin(layers)
         found = list(self._interval_alerts)
         if origin is not None:
             values[f"{gp}/nonfinite_first_iteration"] = float(origin["iteration"])
@@ -310,7 +340,7 @@ class MonitorCore:
                 if w is None or x["norm"] > w[0]:
                     self.worst[x["layer"]] = [x["norm"], iteration]
         if self.history_len:
-            self.history.append(self._history_entry(iteration, layers, found))
+            self.history.append(self._history_entry(iteration, layers, found, hist))
             del self.history[: max(len(self.history) - self.history_len, 0)]
         self.serial += 1
         self.last_report = Report(serial=self.serial, iteration=iteration,
@@ -393,7 +423,38 @@ class MonitorCore:
             said.append(f"NaN/Inf from iteration {ev['iteration']} (first in {ev['layer']!r})")
         return ("after " + " and ".join(said)) if said else ""
 
-    def _history_entry(self, iteration, layers, found):
+    def _layer_histograms(self, layers, counts):
+        """Per layer: the gradient histograms summed, fp16_flush and
+        fp16_subnormal set in ``layers`` (NaN without values); returns the
+        history's ``{"exponents", "counts"}`` (frexp's exponents, the range
+        that holds values), or None when no histogram was counted."""
+        for x in layers:
+            x["fp16_flush"] = x["fp16_subnormal"] = math.nan
+        if counts is None:
+            return None
+        per = {}
+        for e, ent in enumerate(self.entries):
+            if ent.kind == "grad" and self.pool.n_obs[e]:
+                per[ent.layer] = per.get(ent.layer, 0) + counts[e]
+        for x in layers:
+            h = per.get(x["layer"])
+            if h is None:
+                continue
+            total = int(h.sum())
+            if total:
+                x["fp16_flush"] = float(h[:_FP16_MIN_BIN].sum()) / total
+                x["fp16_subnormal"] = float(h[_FP16_MIN_BIN:_FP16_NORMAL_BIN].sum()) / total
+        inner = {n: np.asarray(h[1:-1]) for n, h in per.items()}  # exponents MIN..MAX
+        used = np.flatnonzero(sum(inner.values()) > 0) if inner else np.array([], np.int64)
+        lo, hi = (int(used[0]), int(used[-1])) if used.size else (0, 0)
+        # Keep float16's thresholds in view: 2**-24, 2**-14, 2**16.
+        lo = min(lo, _FP16_MIN_BIN - 1 - 2)
+        hi = max(hi, _FP16_NORMAL_BIN - 1, _FP16_MAX_BIN - 1)
+        exps = HISTOGRAM_EXPONENTS[lo : hi + 1] + 1  # frexp: 2**(e-1) <= |g| < 2**e
+        return {"exponents": [int(e) for e in exps],
+                "counts": {n: [int(c) for c in h[lo : hi + 1]] for n, h in inner.items()}}
+
+    def _history_entry(self, iteration, layers, found, hist=None):
         status = {}
         for a in found:
             if a.kind in ("vanishing", "exploding", "dead"):
@@ -407,10 +468,9 @@ class MonitorCore:
             "nonfinite": {x["layer"]: x["nonfinite"] for x in layers},
             "first_bad": {x["layer"]: x["first_bad"] for x in layers if x["first_bad"] is not None},
             "status": status,
-            # The follow-up that adds magnitude histograms to fastmoments'
-            # Summary fills this with {layer: counts per binary exponent};
-            # plot.py draws it as a heatmap when present.
-            "histogram": None,
+            # With histogram=True: {"exponents": [e], "counts": {layer: [count]}}
+            # (frexp's e: 2**(e-1) <= |g| < 2**e); plot.py draws it as a heatmap.
+            "histogram": hist,
         }
 
     def diagnosis(self) -> str:

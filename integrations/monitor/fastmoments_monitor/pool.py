@@ -96,7 +96,7 @@ def _first_bad_gpu(first, n_nonfinite, iteration):
 class _Group:
     """The arrays living on one device and their running Summary."""
 
-    __slots__ = ("key", "indices", "acc", "empty", "first_bad", "cpu", "index_list")
+    __slots__ = ("key", "indices", "acc", "empty", "first_bad", "cpu", "index_list", "hist")
 
     def __init__(self, key, indices, like):
         self.key = key
@@ -108,6 +108,7 @@ class _Group:
         # identity state, so the group's Summary keeps its shape every iteration.
         self.empty = like.ravel()[:0]  # ravel first: 0-d arrays have no [:0]
         self.first_bad = None  # CuPy groups: per-array first bad iteration, on the device
+        self.hist = None  # running magnitude histograms (histogram_every), on the device
 
 
 class IntervalPool:
@@ -119,8 +120,13 @@ class IntervalPool:
             True; parameter values: False). Default: all.
     """
 
-    def __init__(self, n, scale_mask=None):
+    def __init__(self, n, scale_mask=None, histogram_every=0):
         self.n = int(n)
+        # Every how many iterations (by iteration number) the magnitude
+        # histograms are counted too (0: never). They are kept apart from the
+        # Summary (one (n, N_BINS) int64 sum per device group), so the
+        # interval's Summary, its saved state and resume do not change.
+        self.histogram_every = int(histogram_every)
         self.scale_mask = np.ones(self.n, bool) if scale_mask is None else np.asarray(scale_mask, bool)
         self.groups = None
         self._where = None
@@ -133,6 +139,9 @@ class IntervalPool:
             for g in self.groups.values():
                 g.acc = None
                 g.first_bad = None
+                g.hist = None
+        self.hist = None                       # host histograms carried over (device change)
+        self.n_hist = 0                        # iterations whose histograms were counted
         self.host = None                       # host Summary carried over (resume, device change)
         self.n_obs = np.zeros(self.n, np.int64)  # iterations in which each array was present
         self.n_iter = 0
@@ -166,6 +175,8 @@ class IntervalPool:
         self.n_iter += 1
         counts = np.zeros(self.n, np.int64) if check else None
         scaled = loss_scale is not None and loss_scale != 1
+        hist = self.histogram_every > 0 and int(iteration) % self.histogram_every == 0
+        self.n_hist += hist
         for g in self.groups.values():
             if missing:
                 empty = g.empty
@@ -175,7 +186,7 @@ class IntervalPool:
             else:
                 batch = [arrays[i] for i in g.index_list]
             if g.cpu:
-                s = self._step(g, batch, scaled, loss_scale)
+                s = self._step(g, batch, scaled, loss_scale, hist)
                 if check:
                     counts[g.indices] = s.n_nonfinite
                 else:
@@ -184,7 +195,7 @@ class IntervalPool:
                         self._mark(g.indices[bad > 0], iteration)
                 continue
             with _on_device(g.key):
-                s = self._step(g, batch, scaled, loss_scale)
+                s = self._step(g, batch, scaled, loss_scale, hist)
                 if check:
                     counts[g.indices] = _to_host(s.n_nonfinite)
                 else:
@@ -195,8 +206,15 @@ class IntervalPool:
             self._mark(np.flatnonzero(counts), iteration)
         return counts
 
-    def _step(self, g, batch, scaled, loss_scale):
-        s = fastmoments.summarize_each(batch)
+    def _step(self, g, batch, scaled, loss_scale, hist=False):
+        if hist:
+            # The histogram is of the values as given (scaled, under a loss
+            # scale: those are what a float16 copy would hold).
+            s = fastmoments.summarize_each(batch, histogram=True)
+            g.hist = s.histogram if g.hist is None else g.hist + s.histogram
+            s = fastmoments.Summary._wrap(s.fields[:7])
+        else:
+            s = fastmoments.summarize_each(batch)
         if scaled:
             s = self._unscale(s, g, loss_scale)
         # Unchecked: counts grow by the array sizes per iteration, far from
@@ -235,6 +253,9 @@ class IntervalPool:
         if self.groups:
             self.host, fb = self._collect_pair()
             self.first_bad = fb
+            self.hist = self.histograms()
+            for g in self.groups.values():
+                g.hist = None
         keys = {}
         for i, arr in enumerate(arrays):
             if arr is None:
@@ -278,6 +299,17 @@ class IntervalPool:
                     f[g.indices] = v
             total = total.merge(fastmoments.Summary._wrap(tuple(fields)))
         return total, fb
+
+    def histograms(self):
+        """The interval's magnitude histograms, ``(n, N_BINS)`` int64 on the host
+        (see ``fastmoments.Summary.histogram``), or None if none were counted."""
+        total = None if self.hist is None else self.hist.copy()
+        for g in (self.groups or {}).values():
+            if g.hist is not None:
+                if total is None:
+                    total = np.zeros((self.n, g.hist.shape[-1]), np.int64)
+                total[g.indices] += _to_host(g.hist)
+        return total
 
     def collect(self):
         """The interval's pooled Summary of shape ``(n,)`` on the host (copies from devices),
