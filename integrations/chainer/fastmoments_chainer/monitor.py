@@ -118,6 +118,11 @@ class GradientMonitor(extension.Extension):
         warn: emit alerts as :class:`GradientAlert` warnings (they are
             always reported as keys and kept in ``last_report.alerts``).
         history: how many reports to keep for plots.
+        histogram: also count the gradients' magnitude histograms (same pass):
+            reports gain per layer ``{prefix}/{layer}/fp16_flush`` (fraction
+            of finite non-zero values below 2**-24, zero in float16) and
+            ``fp16_subnormal`` ([2**-24, 2**-14)), and the plot a heatmap.
+        histogram_every: count them every this many iterations (by number).
     """
 
     trigger = (1, "iteration")
@@ -129,7 +134,8 @@ class GradientMonitor(extension.Extension):
 
     def __init__(self, target, report_trigger=(1, "epoch"), *, stats=None, params=None,
                  prefix="grad", values=False, value_prefix="param", on_nonfinite="warn",
-                 alerts=alerts_mod.AlertRules(), warn=True, history=1000):
+                 alerts=alerts_mod.AlertRules(), warn=True, history=1000, histogram=False,
+                 histogram_every=1):
         if not isinstance(target, chainer.Link):
             raise TypeError(f"GradientMonitor watches a chainer.Link, got {type(target).__name__}")
         if on_nonfinite not in _POLICIES:
@@ -143,7 +149,7 @@ class GradientMonitor(extension.Extension):
             params = lambda path, _p=patterns: any(fnmatch.fnmatchcase(path, q) for q in _p)  # noqa: E731
         self.core = MonitorCore(stats=stats, prefix=prefix, value_prefix=value_prefix,
                                 nonfinite_alert=on_nonfinite == "warn", alerts=alerts, warn=warn,
-                                history=history)
+                                history=history, histogram=histogram, histogram_every=histogram_every)
         self.target = target
         self.name = self.default_name
         self._report_trigger = trigger_module.get_trigger(report_trigger)
