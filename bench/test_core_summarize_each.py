@@ -50,6 +50,7 @@ def numpy_loop(arrays):
 
 VARIANTS = {
     "fastmoments.summarize_each": "fastmoments",
+    "fastmoments.summarize_each(histogram=True)": "histogram",
     "NumPy loop (mean/std/min/max/count_nonzero)": "baseline",
     "bound (same bytes)": "bound",
 }
@@ -69,6 +70,11 @@ def test_summarize_each(benchmark, kit, params, variant):
         np.testing.assert_array_equal(s.max, ref["max"])
         np.testing.assert_allclose(s.mean, ref["mean"], rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(s.std(), ref["std"], rtol=1e-10)
+    elif role == "histogram":
+        # Issue 21: the magnitude histogram in the same pass, at most 1.3x the time without it.
+        s, bound_s = kit.run_big(benchmark, lambda a: fm.summarize_each(a, histogram=True), arrays, bound=bound)
+        np.testing.assert_array_equal(s.count, ref["count"])
+        np.testing.assert_array_equal(s.histogram.sum(axis=1), ref["count"] - ref["n_zero"])
     elif role == "baseline":
         out, bound_s = kit.run_big(benchmark, numpy_loop, arrays, bound=bound)
         np.testing.assert_allclose([o[1] for o in out], ref["std"], rtol=1e-4)
