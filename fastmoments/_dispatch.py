@@ -49,6 +49,17 @@ or returns is of its own array type (NumPy for ``fastmoments.cpu``, CuPy for
     with NumPy broadcasting. Counts whose sums pass int64 are a ValueError;
     ``checked=False`` lets a backend skip that check where it costs a
     synchronization (the GPU), for callers whose counts cannot get there.
+``group_moments(x, labels, axis, ngroups, skipna) -> (count, mean, m2)``
+    Optional (without it the layer above computes in array code). One pass
+    over ``x`` reducing ``axis`` (an int >= 0) per group: ``labels`` is a
+    1-D integer backend array (int32 or int64) of length ``x.shape[axis]``;
+    negative labels are left out, a label >= ``ngroups`` is a ValueError
+    with ``_inputs.label_error``'s message. The results have ``x``'s shape
+    with ``axis`` replaced by ``ngroups``; groups without values are empty
+    states.
+``group_summarize(x, labels, axis, ngroups) -> the 7 summary fields``
+    The same for ``summarize``'s fields (optional: without it, a
+    NotImplementedError).
 ``reduce(kind, fields, axes) -> fields``
     Merge the states of a field tuple along ``axes`` (a pairwise tree);
     counts whose sums pass int64 are a ValueError.

@@ -7,6 +7,7 @@ from numpy.lib.array_utils import normalize_axis_tuple
 
 __all__ = [
     "normalize_axes", "check_dtype", "check_not_masked", "check_weights_dtype", "weights_error", "COUNT_OVERFLOW",
+    "check_labels_dtype", "label_error",
 ]
 
 COUNT_OVERFLOW = "the merged counts pass 2**63 - 1, the range of their int64"
@@ -95,3 +96,17 @@ def weights_error(w, xp):
     if not problems:
         return None
     return f"weights must be non-negative and finite; got {' and '.join(problems)} weights"
+
+
+def check_labels_dtype(dtype) -> None:
+    """Group labels are integers; TypeError naming the dtype otherwise (bool
+    too: True/False as groups 1/0 is ambiguous)."""
+    if dtype.kind == "b":
+        raise TypeError("by: bool labels are ambiguous; give integer group labels, e.g. by.astype(np.int64)")
+    if dtype.kind not in "iu":
+        raise TypeError(f"by: group labels must be integers, got dtype {dtype}")
+
+
+def label_error(label, ngroups) -> str:
+    """The message for a group label past ``ngroups``."""
+    return f"by: label {label} is out of range for ngroups={ngroups} (labels must be < ngroups; negative means no group)"

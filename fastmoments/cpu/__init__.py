@@ -585,3 +585,73 @@ def _reduce_weighted(kind, fields, axes):
     si_out, sf_out = np.empty((1, m), np.int64), np.empty((order + 2, m))
     _pick(ks.reduce_state_rows, ks.reduce_state_rows_serial, m * k)(si, sf, si_out, sf_out)
     return _weighted_fields(si_out, sf_out, out_shape)
+
+
+# -- grouped moments and summaries (kernels in .grouped) ------------------------------
+
+def _group_layout(x, labels, axis):
+    """``x`` as (n, m) float rows along ``axis`` (a copy where ``axis`` is not
+    the first, or ``x`` is not contiguous), the labels as int32/int64."""
+    x2 = np.moveaxis(x, axis, 0)
+    rest = x2.shape[1:]
+    x2 = _readable(x2.reshape(x2.shape[0], -1)) if x2.size else x2.reshape(x2.shape[0], -1).astype(np.float64)
+    lab = labels if labels.dtype.char in "il" or labels.dtype == np.int64 else labels.astype(np.int64)
+    return x2, np.ascontiguousarray(lab), rest
+
+
+def _grouped(kind, x, labels, axis, ngroups):
+    from . import grouped as GK
+    from .._inputs import label_error
+
+    x2, lab, rest = _group_layout(x, labels, axis)
+    n, m = x2.shape
+    rows = GK.task_rows(n, m, ngroups)
+    ntask = max(-(-n // rows), 1)
+    ni, nf = _N_FIELDS[kind]
+    slots = ngroups * m
+    si = np.empty((ni, slots, ntask), np.int64)
+    sf = np.empty((nf, slots, ntask), np.float64)
+    sh = np.empty((slots, ntask), np.float64)
+    kernel = _pick(GK.group_tasks, GK.group_tasks_serial, x2.size, PARALLEL_MIN_STREAM)
+    bad, over = kernel(kind, x2, lab, ngroups, rows, si, sf, sh)
+    if bad >= 0:
+        raise ValueError(label_error(int(bad), ngroups))
+    origin = np.empty(slots)
+    _pick(GK.rebase, GK.rebase_serial, sh.size, PARALLEL_MIN_STREAM)(si, sf, sh, origin)
+    if ntask == 1:
+        si, sf = np.ascontiguousarray(si[..., 0]), np.ascontiguousarray(sf[..., 0])
+    else:
+        reduce_states = _pick(reduce_state_rows, reduce_state_rows_serial, si.shape[1] * si.shape[2])
+        si, sf = _run(reduce_states, kind, slots, si, sf)
+    sf[0] += origin
+    if over:
+        _redo_overflowed_groups(kind, x2, lab, si, sf, m)
+    shape = (ngroups,) + rest
+    fields = _unpack(kind, si, sf, shape)
+    if axis != 0:
+        fields = tuple(np.moveaxis(f, 0, axis) for f in fields)
+    return fields
+
+
+def _redo_overflowed_groups(kind, x2, lab, si, sf, m):
+    """Slots of only finite values whose sums passed float64's range: each
+    reduced again by the ungrouped kernels, which scale such sums. Rare."""
+    with np.errstate(invalid="ignore"):
+        finite = (np.abs(sf[0]) <= np.finfo(np.float64).max) & (sf[1] <= np.finfo(np.float64).max)
+    for j in np.flatnonzero(~finite & (si[0] > 0)):
+        g, c = divmod(int(j), m)
+        vals = np.ascontiguousarray(x2[lab == g, c])
+        fields = _reduce_data(kind, vals, (0,))
+        if kind == SUMMARY:
+            if si[1, j] == 0:  # no non-finite value: the sums overflowed
+                sf[0, j], sf[1, j] = fields[1], fields[2]
+        elif np.isfinite(vals).all():
+            sf[0, j], sf[1, j] = fields[1], fields[2]
+
+
+def group_moments(x, labels, axis, ngroups, skipna):
+    return _grouped(MOMENTS_SKIPNA if skipna else MOMENTS, x, labels, axis, ngroups)
+
+
+def group_summarize(x, labels, axis, ngroups):
+    return _grouped(SUMMARY, x, labels, axis, ngroups)

@@ -1,0 +1,364 @@
+"""Grouped moments and summaries (issue 20) against independent references:
+a NumPy loop over the groups in float64, exact sums (math.fsum), pandas'
+``groupby().var`` and ``numpy_groupies.aggregate``; splits merged; threads.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numba
+import numpy as np
+import pytest
+
+import fastmoments as fm
+
+from conftest import fsum_mean_var
+
+RNG = np.random.default_rng(20261205)
+
+
+def _ref(x, by, G, axis=0, skipna=False):
+    """(count, mean, m2) per group by a NumPy loop: x's shape with ``axis`` replaced by G."""
+    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, 0)
+    count = np.zeros((G,) + x.shape[1:], np.int64)
+    mean = np.full((G,) + x.shape[1:], np.nan)
+    m2 = np.zeros((G,) + x.shape[1:])
+    for g in range(G):
+        v = x[by == g]
+        if skipna:
+            ok = ~np.isnan(v)
+            count[g] = ok.sum(axis=0)
+            with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+                mu = np.nanmean(v, axis=0)
+            mean[g] = np.where(count[g] > 0, mu, np.nan)
+            m2[g] = np.where(count[g] > 0, np.nansum((v - mu) ** 2, axis=0), 0.0)
+        elif v.shape[0]:
+            count[g] = v.shape[0]
+            mean[g] = v.mean(axis=0)
+            m2[g] = ((v - mean[g]) ** 2).sum(axis=0)
+    return tuple(np.moveaxis(a, 0, axis) for a in (count, mean, m2))
+
+
+def _check(m, ref, rtol=1e-12):
+    count, mean, m2 = ref
+    np.testing.assert_array_equal(m.count, count)
+    np.testing.assert_allclose(m.mean, mean, rtol=rtol, atol=1e-13, equal_nan=True)  # data of scale ~1-50
+    np.testing.assert_allclose(m.m2, m2, rtol=rtol, atol=1e-300, equal_nan=True)
+
+
+def _labels(kind, n, G):
+    if kind == "random":
+        return RNG.integers(0, G, n)
+    if kind == "sorted":
+        return np.sort(RNG.integers(0, G, n))
+    if kind == "constant":
+        return np.full(n, G - 1)
+    raise ValueError(kind)
+
+
+# -- against NumPy per group ------------------------------------------------------
+
+@pytest.mark.parametrize("labels", ["random", "sorted", "constant"])
+@pytest.mark.parametrize("G", [1, 7, 1000, 6000])
+def test_1d_against_numpy(labels, G):
+    n = 200_003
+    x = RNG.normal(3.0, 2.0, n)
+    by = _labels(labels, n, G)
+    m = fm.group_moments(x, by, ngroups=G)
+    assert m.shape == (G,)
+    _check(m, _ref(x, by, G))
+
+
+def test_ngroups_default_and_empty_groups():
+    x = RNG.normal(size=1000)
+    by = RNG.choice([0, 2, 5], size=1000)
+    m = fm.group_moments(x, by)
+    assert m.shape == (6,)
+    for g in (1, 3, 4):
+        assert m.count[g] == 0 and np.isnan(m.mean[g]) and m.m2[g] == 0
+    _check(m, _ref(x, by, 6))
+    # an empty group is the identity of merge
+    e = fm.group_moments(x, by, ngroups=9)[7]
+    assert fm.merge(e, m[2]).mean == m.mean[2] and fm.merge(m[2], e).m2 == m.m2[2]
+
+
+def test_negative_labels_left_out():
+    x = RNG.normal(size=50_000)
+    by = RNG.integers(-3, 4, 50_000)
+    m = fm.group_moments(x, by)
+    assert m.shape == (4,)
+    assert int(m.count.sum()) == int((by >= 0).sum())
+    _check(m, _ref(x, by, 4))
+    assert fm.group_moments(x, np.full(x.size, -1)).shape == (0,)
+
+
+def test_accuracy_with_offset_and_outlier_first():
+    # Offsets far beyond the spread, and a group whose first value is far
+    # from its mean (its shifted sums cancel: read again around the mean).
+    n = 100_000
+    by = RNG.integers(0, 5, n)
+    x = RNG.normal(size=n) + np.array([0.0, 1e6, -1e8, 1e9, 3.0])[by]
+    first = np.flatnonzero(by == 4)[0]
+    x[first] = 1e9
+    m = fm.group_moments(x, by)
+    for g in range(5):
+        mean, var = fsum_mean_var(x[by == g])
+        assert m.mean[g] == pytest.approx(mean, rel=1e-14, abs=1e-12)
+        assert m.m2[g] / m.count[g] == pytest.approx(var, rel=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.uint8, np.bool_])
+def test_dtypes(dtype):
+    x = (RNG.normal(size=30_000) * 50).astype(dtype)
+    by = RNG.integers(0, 11, 30_000)
+    _check(fm.group_moments(x, by), _ref(x, by, 11))
+
+
+@pytest.mark.parametrize("label_dtype", [np.int8, np.int16, np.int32, np.uint16, np.uint64, np.intp])
+def test_label_dtypes(label_dtype):
+    x = RNG.normal(size=10_000)
+    by = RNG.integers(0, 13, 10_000).astype(label_dtype)
+    _check(fm.group_moments(x, by), _ref(x, by.astype(np.int64), 13))
+
+
+# -- axes ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape,axis", [((30_000, 3), 0), ((4, 30_000), 1), ((5, 9_000, 2), 1), ((5, 9_000, 2), -2),
+                                        ((200, 40), 0), ((6, 7, 500), 2)])
+def test_axes(shape, axis):
+    x = RNG.normal(1.0, 3.0, shape)
+    by = RNG.integers(-1, 17, shape[axis])
+    m = fm.group_moments(x, by, axis=axis, ngroups=17)
+    want = list(shape)
+    want[axis] = 17
+    assert m.shape == tuple(want)
+    _check(m, _ref(x, by, 17, axis=axis))
+
+
+def test_non_contiguous_input():
+    x = RNG.normal(size=(4000, 6))[::2, ::3]
+    by = RNG.integers(0, 5, x.shape[0])
+    _check(fm.group_moments(x, by), _ref(x, by, 5))
+
+
+def test_axis_none_labels_of_x_shape():
+    x = RNG.normal(size=(300, 70))
+    by = RNG.integers(-1, 9, x.shape)
+    m = fm.group_moments(x, by, axis=None)
+    assert m.shape == (9,)
+    _check(m, _ref(x.ravel(), by.ravel(), 9))
+    s = fm.group_summarize(x, by, axis=None)
+    assert s.shape == (9,)
+    np.testing.assert_array_equal(s.max, [x[by == g].max() for g in range(9)])
+
+
+# -- NaN and Inf --------------------------------------------------------------------
+
+def _with_nonfinite(n=60_000, G=6):
+    x = RNG.normal(size=n)
+    by = RNG.integers(0, G, n)
+    idx = np.flatnonzero(by == 1)
+    x[idx[::50]] = np.nan  # group 1: NaN
+    x[np.flatnonzero(by == 2)[5]] = np.inf  # group 2: +Inf
+    x[np.flatnonzero(by == 3)[7]] = -np.inf  # group 3: -Inf
+    x[np.flatnonzero(by == 4)[1]] = np.inf  # group 4: both
+    x[np.flatnonzero(by == 4)[-1]] = -np.inf
+    x[np.flatnonzero(by == 5)] = np.nan  # group 5: all NaN
+    return x, by, G
+
+
+@pytest.mark.parametrize("skipna", [False, True])
+def test_nan_inf_follow_moments(skipna):
+    x, by, G = _with_nonfinite()
+    m = fm.group_moments(x, by, skipna=skipna)
+    for g in range(G):
+        want = fm.moments(x[by == g], skipna=skipna)
+        assert m.count[g] == want.count
+        np.testing.assert_allclose(m.mean[g], want.mean, rtol=1e-12, atol=1e-15, equal_nan=True)
+        assert np.isnan(m.mean[g]) == np.isnan(want.mean) and np.isinf(m.mean[g]) == np.isinf(want.mean)
+        np.testing.assert_allclose(m.m2[g], want.m2, rtol=1e-12, equal_nan=True)
+    if skipna:
+        assert m.count[5] == 0 and np.isnan(m.mean[5]) and m.m2[5] == 0
+        np.testing.assert_allclose(m.mean[1], np.nanmean(x[by == 1]), rtol=1e-12)
+        np.testing.assert_allclose(m.m2[1] / m.count[1], np.nanvar(x[by == 1]), rtol=1e-12)
+    else:
+        assert np.isnan(m.mean[1]) and np.isnan(m.m2[1])
+        assert m.mean[2] == np.inf and np.isnan(m.m2[2])
+        assert m.mean[3] == -np.inf and np.isnan(m.mean[4])
+    np.testing.assert_allclose(m.mean[0], x[by == 0].mean(), rtol=1e-12)
+
+
+def test_summary_against_numpy():
+    x, by, G = _with_nonfinite()
+    x[np.flatnonzero(by == 0)[:40]] = 0.0
+    s = fm.group_summarize(x, by, ngroups=G + 1)
+    assert s.shape == (G + 1,)
+    for g in range(G + 1):
+        v = x[by == g]
+        f = v[np.isfinite(v)]
+        assert s.count[g] == f.size
+        assert s.n_nonfinite[g] == v.size - f.size
+        assert s.n_zero[g] == (f == 0).sum()
+        if f.size:
+            assert s.min[g] == f.min() and s.max[g] == f.max()
+            np.testing.assert_allclose(s.mean[g], f.mean(), rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(s.m2[g], ((f - f.mean()) ** 2).sum(), rtol=1e-12)
+        else:
+            assert np.isnan(s.mean[g]) and np.isnan(s.min[g]) and np.isnan(s.max[g]) and s.m2[g] == 0
+
+
+def test_summary_2d_and_equals_summarize_per_group():
+    x = RNG.normal(size=(20_000, 4))
+    by = RNG.integers(0, 3, 20_000)
+    s = fm.group_summarize(x, by)
+    assert s.shape == (3, 4)
+    for g in range(3):
+        want = fm.summarize(x[by == g], axis=0)
+        for f in ("count", "min", "max", "n_nonfinite", "n_zero"):
+            np.testing.assert_array_equal(getattr(s, f)[g], getattr(want, f))
+        np.testing.assert_allclose(s.m2[g], want.m2, rtol=1e-12)
+
+
+def test_overflowing_sums_redone():
+    x = RNG.normal(size=1000)
+    by = np.zeros(1000, np.int64)
+    by[::2] = 1
+    x[by == 1] = np.where(RNG.random(500) < 0.5, 1.7e308, -1.6e308)
+    m = fm.group_moments(x, by)
+    want = fm.moments(x[by == 1])
+    assert np.isfinite(m.mean[1]) and m.mean[1] == pytest.approx(float(want.mean), rel=1e-12)
+    assert m.m2[1] == want.m2  # inf: the spread passes float64's range
+
+
+# -- other libraries ------------------------------------------------------------------
+
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_against_pandas(ddof):
+    pd = pytest.importorskip("pandas")
+    x = RNG.normal(5.0, 3.0, 100_000)
+    by = RNG.integers(0, 300, 100_000)
+    want = pd.Series(x).groupby(by).var(ddof=ddof).reindex(range(300)).to_numpy()
+    np.testing.assert_allclose(fm.group_moments(x, by).var(ddof=ddof), want, rtol=1e-10)
+
+
+def test_against_numpy_groupies():
+    npg = pytest.importorskip("numpy_groupies")
+    x = RNG.normal(5.0, 3.0, 100_000)
+    by = RNG.integers(0, 300, 100_000)
+    m = fm.group_moments(x, by)
+    np.testing.assert_allclose(m.var(), npg.aggregate(by, x, func="var", size=300), rtol=1e-10)
+    np.testing.assert_allclose(m.mean, npg.aggregate(by, x, func="mean", size=300), rtol=1e-12)
+    np.testing.assert_array_equal(m.count, npg.aggregate(by, 1, func="sum", size=300))
+
+
+# -- merges and threads ---------------------------------------------------------------
+
+@pytest.mark.parametrize("G", [3, 5000])
+def test_merged_random_splits_equal_whole(G):
+    n = 300_000
+    x = RNG.normal(2.0, 1.0, n)
+    by = RNG.integers(0, G, n)
+    whole = fm.group_moments(x, by, ngroups=G)
+    part = RNG.random(n) < 0.3
+    a = fm.group_moments(x[part], by[part], ngroups=G)
+    b = fm.group_moments(x[~part], by[~part], ngroups=G)
+    merged = fm.merge(a, b)
+    np.testing.assert_array_equal(merged.count, whole.count)
+    np.testing.assert_allclose(merged.mean, whole.mean, rtol=1e-13)
+    np.testing.assert_allclose(merged.m2, whole.m2, rtol=1e-12)
+    # also: the same rows with their labels masked out are the same parts
+    c = fm.group_moments(x, np.where(part, by, -1), ngroups=G)
+    np.testing.assert_array_equal(c.count, a.count)
+    np.testing.assert_allclose(c.m2, a.m2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("G", [10, 20_000])
+@pytest.mark.parametrize("summary", [False, True])
+def test_threads_bit_identical(G, summary):
+    n = 1_500_000
+    x = RNG.normal(1.0, 2.0, n)
+    by = RNG.integers(0, G, n)
+    f = fm.group_summarize if summary else fm.group_moments
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = f(x, by, ngroups=G)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = f(x, by, ngroups=G)
+    finally:
+        numba.set_num_threads(old)
+    for a, b in zip(one.fields, two.fields):
+        np.testing.assert_array_equal(a, b)
+
+
+# -- weights and higher orders ----------------------------------------------------------
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+@pytest.mark.parametrize("skipna", [False, True])
+def test_weights_and_orders_equal_moments_per_group(order, skipna):
+    x = RNG.normal(4.0, 2.0, (6000, 2))
+    x[::97, 0] = np.nan
+    w = RNG.random((6000, 2))
+    w[::13] = 0.0
+    by = RNG.integers(-1, 8, 6000)
+    m = fm.group_moments(x, by, weights=w, order=order, skipna=skipna)
+    assert m.shape == (8, 2) and m.order == order
+    for g in range(8):
+        want = fm.moments(x[by == g], axis=0, weights=w[by == g], order=order, skipna=skipna)
+        for f in m._fields:
+            np.testing.assert_allclose(getattr(m, f)[g], getattr(want, f), rtol=1e-10, atol=1e-12, equal_nan=True)
+
+
+def test_unweighted_order4_and_1d_weights_along_axis():
+    x = RNG.normal(size=(5, 3000))
+    by = RNG.integers(0, 4, 3000)
+    w = RNG.random(3000)
+    m = fm.group_moments(x, by, axis=1, weights=w, order=4)
+    assert m.shape == (5, 4)
+    for g in range(4):
+        want = fm.moments(x[:, by == g], axis=1, weights=np.broadcast_to(w[by == g], (5, (by == g).sum())), order=4)
+        np.testing.assert_allclose(m.m4[:, g], want.m4, rtol=1e-10)
+    u = fm.group_moments(x, by, axis=1, order=3)
+    for g in range(4):
+        np.testing.assert_allclose(u.skew()[:, g], fm.moments(x[:, by == g], axis=1, order=3).skew(), rtol=1e-9)
+
+
+def test_bad_weights():
+    x = RNG.normal(size=100)
+    by = RNG.integers(0, 3, 100)
+    with pytest.raises(ValueError, match="negative"):
+        fm.group_moments(x, by, weights=-np.ones(100))
+    with pytest.raises(ValueError, match=r"\(7,\).*\(100,\)"):
+        fm.group_moments(x, by, weights=np.ones(7))
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+def test_bad_labels():
+    x = RNG.normal(size=(10, 4))
+    with pytest.raises(TypeError, match="integers"):
+        fm.group_moments(x, np.arange(10.0))
+    with pytest.raises(TypeError, match="integers"):
+        fm.group_moments(x, np.array(list("abcdefghij")))
+    with pytest.raises(TypeError, match="bool"):
+        fm.group_moments(x, np.ones(10, bool))
+    with pytest.raises(ValueError, match=r"\(9,\).*\(10, 4\)"):
+        fm.group_moments(x, np.zeros(9, int))
+    with pytest.raises(ValueError, match=r"\(10, 1\).*\(10, 4\)"):
+        fm.group_moments(x, np.zeros((10, 1), int))
+    with pytest.raises(ValueError, match=r"\(10,\).*\(10, 4\)"):
+        fm.group_moments(x, np.zeros(10, int), axis=None)
+    with pytest.raises(ValueError, match="label 12"):
+        fm.group_moments(x, np.r_[np.zeros(9, int), 12], ngroups=5)
+    with pytest.raises(ValueError, match="label 12"):
+        fm.group_summarize(x, np.r_[np.zeros(9, int), 12], ngroups=5)
+    with pytest.raises(ValueError, match="label 7"):
+        fm.group_moments(x, np.r_[np.zeros(9, int), 7], ngroups=5, order=3)
+    with pytest.raises(ValueError, match="non-negative"):
+        fm.group_moments(x, np.zeros(10, int), ngroups=-1)
+    with pytest.raises(TypeError, match="ngroups"):
+        fm.group_moments(x, np.zeros(10, int), ngroups=2.0)
+    with pytest.raises(TypeError, match="axis"):
+        fm.group_moments(x, np.zeros(10, int), axis=(0,))
