@@ -64,11 +64,18 @@ class Report:
         iterations: how many iterations the interval held.
         rows: one dict per monitored array: ``path``, ``kind`` ('grad' or
             'param'), ``layer``, ``shape``, ``dtype`` and every statistic of
-            :data:`fastmoments_monitor.stats.STATS`.
+            :data:`fastmoments_monitor.stats.STATS`; when the interval
+            counted magnitude histograms (``histogram=True``) also the
+            array's own ``fp16_flush`` and ``fp16_subnormal`` (fractions of
+            its finite non-zero values below 2**-24 and in [2**-24, 2**-14);
+            NaN if it had none).
         layers: per gradient layer, in forward order where known: ``layer``,
             ``norm``, ``maxabs``, ``zeros`` (fraction of exact zeros),
-            ``nonfinite`` (count) and ``first_bad`` (first iteration of the
-            interval with NaN/Inf, or None).
+            ``nonfinite`` (count), ``first_bad`` (first iteration of the
+            interval with NaN/Inf, or None), ``fp16_flush`` and
+            ``fp16_subnormal`` (the layer's gradients; NaN without histograms).
+        histogram_iterations: how many iterations of the interval counted
+            magnitude histograms (0: none, or ``histogram=False``).
         total_norm: the norm of all monitored gradients.
         nonfinite_origin: None, or where this interval's NaN/Inf started:
             ``{'layer', 'iteration', 'order'}``, ``layer`` the first layer
@@ -81,6 +88,7 @@ class Report:
 
     def __init__(self, **kw):
         self.nonfinite_origin = None
+        self.histogram_iterations = 0
         self.__dict__.update(kw)
 
     def flags(self, layer: str) -> str:
@@ -276,6 +284,7 @@ class MonitorCore:
         iteration = self.iteration if iteration is None else int(iteration)
         st, pooled, first_bad = self.compute()
         sq = sum_of_squares(pooled)
+        hcounts = pool.histograms()  # None unless some iteration of the interval counted them
         values, rows = {}, []
         for e, ent in enumerate(self.entries):
             if not pool.n_obs[e]:
@@ -286,6 +295,8 @@ class MonitorCore:
             shape, dtype = describe(e) if describe is not None else (None, None)
             row = {"path": ent.path, "kind": ent.kind, "layer": ent.layer, "shape": shape, "dtype": dtype}
             row.update({name: float(st[name][e]) for name in STATS})
+            if hcounts is not None:  # this array's own fractions (parameter values too)
+                row["fp16_flush"], row["fp16_subnormal"] = _fp16_fractions(hcounts[e])
             rows.append(row)
         kinds = []
         for e in self.entries:
@@ -298,7 +309,7 @@ class MonitorCore:
             values[f"{pre}/nonfinite"] = float(pooled.n_nonfinite[mask].sum())
         layers, total_norm = self._layers(st, sq, pooled, first_bad)
         gp = self.prefix["grad"]
-        hist = self._layer_histograms(layers, pool.histograms())
+        hist = self._layer_histograms(layers, hcounts)
         for x in layers:
             if hist is not None and x["layer"] in hist["counts"]:
                 for key in ("fp16_flush", "fp16_subnormal"):
@@ -346,7 +357,8 @@ class MonitorCore:
         self.last_report = Report(serial=self.serial, iteration=iteration,
                                   first_iteration=self.first_iteration, iterations=pool.n_iter,
                                   rows=rows, layers=layers, total_norm=total_norm,
-                                  nonfinite_origin=origin, alerts=found, values=values)
+                                  nonfinite_origin=origin, alerts=found, values=values,
+                                  histogram_iterations=pool.n_hist if hcounts is not None else 0)
         if self.warn:
             for a in found:
                 if a.kind != "skipped":  # warned at the update already
@@ -438,12 +450,8 @@ class MonitorCore:
                 per[ent.layer] = per.get(ent.layer, 0) + counts[e]
         for x in layers:
             h = per.get(x["layer"])
-            if h is None:
-                continue
-            total = int(h.sum())
-            if total:
-                x["fp16_flush"] = float(h[:_FP16_MIN_BIN].sum()) / total
-                x["fp16_subnormal"] = float(h[_FP16_MIN_BIN:_FP16_NORMAL_BIN].sum()) / total
+            if h is not None:
+                x["fp16_flush"], x["fp16_subnormal"] = _fp16_fractions(h)
         inner = {n: np.asarray(h[1:-1]) for n, h in per.items()}  # exponents MIN..MAX
         used = np.flatnonzero(sum(inner.values()) > 0) if inner else np.array([], np.int64)
         lo, hi = (int(used[0]), int(used[-1])) if used.size else (0, 0)
@@ -580,6 +588,16 @@ class MonitorCore:
                 first_bad[e] = saved_fb[i]
         self.pool.load(fastmoments.Summary._wrap(tuple(template)), n_obs, state["n_iter"], first_bad)
         self.first_iteration = state["first_iteration"]
+
+
+def _fp16_fractions(h):
+    """(flush, subnormal): the fractions of the finite non-zero values counted
+    in histogram ``h`` below 2**-24 and in [2**-24, 2**-14); NaN for none."""
+    total = int(h.sum())
+    if not total:
+        return math.nan, math.nan
+    return (float(h[:_FP16_MIN_BIN].sum()) / total,
+            float(h[_FP16_MIN_BIN:_FP16_NORMAL_BIN].sum()) / total)
 
 
 def _iterations(a, b):

@@ -56,3 +56,63 @@ def test_heatmap_png(tmp_path):
     out = tmp_path / "flow.png"
     plot_gradient_flow(m, out)
     assert out.stat().st_size > 0
+
+
+def _tiny_run(m, iterations=4):
+    # l1/W per iteration, finite non-zero: 2 below 2**-24, 2 in [2**-24, 2**-14), 2 normal.
+    tiny = np.array([2.0**-30, 2.0**-25, 2.0**-24, 2.0**-15, 2.0**-14, 1.0, 0.0, np.nan])
+    for _ in range(iterations):
+        m.observe([tiny, np.ones(4), np.full(5, 3.0), np.full(7, 2.0**-30)])
+    return m.report()
+
+
+def _cells(text, name):
+    return next(line.split() for line in text.splitlines() if line.split() and line.split()[0] == name)
+
+
+def test_table_fp16_columns():
+    from fastmoments_monitor.table import format_table
+
+    r = _tiny_run(_monitor(histogram=True, histogram_every=2))
+    row = {x["path"]: x for x in r.rows if x["kind"] == "grad"}
+    assert row["l1/W"]["fp16_flush"] == pytest.approx(2 / 6)
+    assert row["l1/W"]["fp16_subnormal"] == pytest.approx(2 / 6)
+    assert row["l1/b"]["fp16_flush"] == 0 and row["l2/W"]["fp16_subnormal"] == 0
+    assert r.histogram_iterations == 2
+    text = format_table(r)
+    head = text.splitlines()[1].split()
+    assert head[-3:] == ["fp16flush", "fp16sub", "flags"]
+    i, j = head.index("fp16flush"), head.index("fp16sub")
+    w = _cells(text, "l1/W")
+    assert (w[i], w[j]) == ("33.3%", "33.3%")
+    b = _cells(text, "l1/b")
+    assert (b[i], b[j]) == ("0", "0")
+    assert "fp16flush | fp16sub: % of finite non-zero values < 2^-24" in text
+    assert "2 of 4 iterations counted" in text
+    both = format_table(r, kinds=("grad", "param"))
+    p = _cells(both, "param:l1/W")  # parameter values: all 2**-30, below float16's range
+    assert p[head.index("fp16flush")] == "100%"
+
+
+def test_table_fp16_formats_and_no_values():
+    from fastmoments_monitor.table import _pct, format_table
+
+    assert [_pct(v) for v in (0.0, 1e-5, 0.125, 0.99999, 1.0, float("nan"))] == \
+        ["0", "<0.1%", "12.5%", ">99.9%", "100%", "-"]
+    m = _monitor(histogram=True)
+    m.observe([np.zeros(3), np.ones(2), np.ones(2), np.ones(2)])  # l1/W: only zeros
+    text = format_table(m.report())
+    head = text.splitlines()[1].split()
+    w = _cells(text, "l1/W")
+    assert (w[head.index("fp16flush")], w[head.index("fp16sub")]) == ("-", "-")
+
+
+def test_table_unchanged_without_histograms():
+    from fastmoments_monitor.table import format_table
+
+    plain = format_table(_tiny_run(_monitor()))
+    assert "fp16" not in plain
+    assert plain.splitlines()[1].split() == ["parameter", "shape", "mean", "std", "min", "max", "norm",
+                                             "zeros", "nonfin", "flags"]
+    # Histograms on, but no iteration of the interval counted them: the same table.
+    assert format_table(_tiny_run(_monitor(histogram=True, histogram_every=100))) == plain
