@@ -609,21 +609,17 @@ def _grouped(kind, x, labels, axis, ngroups):
     ntask = max(-(-n // rows), 1)
     ni, nf = _N_FIELDS[kind]
     slots = ngroups * m
-    si = np.empty((ni, slots, ntask), np.int64)
-    sf = np.empty((nf, slots, ntask), np.float64)
-    sh = np.empty((slots, ntask), np.float64)
-    kernel = _pick(GK.group_tasks, GK.group_tasks_serial, x2.size, PARALLEL_MIN_STREAM)
-    bad, over = kernel(kind, x2, lab, ngroups, rows, si, sf, sh)
+    si = np.empty((ni, ntask, slots), np.int64)
+    sf = np.empty((nf, ntask, slots), np.float64)
+    sh = np.empty((ntask, slots), np.float64)
+    size = x2.size
+    bad, over = _pick(GK.group_tasks, GK.group_tasks_serial, size, PARALLEL_MIN_STREAM)(
+        kind, x2, lab, ngroups, rows, si, sf, sh)
     if bad >= 0:
         raise ValueError(label_error(int(bad), ngroups))
-    origin = np.empty(slots)
-    _pick(GK.rebase, GK.rebase_serial, sh.size, PARALLEL_MIN_STREAM)(si, sf, sh, origin)
-    if ntask == 1:
-        si, sf = np.ascontiguousarray(si[..., 0]), np.ascontiguousarray(sf[..., 0])
-    else:
-        reduce_states = _pick(reduce_state_rows, reduce_state_rows_serial, si.shape[1] * si.shape[2])
-        si, sf = _run(reduce_states, kind, slots, si, sf)
-    sf[0] += origin
+    si_out, sf_out = _outputs(kind, slots)
+    _pick(GK.merge_tasks, GK.merge_tasks_serial, si.size, PARALLEL_MIN_STREAM)(kind, si, sf, sh, si_out, sf_out)
+    si, sf = si_out, sf_out
     if over:
         _redo_overflowed_groups(kind, x2, lab, si, sf, m)
     shape = (ngroups,) + rest

@@ -13,7 +13,7 @@ are left out of the sums; a task that met any is read again to count them
 per slot, and its states then follow the rules of the ungrouped kernels (a
 NaN makes mean and m2 NaN, an Inf the mean Inf and m2 NaN; summaries count
 them in n_nonfinite). The task states are merged per slot in a fixed binary
-tree (merges.reduce_state_rows), so results are bit-identical for any number
+tree (merge_tasks), so results are bit-identical for any number
 of threads.
 
 Labels outside [0, G) are left out; those >= G are reported (the largest)
@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from .base import _MAXF, MOMENTS, MOMENTS_SKIPNA, SUMMARY, _opts, _serial_twin
+from .merges import _fmax, _fmin, merge_moments
 
 # Rows per task with few slots: 2**16 values of one column, 512 KiB of
 # float64, so that a task with cancelling slots is read again from L2/L3.
@@ -144,9 +145,9 @@ def _count_nonfinite(x, lab, r0, r1, G, nf):
 
 @njit(**_opts)
 def _task(kind, x, lab, r0, r1, G, si, sf, sh, t):
-    """The states of rows r0..r1 into column ``t`` of (field, slot, task)
+    """The states of rows r0..r1 into row ``t`` of (field, task, slot)
     ``si``/``sf``, each mean relative to the slot's shift, written to
-    ``sh[slot, t]`` (see rebase); returns (largest label >= G or -1, slots
+    ``sh[t, slot]`` (see merge_tasks); returns (largest label >= G or -1, slots
     whose sums overflowed)."""
     slots = G * x.shape[1]
     width = 7 if kind == SUMMARY else 4
@@ -188,18 +189,18 @@ def _task(kind, x, lab, r0, r1, G, si, sf, sh, t):
                 m2 = 0.0
             if not (abs(k + mean) <= _MAXF and m2 <= _MAXF):
                 overflowed += 1
-        sh[j, t] = k
+        sh[t, j] = k
         if kind == SUMMARY:
             nnf = 0
             if nonfinite:
                 nnf = nf[j, 0] + nf[j, 1] + nf[j, 2]
-            si[0, j, t] = n
-            si[1, j, t] = nnf
-            si[2, j, t] = np.int64(acc[j, _NZ])
-            sf[0, j, t] = mean
-            sf[1, j, t] = m2
-            sf[2, j, t] = acc[j, _LO] if n > 0 else np.nan
-            sf[3, j, t] = acc[j, _HI] if n > 0 else np.nan
+            si[0, t, j] = n
+            si[1, t, j] = nnf
+            si[2, t, j] = np.int64(acc[j, _NZ])
+            sf[0, t, j] = mean
+            sf[1, t, j] = m2
+            sf[2, t, j] = acc[j, _LO] if n > 0 else np.nan
+            sf[3, t, j] = acc[j, _HI] if n > 0 else np.nan
             continue
         if nonfinite:
             nnan = nf[j, 0] if kind == MOMENTS else 0
@@ -214,20 +215,20 @@ def _task(kind, x, lab, r0, r1, G, si, sf, sh, t):
                     mean = np.inf
                 else:
                     mean = -np.inf
-        si[0, j, t] = n
-        sf[0, j, t] = mean
-        sf[1, j, t] = m2
+        si[0, t, j] = n
+        sf[0, t, j] = mean
+        sf[1, t, j] = m2
     return bad, overflowed
 
 
 @njit(parallel=True, **_opts)
 def group_tasks(kind, x, lab, G, rows, si, sf, sh):
     """Task states of the (n, m) array ``x`` by the labels ``lab``: task t
-    holds rows [t*rows, (t+1)*rows) and writes column t of (field, G*m, tasks)
+    holds rows [t*rows, (t+1)*rows) and writes row t of (field, tasks, G*m)
     ``si``/``sf``, means relative to ``sh`` (see _task). Returns (largest
     label >= G or -1, overflowed slot-tasks)."""
     n = x.shape[0]
-    ntask = si.shape[2]
+    ntask = si.shape[1]
     bads = np.empty(ntask, np.int64)
     overs = np.empty(ntask, np.int64)
     for t in prange(ntask):
@@ -243,27 +244,48 @@ def group_tasks(kind, x, lab, G, rows, si, sf, sh):
 
 
 @njit(parallel=True, **_opts)
-def rebase(si, sf, sh, origin):
-    """Make the task means of each slot relative to one origin, the shift of
-    its first task with values: the tree then merges means that keep the
-    digits of the spread (an absolute mean near 1e9 has ulps of 1e-7), and
-    the caller adds the origin back once. A difference of two values of a
-    slot is exact where they are within a factor 2 of each other, and
-    otherwise rounded relative to the spread."""
-    slots = sh.shape[0]
-    ntask = sh.shape[1]
+def merge_tasks(kind, si, sf, sh, si_out, sf_out):
+    """Merge the task states of each slot into ``si_out``/``sf_out`` (field, slot).
+
+    The task means are first made relative to one origin per slot, the shift
+    of its first task with values: the merges then keep the digits of the
+    spread (an absolute mean near 1e9 has ulps of 1e-7), and the origin is
+    added back once at the end. A difference of two values of a slot is
+    exact where they are within a factor 2 of each other, and otherwise
+    rounded relative to the spread. The tasks merge in a fixed binary tree
+    (in place), so the result depends on the shape alone."""
+    ntask = si.shape[1]
+    slots = si.shape[2]
     for j in prange(slots):
         o = 0.0
         for t in range(ntask):
-            if si[0, j, t] > 0:
-                o = sh[j, t]
+            if si[0, t, j] > 0:
+                o = sh[t, j]
                 break
-        origin[j] = o
         for t in range(ntask):
-            sf[0, j, t] += sh[j, t] - o
+            sf[0, t, j] += sh[t, j] - o
+        step = 1
+        while step < ntask:
+            for a in range(0, ntask - step, 2 * step):
+                b = a + step
+                n, m, q = merge_moments(si[0, a, j], sf[0, a, j], sf[1, a, j], si[0, b, j], sf[0, b, j], sf[1, b, j])
+                si[0, a, j] = n
+                sf[0, a, j] = m
+                sf[1, a, j] = q
+                if kind == SUMMARY:
+                    si[1, a, j] += si[1, b, j]
+                    si[2, a, j] += si[2, b, j]
+                    sf[2, a, j] = _fmin(sf[2, a, j], sf[2, b, j])
+                    sf[3, a, j] = _fmax(sf[3, a, j], sf[3, b, j])
+            step *= 2
+        for f in range(si.shape[0]):
+            si_out[f, j] = si[f, 0, j]
+        for f in range(sf.shape[0]):
+            sf_out[f, j] = sf[f, 0, j]
+        sf_out[0, j] += o
 
 
 group_tasks_serial = _serial_twin(group_tasks)
-rebase_serial = _serial_twin(rebase)
+merge_tasks_serial = _serial_twin(merge_tasks)
 
-__all__ = ["MOMENTS", "MOMENTS_SKIPNA", "SUMMARY", "task_rows", "group_tasks", "group_tasks_serial", "rebase", "rebase_serial"]
+__all__ = ["MOMENTS", "MOMENTS_SKIPNA", "SUMMARY", "task_rows", "group_tasks", "group_tasks_serial", "merge_tasks", "merge_tasks_serial"]
