@@ -10,9 +10,9 @@ lines mark where the run's explosion, first NaN/Inf and dead layers began.
 The figure's subtitle is the monitor's one-line diagnosis.
 
 Panels are a list (:func:`panels_for`): the magnitude-histogram heatmap
-(layers by binary exponent) joins them when the reports carry histograms,
-which needs fastmoments' Summary to gain them first (its ``histogram``
-history field is None until then).
+(layers by power of two of |g|, float16's flush and subnormal thresholds
+2**-24 and 2**-14 marked) joins them when reports carry histograms
+(``MonitorCore(histogram=True)``); it draws the latest report that has them.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def _draw_layers(ax, data, status):
             ax.barh(i, v[1] - floor / 3, left=floor / 3, height=0.6, color=colour, alpha=0.85)
             text = f"{v[1]:.2g} @ it {v[0]}"
             if w_ok and not far:  # one label, right of the diamond
-                text += f" (max {w[0]:.2g} @ it {w[1]})"
+                text += " (the run's max)" if w[1] == v[0] else f" (max {w[0]:.2g} @ it {w[1]})"
             ax.annotate(text, (max(v[1], w[0]) if w_ok and not far else v[1], i), xytext=(5, 0),
                         textcoords="offset points", va="center", fontsize=7)
         elif v is not None:  # latest finite norm is 0: a dead layer
@@ -203,43 +203,109 @@ def _draw_lines(ax, data, status):
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
-def draw_magnitude_heatmap(ax, layers, exponents, counts):
+#: float16's thresholds on |g|: (log2, colour, label). Below 2**-24 a value
+#: rounds to zero; in [2**-24, 2**-14) it is subnormal (fewer bits); from 2**16 it overflows.
+FP16_MARKS = ((-24, "tab:red", "fp16 flush"), (-14, "darkorange", "fp16 subnormal"),
+              (16, "tab:red", "fp16 overflow"))
+
+
+def _pow2_ticks(lo, hi):
+    """A few whole powers of two between lo and hi (log2 units), as (positions, labels)."""
+    span = max(hi - lo, 1)
+    step = next(s for s in (2, 4, 8, 16, 32, 64, 128, 256) if span / s <= 7)
+    first = int(math.ceil(lo / step)) * step
+    ticks = list(range(first, int(math.floor(hi)) + 1, step))
+    return ticks, [f"$2^{{{t}}}$" for t in ticks]
+
+
+def draw_magnitude_heatmap(ax, layers, exponents, counts, notes=None, title=None):
     """Heatmap of per-layer counts of |g| per power of two (layers by binary exponent).
+
+    The x axis is log2 |g|, labelled with powers of two; column ``e`` spans
+    ``[2**(e-1), 2**e)``. Colour: the fraction of the layer's finite non-zero
+    values in the column (log scale); blank: none. float16's thresholds
+    2**-24 (flush to zero below) and 2**-14 (subnormal below), and 2**16
+    (overflow) when in range, are marked, with the flushed and subnormal
+    ranges shaded. The range shown is the one holding values, widened to
+    keep 2**-24 and 2**-14 in view.
 
     Args:
         ax: a Matplotlib Axes.
         layers: row names, in forward order.
         exponents: the binary exponent of each column (``e`` counts ``2**(e-1) <= |g| < 2**e``,
-            as ``numpy.frexp``).
+            as ``numpy.frexp``), consecutive.
         counts: array of shape ``(len(layers), len(exponents))``.
+        notes: optional ``{layer: text}`` written across rows (e.g. "all zero: dead").
+        title: the panel's title.
     """
     import numpy as np
+    from matplotlib.colors import LogNorm
 
-    counts = np.asarray(counts, np.float64)
+    exponents = np.asarray(exponents)
+    counts = np.asarray(counts, np.float64).reshape(len(layers), len(exponents))
     frac = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    img = ax.imshow(np.log10(np.where(frac > 0, frac, np.nan)), aspect="auto", cmap="viridis",
-                    extent=(exponents[0] - 0.5, exponents[-1] + 0.5, len(layers) - 0.5, -0.5))
+    used = np.flatnonzero(counts.sum(axis=0) > 0)
+    if used.size:  # log2 range of the values, widened to show 2**-24 and 2**-14
+        lo = min(int(exponents[used[0]]) - 1, -24) - 2
+        hi = max(int(exponents[used[-1]]), -14) + 2
+    else:
+        lo, hi = -26, -12
+    lo, hi = max(lo, int(exponents[0]) - 1), min(hi, int(exponents[-1]))
+    positive = frac[frac > 0]
+    norm = LogNorm(vmin=max(float(positive.min()), 1e-6) if positive.size else 1e-3, vmax=1.0)
+    # Shade what float16 flushes to zero, and its subnormals.
+    ax.axvspan(lo, -24, color="tab:red", alpha=0.08, lw=0, zorder=0)
+    ax.axvspan(-24, -14, color="orange", alpha=0.08, lw=0, zorder=0)
+    img = ax.imshow(np.where(frac > 0, frac, np.nan), aspect="auto", cmap="viridis", norm=norm,
+                    interpolation="nearest", zorder=1,
+                    extent=(exponents[0] - 1, exponents[-1], len(layers) - 0.5, -0.5))
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(len(layers) - 0.5, -0.5)
     ax.set_yticks(range(len(layers)), layers, fontsize=8)
-    ax.set_xlabel("binary exponent of |g|")
-    for e, text in ((-24, "fp16 flush"), (-14, "fp16 normal"), (16, "fp16 max")):
-        if exponents[0] <= e <= exponents[-1]:
-            ax.axvline(e, color="white", lw=0.8, linestyle="--")
-            ax.annotate(text, (e, 0), xycoords=("data", "axes fraction"), fontsize=6, color="white",
-                        rotation=90, va="bottom", ha="right")
-    ax.figure.colorbar(img, ax=ax, label="log10 fraction of values")
-    ax.set_title("magnitudes of the latest report", fontsize=9)
+    ticks, labels = _pow2_ticks(lo, hi)
+    ax.set_xticks(ticks, labels, fontsize=8)
+    ax.set_xlabel("|g|   (dashed: float16 flushes to 0 below 2$^{-24}$, subnormal below 2$^{-14}$)",
+                  fontsize=8)
+    marks = [(x, colour, text) for x, colour, text in FP16_MARKS if lo < x < hi]
+    for x, colour, _ in marks:
+        ax.axvline(x, color=colour, lw=1.2, linestyle="--", zorder=2)
+    top = ax.secondary_xaxis("top")  # the thresholds named above the panel, clear of the data
+    top.set_xticks([x for x, _, _ in marks], [t for _, _, t in marks], fontsize=7, fontweight="bold")
+    for tick, (_, colour, _) in zip(top.get_xticklabels(), marks):
+        tick.set_color(colour)
+    for i, n in enumerate(layers):
+        if notes and notes.get(n):
+            ax.annotate(notes[n], (0.5, i), xycoords=("axes fraction", "data"), ha="center", va="center",
+                        fontsize=8, color="dimgray", fontweight="bold", zorder=3,
+                        bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.9))
+    ax.figure.colorbar(img, ax=ax, label="fraction of the layer's non-zero values", pad=0.02)
+    ax.set_title(title or "gradient magnitudes per layer", fontsize=9)
 
 
 def _draw_histograms(ax, data, status):
-    hist = data["history"][-1]["histogram"]
+    entry = next(h for h in reversed(data["history"]) if h.get("histogram"))
+    hist = entry["histogram"]
     layers = [n for n in data["layers"] if n in hist["counts"]]
-    draw_magnitude_heatmap(ax, layers, hist["exponents"], [hist["counts"][n] for n in layers])
+    notes = {}
+    for n in layers:
+        if not any(hist["counts"][n]):  # no finite non-zero value: say why the row is blank
+            if (entry.get("zeros") or {}).get(n, 0) >= 0.99:
+                notes[n] = "all zero (dead)"
+            elif (entry.get("nonfinite") or {}).get(n):
+                notes[n] = "only zeros and NaN/Inf"
+            else:
+                notes[n] = "no finite non-zero values"
+    latest = data["history"][-1]["iteration"]
+    when = f"report at it {entry['iteration']}" + ("" if entry["iteration"] == latest else
+                                                   " (latest with histograms)")
+    draw_magnitude_heatmap(ax, layers, hist["exponents"], [hist["counts"][n] for n in layers], notes=notes,
+                           title=f"gradient magnitudes per layer, {when}")
 
 
 def panels_for(data):
     """The panels to draw, as ``[(draw, width ratio)]``; ``draw(ax, data, status)``."""
     panels = [(_draw_layers, 1.0), (_draw_lines, 1.25)]
-    if data["history"] and data["history"][-1].get("histogram"):
+    if any(h.get("histogram") for h in data["history"]):  # the latest report with histograms
         panels.append((_draw_histograms, 1.0))
     return panels
 

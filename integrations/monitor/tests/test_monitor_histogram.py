@@ -116,3 +116,33 @@ def test_table_unchanged_without_histograms():
                                              "zeros", "nonfin", "flags"]
     # Histograms on, but no iteration of the interval counted them: the same table.
     assert format_table(_tiny_run(_monitor(histogram=True, histogram_every=100))) == plain
+
+
+def test_heatmap_latest_report_with_histograms_and_thresholds():
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from fastmoments_monitor.plot import _draw_histograms, _status, panels_for
+
+    m = _monitor(histogram=True, histogram_every=2)
+    rng = np.random.default_rng(0)
+    for it in (1, 2, 3):  # reports at 2 (histograms of iteration 2) and 3 (none)
+        m.observe([np.zeros(50), np.zeros(5), rng.standard_normal(20) * 1e-6, np.ones(3)], it)  # l1 dead
+        if it >= 2:
+            m.report(it)
+    assert m.history[-1]["histogram"] is None
+    data = m.plot_data()
+    assert len(panels_for(data)) == 3  # the heatmap of the report at 2 stays
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    _draw_histograms(ax, data, _status(data))
+    assert "report at it 2 (latest with histograms)" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels and all(t.startswith("$2^{") for t in labels)
+    lines = {round(line.get_xdata()[0]) for line in ax.get_lines()}
+    assert {-24, -14} <= lines
+    top = [t.get_text() for t in ax.child_axes[0].get_xticklabels()] if ax.child_axes else []
+    assert "fp16 flush" in top and "fp16 subnormal" in top
+    assert [t.get_text() for t in ax.texts] == ["all zero (dead)"]  # the blank row of l1 says why
