@@ -14,7 +14,14 @@ On scikit-learn's bundled digits (1,797 8x8 images, no download) it trains:
    ``on_nonfinite='skip'``: an update whose gradients hold NaN/Inf is skipped,
    and the alert names the first layer in backward order that had them.
 
-Each run prints the per-layer gradient table at every report and writes,
+The monitors also count magnitude histograms every 10 iterations
+(``histogram=True, histogram_every=10``): the table gains the float16
+columns (``fp16flush``, ``fp16sub``) at reports whose interval counted them,
+and the PNG a heatmap of the layers' gradient magnitudes per power of two
+with float16's thresholds 2**-24 and 2**-14 marked (the vanishing run's
+early layers fall below them).
+
+Each run prints the per-layer gradient table once an epoch (the latest report) and writes,
 under ``<out>/<name>/``, Chainer's ``log`` (LogReport JSON, with the
 ``grad/...`` keys), ``gradient_flow.png`` and ``alerts.txt``, and ends with
 each run's one-line diagnosis. The output has no third-party deprecation
@@ -91,7 +98,8 @@ def run(name, dataset, device, out, batch=64, report_every=7):
     folder = os.path.join(out, name)
     trainer = training.Trainer(updater, (epochs, "epoch"), out=folder)
     monitor = GradientMonitor(model, report_trigger=(report_every, "iteration"), on_nonfinite=policy,
-                              alerts=AlertRules(explode_ceiling=1e3, jump_factor=10.0))
+                              alerts=AlertRules(explode_ceiling=1e3, jump_factor=10.0),
+                              histogram=True, histogram_every=10)
     trainer.extend(monitor)
     trainer.extend(extensions.LogReport(trigger=(report_every, "iteration")))
     trainer.extend(GradientTable(monitor), trigger=(1, "epoch"))  # the latest report, once an epoch
