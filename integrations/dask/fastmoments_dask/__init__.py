@@ -31,10 +31,11 @@ import dask.array as da
 from dask.array.utils import meta_from_array, validate_axis
 
 from fastmoments import Moments
-from fastmoments._dispatch import backend_for, is_gpu_array
-from fastmoments._inputs import check_dtype, check_not_masked, check_weights_dtype, weights_error
+from fastmoments._dispatch import backend_for
+from fastmoments._inputs import weights_error
 from fastmoments.state import _check_order
 
+from ._checks import as_dask, fan_in, unknown, weights_array
 from ._tree import (
     aggregate_states,
     chunk_moments,
@@ -52,16 +53,7 @@ __version__ = "0.1.0"
 
 
 def _prepare(darr, axis):
-    if not isinstance(darr, da.Array):
-        darr = da.asarray(darr)
-    check_dtype(darr.dtype)
-    if isinstance(darr._meta, np.ma.MaskedArray):
-        # Found at graph construction; the chunks would fail at compute time.
-        raise TypeError(
-            "masked dask arrays are not supported: their mask would be ignored. "
-            "Use darr.map_blocks(np.ma.filled, np.nan) with skipna=True (moments) "
-            "to leave the masked values out"
-        )
+    darr = as_dask(darr)
     if isinstance(axis, bool) or not (axis is None or isinstance(axis, (Integral, tuple, list))):
         raise TypeError(f"axis must be None, an int or a tuple of ints, got {axis!r}")
     return darr
@@ -74,7 +66,7 @@ def _split_every(split_every, ndim):
         return None
     if isinstance(split_every, dict):
         out = {}
-        for axis, fan_in in split_every.items():
+        for axis, fan in split_every.items():
             if isinstance(axis, bool) or not isinstance(axis, Integral):
                 raise TypeError(f"split_every's keys must be axes (ints), got {axis!r}")
             if not -ndim <= axis < ndim:
@@ -82,17 +74,9 @@ def _split_every(split_every, ndim):
             a = int(axis) % ndim
             if a in out:
                 raise ValueError(f"split_every names axis {a} twice")
-            out[a] = _fan_in(fan_in)
+            out[a] = fan_in(fan, per_axis=True)
         return out
-    return _fan_in(split_every)
-
-
-def _fan_in(v):
-    if isinstance(v, bool) or not isinstance(v, Integral):
-        raise TypeError(f"split_every must be an int >= 2 or a dict of them, got {v!r}")
-    if v < 2:
-        raise ValueError(f"split_every must be at least 2, got {v}")
-    return int(v)
+    return fan_in(split_every, per_axis=True)
 
 
 def _axes(axis, ndim):
@@ -134,10 +118,6 @@ def _same(a, b):
     return a == b or (a != a and b != b)
 
 
-def _unknown(sizes):
-    return any(n != n for n in sizes)
-
-
 def _align_weights(weights, darr, axes):
     """``weights`` as a Dask array with ``darr``'s chunks, and its index for
     ``da.blockwise``: all of ``darr``'s axes, or the one reduced axis for 1-D
@@ -147,24 +127,7 @@ def _align_weights(weights, darr, axes):
     in-memory arrays are also checked for negative, NaN and infinite values
     here (Dask arrays of weights are, chunk by chunk, when computed)."""
     inds = tuple(range(darr.ndim))
-    if isinstance(weights, da.Array):
-        w = weights
-        if isinstance(w._meta, np.ma.MaskedArray):
-            raise TypeError("weights: masked arrays are not supported: their mask would be ignored")
-        check_weights_dtype(w.dtype)
-    else:
-        check_not_masked(weights, "weights")
-        if not (isinstance(weights, np.ndarray) or is_gpu_array(weights)):
-            # lists and scalars go with the chunks' array type, as in the core
-            weights = backend_for(darr._meta).xp.asarray(weights)
-        check_weights_dtype(weights.dtype)
-        w = weights
-    if is_gpu_array(w._meta if isinstance(w, da.Array) else w) != is_gpu_array(darr._meta):
-        kinds = ("CuPy", "NumPy") if is_gpu_array(darr._meta) else ("NumPy", "CuPy")
-        raise TypeError(
-            f"the chunks are {kinds[0]} arrays and the weights {kinds[1]}: give weights of "
-            "the chunks' array type (e.g. a Dask array of the same kind of chunks)"
-        )
+    w = weights_array(weights, darr)
     along = len(axes) == 1 and darr.ndim > 1 and w.ndim == 1
     if along:
         target, ind = (darr.chunks[axes[0]],), (axes[0],)
@@ -172,7 +135,7 @@ def _align_weights(weights, darr, axes):
     else:
         target, ind = darr.chunks, inds
         fits = _same(w.shape, darr.shape)
-    if not fits and _unknown(sum(target, ())):
+    if not fits and unknown(sum(target, ())):
         raise ValueError(
             f"x has unknown chunk sizes (shape {darr.shape}): give the weights as a Dask "
             "array of the same chunks (e.g. indexed by the same mask), or call "
@@ -191,7 +154,7 @@ def _align_weights(weights, darr, axes):
         msg = weights_error(w, backend_for(w).xp)  # in memory already: cheap to check now
         if msg is not None:
             raise ValueError(msg)
-        if _unknown(sum(target, ())):
+        if unknown(sum(target, ())):
             raise ValueError(
                 "x has unknown chunk sizes: give the weights as a Dask array of the "
                 "same chunks, or call x.compute_chunk_sizes() first"
@@ -199,7 +162,7 @@ def _align_weights(weights, darr, axes):
         return da.from_array(w, chunks=target, asarray=False), ind
     if _same(w.chunks, target):
         return w, ind
-    if _unknown(sum(target, ())) or _unknown(sum(w.chunks, ())):
+    if unknown(sum(target, ())) or unknown(sum(w.chunks, ())):
         raise ValueError(
             f"weights with chunks {w.chunks} do not match x's chunks {target} and "
             "unknown chunk sizes cannot be aligned: call compute_chunk_sizes() on both"

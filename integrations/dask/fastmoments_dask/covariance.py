@@ -24,8 +24,10 @@ import numpy as np
 from dask.base import tokenize
 
 import fastmoments
-from fastmoments._dispatch import backend_for, is_gpu_array
-from fastmoments._inputs import check_dtype, check_not_masked, check_weights_dtype, weights_error
+from fastmoments._dispatch import backend_for
+from fastmoments._inputs import weights_error
+
+from ._checks import as_dask, fan_in, unknown, weights_array
 
 __all__ = ["comoments"]
 
@@ -43,29 +45,11 @@ def _merge(*states):
     return out
 
 
-def _unknown(sizes):
-    return any(n != n for n in sizes)
-
-
 def _weights(weights, darr):
     """``weights`` as a 1-D Dask array chunked as ``darr``'s observations."""
     n = darr.shape[0]
-    if isinstance(weights, da.Array):
-        w = weights
-        if isinstance(w._meta, np.ma.MaskedArray):
-            raise TypeError("weights: masked arrays are not supported: their mask would be ignored")
-        check_weights_dtype(w.dtype)
-    else:
-        check_not_masked(weights, "weights")
-        if not (isinstance(weights, np.ndarray) or is_gpu_array(weights)):
-            weights = backend_for(darr._meta).xp.asarray(weights)
-        check_weights_dtype(weights.dtype)
-        w = weights
-    if is_gpu_array(w._meta if isinstance(w, da.Array) else w) != is_gpu_array(darr._meta):
-        kinds = ("CuPy", "NumPy") if is_gpu_array(darr._meta) else ("NumPy", "CuPy")
-        raise TypeError(f"the chunks are {kinds[0]} arrays and the weights {kinds[1]}: give weights of "
-                        "the chunks' array type")
-    known = not _unknown(darr.chunks[0]) and not (isinstance(w, da.Array) and _unknown(w.chunks[0]))
+    w = weights_array(weights, darr)
+    known = not unknown(darr.chunks[0]) and not (isinstance(w, da.Array) and unknown(w.chunks[0]))
     if w.ndim != 1 or (known and w.shape[0] != n):
         raise ValueError(f"weights of shape {w.shape} do not fit x of {n} observations: give 1-D weights, "
                          "one per observation")
@@ -104,11 +88,7 @@ def comoments(darr, axis=0, weights=None, *, skipna=False, split_every=None):
     Returns:
         A ``dask.delayed.Delayed`` computing to a :class:`fastmoments.CoMoments`.
     """
-    if not isinstance(darr, da.Array):
-        darr = da.asarray(darr)
-    check_dtype(darr.dtype)
-    if isinstance(darr._meta, np.ma.MaskedArray):
-        raise TypeError("masked dask arrays are not supported: their mask would be ignored")
+    darr = as_dask(darr)
     if darr.ndim != 2:
         raise ValueError(f"comoments needs a 2-D x (observations along axis, variables along the other), "
                          f"got shape {darr.shape}")
@@ -116,11 +96,7 @@ def comoments(darr, axis=0, weights=None, *, skipna=False, split_every=None):
         raise TypeError(f"axis must be 0 or 1 (the axis of observations), got {axis!r}")
     if not -2 <= axis <= 1:
         raise np.exceptions.AxisError(int(axis), 2, "axis of observations")
-    fan_in = _FAN_IN if split_every is None else split_every
-    if isinstance(fan_in, (bool, np.bool_)) or not isinstance(fan_in, Integral):
-        raise TypeError(f"split_every must be an int >= 2, got {split_every!r}")
-    if fan_in < 2:
-        raise ValueError(f"split_every must be at least 2, got {fan_in}")
+    fan = _FAN_IN if split_every is None else fan_in(split_every)
     if axis % 2 == 1:
         darr = darr.T
     if len(darr.chunks[1]) > 1:
@@ -137,9 +113,9 @@ def comoments(darr, axis=0, weights=None, *, skipna=False, split_every=None):
     depth = 0
     while len(level) > 1:
         level = [
-            dask.delayed(_merge, pure=True)(*level[i:i + fan_in],
+            dask.delayed(_merge, pure=True)(*level[i:i + fan],
                                             dask_key_name=f"fastmoments-comoments-merge-{token}-{depth}-{i}")
-            for i in range(0, len(level), fan_in)
+            for i in range(0, len(level), fan)
         ]
         depth += 1
     return level[0]
