@@ -177,7 +177,7 @@ def _workloads(rows):
     return order, groups
 
 
-def render(data, meta) -> tuple[str, list[tuple[str, bool | None]]]:
+def render(data, meta, json_path="bench/results/cpu.json") -> tuple[str, list[tuple[str, bool | None]]]:
     rows = _rows(data)
     order, groups = _workloads(rows)
     m = meta["machine"]
@@ -293,14 +293,14 @@ def render(data, meta) -> tuple[str, list[tuple[str, bool | None]]]:
                        + "); then first "
                        f"summarize() {c['first_summarize_s'] * 1e3:.1f} ms (target < 1 s)", c["first_moments_s"] < 1.0))
 
-    lines += ["", "## Targets of issue 3", ""]
+    lines += ["", "## Targets (each workload's issue: see bench/README.md)", ""]
     for text, ok in checks:
         mark = "info" if ok is None else ("met" if ok else "MISSED")
         lines.append(f"- [{mark}] {text}")
     lines += [
         "",
-        "Saved JSON: `bench/results/cpu.json`; compare two runs with "
-        "`.venv/bin/pytest-benchmark compare $PWD/bench/results/cpu.json /abs/path/OTHER.json --group-by=name "
+        f"Saved JSON: `{json_path}`; compare two runs with "
+        f"`.venv/bin/pytest-benchmark compare $PWD/{json_path} /abs/path/OTHER.json --group-by=name "
         "--columns=median`.",
         "",
     ]
@@ -366,7 +366,7 @@ def main(argv=None) -> int:
     meta.setdefault("date", data.get("datetime", "?"))
     ci = data.get("commit_info", {})
     meta["commit"] = f"{ci.get('id', '?')[:10]}{' (dirty tree)' if ci.get('dirty') else ''}"
-    text, _ = render(data, meta)
+    text, _ = render(data, meta, os.path.relpath(src, ROOT))
     args.out.write_text(text)
     print()
     print(text)
