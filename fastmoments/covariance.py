@@ -231,6 +231,8 @@ def _leaf(xp, x, w, lo, hi, rows, origin, skipna, w_zero):
     d = x.shape[1]
     shift = _finite_mean(xp, x[lo:min(hi, lo + rows)], origin)
     buf = xp.empty((rows, d + 1), np.float64)
+    buf[:, d] = 1.0  # the column whose products are the sums (and, weighted, sqrt(w)'s)
+    prod = xp.empty((d + 1, d + 1), np.float64)
     acc = xp.zeros((d + 1, d + 1), np.float64)
     count = 0
     W2 = 0.0
@@ -251,15 +253,14 @@ def _leaf(xp, x, w, lo, hi, rows, origin, skipna, w_zero):
             continue
         b = buf[:nb]
         xp.subtract(blk, shift, out=b[:, :d])
-        if wb is None:
-            b[:, d] = 1.0
-        else:
+        if wb is not None:
             wf = wb.astype(np.float64)
             sw = xp.sqrt(wf)
-            b[:, d] = 1.0
-            b *= sw[:, None]
+            b[:, d] = sw
+            b[:, :d] *= sw[:, None]
             W2 += wf @ wf
-        acc += b.T @ b
+        xp.matmul(b.T, b, out=prod)
+        acc += prod
         count += nb
     if count == 0:
         return _empty_fields(xp, d)
