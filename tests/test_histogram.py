@@ -172,3 +172,14 @@ def test_count_overflow_in_merge():
                                  histogram=np.full(N_BINS, 2**62, np.int64))
     with pytest.raises(ValueError, match="2\\*\\*63"):
         big.merge(big)
+
+
+@pytest.mark.parametrize("shape,axis", [((0, 5), 1), ((5, 0), 0), ((2, 0, 3), (0, 2)), ((0, 0), 1)])
+def test_partial_reduction_with_no_outputs(shape, axis):
+    """Zero outputs (a kept axis of length 0): an empty histogram, as on the GPU, not a reshape error."""
+    x = np.ones(shape)
+    plain = fm.summarize(x, axis=axis)
+    s = fm.summarize(x, axis=axis, histogram=True)
+    assert s.shape == plain.shape and s.histogram.shape == plain.shape + (N_BINS,)
+    k = fm.summarize(x, axis=axis, keepdims=True, histogram=True)
+    assert k.histogram.shape == k.shape + (N_BINS,)

@@ -283,7 +283,8 @@ def _histograms(x, axes):
         return _hist.elementwise(x)
     kept = [i for i in range(x.ndim) if i not in axes]
     m = int(np.prod(out_shape, dtype=np.int64))
-    x2 = np.ascontiguousarray(x.transpose(kept + list(axes))).reshape(m, -1)
+    k = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))  # not -1: m may be 0
+    x2 = np.ascontiguousarray(x.transpose(kept + list(axes))).reshape(m, k)
     if x2.dtype == np.bool_:
         x2 = x2.view(np.uint8) != 0
     hist = np.zeros((m, _hist.N_BINS), np.int64)
