@@ -620,6 +620,10 @@ class Summary(_State):
         ``edges[i] <= |v| < edges[i + 1]``, zeros excluded."""
         return _hist.histogram_edges()
 
+    def _merge_type(self):
+        # Any Summary: one without a histogram is refused by _merge, whichever side it is on.
+        return Summary
+
     def _merge(self, other, checked):
         if self.has_histogram != other.has_histogram:
             raise ValueError(

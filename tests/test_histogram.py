@@ -183,3 +183,17 @@ def test_partial_reduction_with_no_outputs(shape, axis):
     assert s.shape == plain.shape and s.histogram.shape == plain.shape + (N_BINS,)
     k = fm.summarize(x, axis=axis, keepdims=True, histogram=True)
     assert k.histogram.shape == k.shape + (N_BINS,)
+
+
+def test_merge_with_and_without_histogram_either_order(rng):
+    """The same ValueError whichever side holds the histogram (was a TypeError
+    naming the private class when the histogram summary was on the left)."""
+    x = rng.standard_normal(100)
+    h, plain = fm.summarize(x, histogram=True), fm.summarize(x)
+    for a, b in ((h, plain), (plain, h)):
+        with pytest.raises(ValueError, match="histogram"):
+            a.merge(b)
+        with pytest.raises(ValueError, match="histogram"):
+            fm.merge(a, b)
+    with pytest.raises(TypeError, match="cannot merge"):
+        h.merge(h.moments)
