@@ -90,8 +90,11 @@ def summarize(x, axis=None, *, keepdims=False, histogram=False) -> Summary:
         keepdims: keep the reduced axes with length 1.
         histogram: also count the finite non-zero values per binary exponent
             of ``|v|`` (``Summary.histogram``, bins in
-            ``Summary.histogram_edges``), in the same pass over float data
-            (a partial reduction on the CPU reads ``x`` a second time for it).
+            ``Summary.histogram_edges``; ``v`` taken as float64, so an
+            integer beyond 2**53 is binned as it rounds). The GPU counts in
+            the same pass; the CPU does for a full reduction of C-contiguous
+            float32/float64 data, and reads ``x`` a second time for the
+            others (partial reductions, other dtypes, strided views).
     """
     histogram = _check_histogram(histogram)
     be = backend_for(x)
