@@ -114,7 +114,6 @@ _SPEC = {
     "_merge_tiles": (False, False, False),
     "_terms": (False, True, False),
     "_terms4": (False, True, False),
-    "_p1_final": (False, True, False),
     "_tile_shifted": (True, False, False),
     "_col_chunk": (False, False, False),
     "column_origins": (False, False, False),

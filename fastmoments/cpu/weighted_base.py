@@ -43,30 +43,3 @@ def _takes(v, w):
     if SKIPNA:
         return (w > 0.0) & (v == v)
     return w > 0.0
-
-
-def _terms(v, w, k):
-    """One value's terms of the shifted sums: (w*d, w*d**2, w*d**3, w*d**4,
-    its weight, squared, 1) where taken, zeros where not (d = v - k)."""
-    t = _takes(v, w)
-    d = v - k if t else 0.0
-    wd = w * d
-    wd2 = wd * d
-    wt = ((w if t else 0.0) if SKIPNA else w) if WEIGHTED else 0.0
-    return wd, wd2, wd2 * d, wd2 * (d * d), wt, wt * wt, 1.0 if t else 0.0
-
-
-def _p1_final(size, s, sw, sw2, cnt, wmin, wsum):
-    """P1 (see weighted_blocks) of ``size`` values from its sums, the sums a
-    variant does not keep filled in: every value taken without weights or
-    skipna, weights of 1 without weights, every weight's sum is W's without
-    skipna."""
-    if not (SKIPNA or WEIGHTED):
-        cnt = float(size)
-    if not WEIGHTED:
-        sw = cnt
-        sw2 = cnt
-        wmin = 1.0
-    if not SKIPNA:
-        wsum = sw
-    return s, sw, sw2, cnt, wmin, wsum

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from ._llvm import _f64, _minnum_finite
-from .weighted_base import _DOWN, _MAXF, ORDER, SKIPNA, WEIGHTED, _p1_final, _takes, _terms, _weight
+from .weighted_base import _DOWN, _MAXF, ORDER, SKIPNA, WEIGHTED, _takes, _weight
 
 
 # -- one block, in cache -----------------------------------------------------------
@@ -37,18 +37,28 @@ def _pass1(y, wy):
     wmin = np.inf
     wsum = 0.0
     for i in range(y.size):
+        v = _f64(y[i])
         w = _weight(wy, i)
-        t = _terms(_f64(y[i]), w, 0.0)
-        s += t[0]
+        t = _takes(v, w)
+        s += w * (v if t else 0.0)
         if WEIGHTED:
-            sw += t[4]
-            sw2 += t[5]
+            wt = (w if t else 0.0) if SKIPNA else w
+            sw += wt
+            sw2 += wt * wt
             wmin = _minnum_finite(wmin, w)
             if SKIPNA:
                 wsum += w
         if SKIPNA or WEIGHTED:
-            cnt += t[6]
-    return _p1_final(y.size, s, sw, sw2, cnt, wmin, wsum)
+            cnt += 1.0 if t else 0.0
+    if not (SKIPNA or WEIGHTED):
+        cnt = float(y.size)  # every value taken
+    if not WEIGHTED:
+        sw = cnt
+        sw2 = cnt
+        wmin = 1.0
+    if not SKIPNA:
+        wsum = sw
+    return s, sw, sw2, cnt, wmin, wsum
 
 
 def _pass2(y, wy, k):
@@ -57,13 +67,17 @@ def _pass2(y, wy, k):
     q3 = 0.0
     q4 = 0.0
     for i in range(y.size):
-        t = _terms(_f64(y[i]), _weight(wy, i), k)
-        c += t[0]
-        q2 += t[1]
+        v = _f64(y[i])
+        w = _weight(wy, i)
+        d = v - k if _takes(v, w) else 0.0
+        wd = w * d
+        wd2 = wd * d
+        c += wd
+        q2 += wd2
         if ORDER >= 3:
-            q3 += t[2]
+            q3 += wd2 * d
         if ORDER >= 4:
-            q4 += t[3]
+            q4 += wd2 * (d * d)
     return c, q2, q3, q4
 
 
@@ -80,23 +94,36 @@ def _shifted(y, wy, K):
     q3 = 0.0
     q4 = 0.0
     for i in range(y.size):
+        v = _f64(y[i])
         w = _weight(wy, i)
-        t = _terms(_f64(y[i]), w, K)
-        s += t[0]
-        q2 += t[1]
+        t = _takes(v, w)
+        d = v - K if t else 0.0
+        wd = w * d
+        wd2 = wd * d
+        s += wd
+        q2 += wd2
         if ORDER >= 3:
-            q3 += t[2]
+            q3 += wd2 * d
         if ORDER >= 4:
-            q4 += t[3]
+            q4 += wd2 * (d * d)
         if WEIGHTED:
-            sw += t[4]
-            sw2 += t[5]
+            wt = (w if t else 0.0) if SKIPNA else w
+            sw += wt
+            sw2 += wt * wt
             wmin = _minnum_finite(wmin, w)
             if SKIPNA:
                 wsum += w
         if SKIPNA or WEIGHTED:
-            cnt += t[6]
-    return _p1_final(y.size, s, sw, sw2, cnt, wmin, wsum), (q2, q3, q4)
+            cnt += 1.0 if t else 0.0
+    if not (SKIPNA or WEIGHTED):
+        cnt = float(y.size)  # every value taken
+    if not WEIGHTED:
+        sw = cnt
+        sw2 = cnt
+        wmin = 1.0
+    if not SKIPNA:
+        wsum = sw
+    return (s, sw, sw2, cnt, wmin, wsum), (q2, q3, q4)
 
 
 def _count_bad(wy):

@@ -9,7 +9,7 @@ from numba import prange
 
 from ._llvm import _f64, _minnum_finite
 from .base import CHUNK, STACK
-from .weighted_base import _MAXF, _ORIGIN_MAX, NF, ORDER, SKIPNA, TILE_BYTES, TILE_COLS, WEIGHTED, _takes, _terms, _weight
+from .weighted_base import _MAXF, _ORIGIN_MAX, NF, ORDER, SKIPNA, TILE_BYTES, TILE_COLS, WEIGHTED, _takes, _weight
 from .weighted_blocks import SHIFT_NEAR, _corrected, _set_empty
 from .weighted_merges import _copy_slot, _finish, _from_origin, _merge_values, _push
 
@@ -96,6 +96,17 @@ def _tile(x, wx, r0, r1, c0, w, org, acc, stk, top):
         if ORDER >= 4:
             stk[6, top, j] = (m4 if finite else np.nan) if not empty else 0.0
     return tally
+
+
+def _terms(v, w, k):
+    """One value's terms of the shifted sums: (w*d, w*d**2, w*d**3, w*d**4,
+    its weight, squared, 1) where taken, zeros where not (d = v - k)."""
+    t = _takes(v, w)
+    d = v - k if t else 0.0
+    wd = w * d
+    wd2 = wd * d
+    wt = ((w if t else 0.0) if SKIPNA else w) if WEIGHTED else 0.0
+    return wd, wd2, wd2 * d, wd2 * (d * d), wt, wt * wt, 1.0 if t else 0.0
 
 
 def _terms4(a, b, e, f, wa, wb, we, wf, j, k):
