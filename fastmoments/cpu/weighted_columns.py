@@ -140,8 +140,9 @@ def _tile_shifted(x, wx, r0, r1, c0, w, org, K, acc, stk, top):
     Eight rows an eighth of the tile apart per step: the per-column sums (which
     do not fit in L1 with the rows streaming through) are loaded and stored once
     per eight values, and the tile is read as eight streams. Measured, order 4
-    of (1e5, 1000) float32 on one thread of the 2-core EPYC VM, 2026-12-05: 4
-    rows per step 21.4 ms, 8 rows 16.1 ms (float64 (5e4, 1000): 17.8 -> 14.3)."""
+    of (1e5, 1000) float32 on one thread of the 2-core EPYC VM, 2026-12-05:
+    reduce_cols 24.8 ms with 4 rows per step, 20.7 ms with 8 (a bare loop of
+    the same sums: 21.4 -> 16.1 ms; float64 (5e4, 1000): 17.8 -> 14.3)."""
     s = acc[0]
     sw = acc[1]
     sw2 = acc[2]
