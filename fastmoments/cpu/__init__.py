@@ -606,7 +606,9 @@ def _grouped(kind, x, labels, axis, ngroups):
 
     x2, lab, rest = _group_layout(x, labels, axis)
     n, m = x2.shape
-    rows = GK.task_rows(n, m, ngroups)
+    lanes = GK.lanes_for(lab, m, ngroups)
+    rows = GK.task_rows(n, m, ngroups, lanes)
+    ks = GK.kernels_for(kind)
     ntask = max(-(-n // rows), 1)
     ni, nf = _N_FIELDS[kind]
     slots = ngroups * m
@@ -614,12 +616,12 @@ def _grouped(kind, x, labels, axis, ngroups):
     sf = np.empty((nf, ntask, slots), np.float64)
     sh = np.empty((ntask, slots), np.float64)
     size = x2.size
-    bad, over = _pick(GK.group_tasks, GK.group_tasks_serial, size, PARALLEL_MIN_STREAM)(
-        kind, x2, lab, ngroups, rows, si, sf, sh)
+    bad, over = _pick(ks.group_tasks, ks.group_tasks_serial, size, PARALLEL_MIN_STREAM)(
+        x2, lab, ngroups, rows, lanes, si, sf, sh)
     if bad >= 0:
         raise ValueError(label_error(int(bad), ngroups))
     si_out, sf_out = _outputs(kind, slots)
-    _pick(GK.merge_tasks, GK.merge_tasks_serial, si.size, PARALLEL_MIN_STREAM)(kind, si, sf, sh, si_out, sf_out)
+    _pick(ks.merge_tasks, ks.merge_tasks_serial, si.size, PARALLEL_MIN_STREAM)(si, sf, sh, si_out, sf_out)
     si, sf = si_out, sf_out
     if over:
         _redo_overflowed_groups(kind, x2, lab, si, sf, m)

@@ -6,26 +6,43 @@ function of the shape and the number of groups alone). A task accumulates a
 private state per slot (group x column) in one pass: the count, a shift (the
 slot's first finite value in the task) and the shifted sums ``s = sum(v -
 shift)`` and ``q = sum((v - shift)**2)``; summaries also min, max and the
-zeros. Where the shifted sums would cancel digits (``s*s > 0.5*n*q``, the
-test of the block kernels), the task is read again for those slots around
-their first-pass means: the corrected two-pass algorithm. Non-finite values
-are left out of the sums; a task that met any is read again to count them
-per slot, and its states then follow the rules of the ungrouped kernels (a
-NaN makes mean and m2 NaN, an Inf the mean Inf and m2 NaN; summaries count
-them in n_nonfinite). The task states are merged per slot in a fixed binary
-tree (merge_tasks), so results are bit-identical for any number
-of threads.
+zeros. The fields of a slot lie side by side in one row of ``acc``, so that a
+value costs one read and one write of that row.
+
+One column with few groups and labels in runs (``lanes_for``): each group
+has LANES slots, value ``i`` going to lane ``i % LANES``. A slot's sums are
+a chain of dependent reads and writes through memory; where the next value
+usually hits the same group before the last write has landed, the loop would
+run at that chain's latency instead of the read's speed. The
+lanes of a group are merged (Chan et al., in lane order) before the task's
+states are written.
+
+Where the shifted sums would cancel digits (``s*s > 0.5*n*q``, the test of
+the block kernels), the task is read again for those slots around their
+first-pass means: the corrected two-pass algorithm. Non-finite values are
+left out of the sums; a task that met any is read again to count them per
+slot, and its states then follow the rules of the ungrouped kernels (a NaN
+makes mean and m2 NaN, an Inf the mean Inf and m2 NaN; summaries count them
+in n_nonfinite). The task states are merged per slot in a fixed binary tree
+(merge_tasks), so results are bit-identical for any number of threads.
 
 Labels outside [0, G) are left out; those >= G are reported (the largest)
 for the caller to raise.
+
+The kind (MOMENTS, MOMENTS_SKIPNA, SUMMARY) is a constant of each compiled
+variant (``kernels_for``), not an argument: the per-value loops then carry
+no test of it.
 """
 
 from __future__ import annotations
 
+import functools
+import types as pytypes
+
 import numpy as np
 from numba import njit, prange
 
-from .base import _MAXF, MOMENTS, MOMENTS_SKIPNA, SUMMARY, _opts, _serial_twin
+from .base import _MAXF, MOMENTS, MOMENTS_SKIPNA, SUMMARY, _opts
 from .merges import _fmax, _fmin, merge_moments
 
 # Rows per task with few slots: 2**16 values of one column, 512 KiB of
@@ -35,47 +52,95 @@ TASK_ROWS = 1 << 16
 # holds at least 2 rows per slot, so that the task states (3 to 7 fields per
 # slot and task) stay within about 2.5 times the data.
 FEW_SLOTS = 4096
+# Lanes per group for one column in at most LANE_GROUPS groups (then
+# LANES * LANE_GROUPS accumulator rows of 32 or 64 bytes stay in L2), and
+# the values per lane slot a task holds at least, so that merging the lanes
+# costs little beside reading the values.
+LANES = 8
+LANE_GROUPS = 2048
+LANE_ROWS = 16
 
-# Accumulator columns (one row of ``acc`` per slot).
+# The count of a slot at which its shift moves to its running mean (_acc_one).
+RECENTER = 16.0
+
+# Accumulator columns (one row of ``acc`` per slot); summaries pad to 8.
 _C, _K, _S, _Q, _LO, _HI, _NZ = 0, 1, 2, 3, 4, 5, 6
+KIND = MOMENTS  # bound per variant by kernels_for
 
 
-def task_rows(n, m, G):
-    """Rows per task for ``n`` rows of ``m`` columns in ``G`` groups."""
+def lanes_for(lab, m, G):
+    """Lanes per group (1 or LANES) for ``m`` columns in ``G`` groups by the
+    labels ``lab``: LANES for one column in few groups where neighbouring
+    labels are often equal (runs, sorted labels; a sample of 8 windows
+    tells), where one slot's chain of sums would set the pace. Random
+    labels do not need them (the lanes would only spread the sums over more
+    cache), nor do rows of several columns (a row's columns are independent
+    slots)."""
+    n = lab.shape[0]
+    if m != 1 or G > LANE_GROUPS or n < 2:
+        return 1
+    w = min(n, 512)
+    same = 0
+    for start in np.linspace(0, n - w, 8).astype(np.int64):
+        win = lab[start:start + w]
+        same += int(np.count_nonzero(win[1:] == win[:-1]))
+    return LANES if same > 8 * (w - 1) // 4 else 1
+
+
+def task_rows(n, m, G, lanes=1):
+    """Rows per task for ``n`` rows of ``m`` columns in ``G`` groups with
+    ``lanes`` lanes per group."""
     slots = G * m
     per = max(TASK_ROWS // max(m, 1), 1)
-    if slots > FEW_SLOTS:
+    if lanes > 1:
+        per = max(per, LANE_ROWS * lanes * G)
+    elif slots > FEW_SLOTS:
         per = max(per, 2 * G)
     return max(min(per, n), 1)
 
 
-@njit(inline="always", **_opts)
-def _acc_one(kind, acc, j, v):
-    """Take the finite value ``v`` into slot ``j``'s sums."""
+def _acc_one(acc, j, v):
+    """Take the finite value ``v`` into slot ``j``'s sums. Every field is
+    written back, selected rather than branched on, so that the row is read
+    and written whole (one vector each)."""
     c = acc[j, _C]
-    k = v if c == 0.0 else acc[j, _K]
+    k = acc[j, _K]
+    s = acc[j, _S]
+    q = acc[j, _Q]
+    first = c == 0.0
+    k = v if first else k
     d = v - k
-    acc[j, _C] = c + 1.0
+    c += 1.0
+    s += d
+    q += d * d
+    if c == RECENTER:
+        # The shift moves to the mean of the slot's first values, so that the
+        # sums rarely cancel and the task is seldom read again; what this
+        # subtraction rounds off is at most ~RECENTER ulps of the final m2
+        # (a first value lies within the m2 of the values it was one of).
+        mu = s / c
+        k += mu
+        q = max(q - s * mu, 0.0)
+        s = 0.0
+    acc[j, _C] = c
     acc[j, _K] = k
-    acc[j, _S] += d
-    acc[j, _Q] += d * d
-    if kind == SUMMARY:
-        if c == 0.0:
-            acc[j, _LO] = v
-            acc[j, _HI] = v
-        else:
-            acc[j, _LO] = min(acc[j, _LO], v)
-            acc[j, _HI] = max(acc[j, _HI], v)
+    acc[j, _S] = s
+    acc[j, _Q] = q
+    if KIND == SUMMARY:
+        lo = acc[j, _LO]
+        hi = acc[j, _HI]
+        acc[j, _LO] = v if first else min(lo, v)
+        acc[j, _HI] = v if first else max(hi, v)
         acc[j, _NZ] += 1.0 if v == 0.0 else 0.0
 
 
-@njit(**_opts)
-def _first_pass(kind, x, lab, r0, r1, G, acc):
+def _first_pass(x, lab, r0, r1, G, lanes, acc):
     """Shifted sums of rows r0..r1; returns (non-finite values met, largest label >= G or -1)."""
     m = x.shape[1]
     nonfinite = 0
     bad = -1
     if m == 1:
+        mask = lanes - 1
         for i in range(r0, r1):
             g = lab[i]
             if g < 0 or g >= G:
@@ -84,7 +149,7 @@ def _first_pass(kind, x, lab, r0, r1, G, acc):
                 continue
             v = np.float64(x[i, 0])
             if abs(v) <= _MAXF:
-                _acc_one(kind, acc, g, v)
+                _acc_one(acc, (i & mask) * G + g, v)
             else:
                 nonfinite += 1
         return nonfinite, bad
@@ -98,21 +163,21 @@ def _first_pass(kind, x, lab, r0, r1, G, acc):
         for c in range(m):
             v = np.float64(x[i, c])
             if abs(v) <= _MAXF:
-                _acc_one(kind, acc, base + c, v)
+                _acc_one(acc, base + c, v)
             else:
                 nonfinite += 1
     return nonfinite, bad
 
 
-@njit(**_opts)
-def _second_pass(x, lab, r0, r1, G, acc):
+def _second_pass(x, lab, r0, r1, G, lanes, acc):
     """Sums around the first-pass means of the slots marked by a negative count."""
     m = x.shape[1]
+    mask = lanes - 1
     for i in range(r0, r1):
         g = lab[i]
         if g < 0 or g >= G:
             continue
-        base = g * m
+        base = ((i & mask) * G + g) if m == 1 else g * m
         for c in range(m):
             j = base + c
             if acc[j, _C] < 0.0:
@@ -123,9 +188,8 @@ def _second_pass(x, lab, r0, r1, G, acc):
                     acc[j, _Q] += d * d
 
 
-@njit(**_opts)
 def _count_nonfinite(x, lab, r0, r1, G, nf):
-    """Per slot: NaN, +Inf and -Inf values of rows r0..r1."""
+    """Per slot (group x column): NaN, +Inf and -Inf values of rows r0..r1."""
     m = x.shape[1]
     for i in range(r0, r1):
         g = lab[i]
@@ -143,18 +207,55 @@ def _count_nonfinite(x, lab, r0, r1, G, nf):
                     nf[base + c, 2] += 1
 
 
-@njit(**_opts)
-def _task(kind, x, lab, r0, r1, G, si, sf, sh, t):
+def _lane_states(acc, slots, lanes, out):
+    """Per slot, its lanes' (count, mean, m2, shift, min, max, zeros) merged
+    in lane order into the columns 0..6 of ``out``; the mean relative to the
+    shift of the slot's first lane with values."""
+    for j in range(slots):
+        n = 0.0
+        mean = 0.0
+        m2 = 0.0
+        o = 0.0
+        lo = np.nan
+        hi = np.nan
+        nz = 0.0
+        for ln in range(lanes):
+            r = ln * slots + j
+            c = acc[r, _C]
+            if c == 0.0:
+                continue
+            s = acc[r, _S]
+            lm = s / c
+            lq = acc[r, _Q] - s * lm
+            if lq < 0.0:
+                lq = 0.0
+            if n == 0.0:
+                o = acc[r, _K]
+            n, mean, m2 = merge_moments(n, mean, m2, c, lm + (acc[r, _K] - o), lq)
+            if KIND == SUMMARY:
+                lo = _fmin(lo, acc[r, _LO])
+                hi = _fmax(hi, acc[r, _HI])
+                nz += acc[r, _NZ]
+        out[j, 0] = n
+        out[j, 1] = mean
+        out[j, 2] = m2
+        out[j, 3] = o
+        out[j, 4] = lo
+        out[j, 5] = hi
+        out[j, 6] = nz
+
+
+def _task(x, lab, r0, r1, G, lanes, si, sf, sh, t):
     """The states of rows r0..r1 into row ``t`` of (field, task, slot)
     ``si``/``sf``, each mean relative to the slot's shift, written to
     ``sh[t, slot]`` (see merge_tasks); returns (largest label >= G or -1, slots
     whose sums overflowed)."""
     slots = G * x.shape[1]
-    width = 7 if kind == SUMMARY else 4
-    acc = np.zeros((slots, width))
-    nonfinite, bad = _first_pass(kind, x, lab, r0, r1, G, acc)
+    width = 8 if KIND == SUMMARY else 4
+    acc = np.zeros((slots * lanes, width))
+    nonfinite, bad = _first_pass(x, lab, r0, r1, G, lanes, acc)
     redo = False
-    for j in range(slots):
+    for j in range(slots * lanes):
         c = acc[j, _C]
         s = acc[j, _S]
         q = acc[j, _Q]
@@ -166,44 +267,41 @@ def _task(kind, x, lab, r0, r1, G, si, sf, sh, t):
                 acc[j, _C] = -c
                 redo = True
     if redo:
-        _second_pass(x, lab, r0, r1, G, acc)
-        for j in range(slots):
+        _second_pass(x, lab, r0, r1, G, lanes, acc)
+        for j in range(slots * lanes):
             if acc[j, _C] < 0.0:
                 acc[j, _C] = -acc[j, _C]
+    st = np.empty((slots, 7))
+    _lane_states(acc, slots, lanes, st)
     nf = np.zeros((slots if nonfinite else 0, 3), np.int64)
     if nonfinite:
         _count_nonfinite(x, lab, r0, r1, G, nf)
     overflowed = 0
     for j in range(slots):
-        c = acc[j, _C]
-        n = np.int64(c)
+        n = np.int64(st[j, 0])
         mean = np.nan
         m2 = 0.0
-        k = 0.0
+        k = st[j, 3]
         if n > 0:
-            s = acc[j, _S]
-            k = acc[j, _K]
-            mean = s / c
-            m2 = acc[j, _Q] - s * (s / c)
-            if m2 < 0.0:
-                m2 = 0.0
+            mean = st[j, 1]
+            m2 = st[j, 2]
             if not (abs(k + mean) <= _MAXF and m2 <= _MAXF):
                 overflowed += 1
         sh[t, j] = k
-        if kind == SUMMARY:
+        if KIND == SUMMARY:
             nnf = 0
             if nonfinite:
                 nnf = nf[j, 0] + nf[j, 1] + nf[j, 2]
             si[0, t, j] = n
             si[1, t, j] = nnf
-            si[2, t, j] = np.int64(acc[j, _NZ])
+            si[2, t, j] = np.int64(st[j, 6])
             sf[0, t, j] = mean
             sf[1, t, j] = m2
-            sf[2, t, j] = acc[j, _LO] if n > 0 else np.nan
-            sf[3, t, j] = acc[j, _HI] if n > 0 else np.nan
+            sf[2, t, j] = st[j, 4]
+            sf[3, t, j] = st[j, 5]
             continue
         if nonfinite:
-            nnan = nf[j, 0] if kind == MOMENTS else 0
+            nnan = nf[j, 0] if KIND == MOMENTS else 0
             pinf = nf[j, 1]
             ninf = nf[j, 2]
             if nnan + pinf + ninf > 0:
@@ -221,8 +319,7 @@ def _task(kind, x, lab, r0, r1, G, si, sf, sh, t):
     return bad, overflowed
 
 
-@njit(parallel=True, **_opts)
-def group_tasks(kind, x, lab, G, rows, si, sf, sh):
+def group_tasks(x, lab, G, rows, lanes, si, sf, sh):
     """Task states of the (n, m) array ``x`` by the labels ``lab``: task t
     holds rows [t*rows, (t+1)*rows) and writes row t of (field, tasks, G*m)
     ``si``/``sf``, means relative to ``sh`` (see _task). Returns (largest
@@ -234,7 +331,7 @@ def group_tasks(kind, x, lab, G, rows, si, sf, sh):
     for t in prange(ntask):
         r0 = t * rows
         r1 = min(n, r0 + rows)
-        bads[t], overs[t] = _task(kind, x, lab, r0, r1, G, si, sf, sh, t)
+        bads[t], overs[t] = _task(x, lab, r0, r1, G, lanes, si, sf, sh, t)
     bad = -1
     over = 0
     for t in range(ntask):
@@ -243,8 +340,7 @@ def group_tasks(kind, x, lab, G, rows, si, sf, sh):
     return bad, over
 
 
-@njit(parallel=True, **_opts)
-def merge_tasks(kind, si, sf, sh, si_out, sf_out):
+def merge_tasks(si, sf, sh, si_out, sf_out):
     """Merge the task states of each slot into ``si_out``/``sf_out`` (field, slot).
 
     The task means are first made relative to one origin per slot, the shift
@@ -272,7 +368,7 @@ def merge_tasks(kind, si, sf, sh, si_out, sf_out):
                 si[0, a, j] = n
                 sf[0, a, j] = m
                 sf[1, a, j] = q
-                if kind == SUMMARY:
+                if KIND == SUMMARY:
                     si[1, a, j] += si[1, b, j]
                     si[2, a, j] += si[2, b, j]
                     sf[2, a, j] = _fmin(sf[2, a, j], sf[2, b, j])
@@ -285,7 +381,41 @@ def merge_tasks(kind, si, sf, sh, si_out, sf_out):
         sf_out[0, j] += o
 
 
-group_tasks_serial = _serial_twin(group_tasks)
-merge_tasks_serial = _serial_twin(merge_tasks)
+# name: (inlined, parallel); compiled in this order, callees first.
+_SPEC = {
+    "_acc_one": (True, False),
+    "_first_pass": (False, False),
+    "_second_pass": (False, False),
+    "_count_nonfinite": (False, False),
+    "_lane_states": (False, False),
+    "_task": (False, False),
+    "group_tasks": (False, True),
+    "merge_tasks": (False, True),
+}
 
-__all__ = ["MOMENTS", "MOMENTS_SKIPNA", "SUMMARY", "task_rows", "group_tasks", "group_tasks_serial", "merge_tasks", "merge_tasks_serial"]
+
+@functools.cache
+def kernels_for(kind):
+    """The kernels of one kind, compiled lazily (on first call) with ``KIND``
+    bound: a namespace with ``group_tasks`` and ``merge_tasks`` and their
+    ``_serial`` twins (prange run as range, bit-identical results)."""
+    kind = int(kind)
+    g = dict(globals())
+    g["KIND"] = kind
+    ns = pytypes.SimpleNamespace(kind=kind)
+    for name, (inline, parallel) in _SPEC.items():
+        f = g[name]
+        variants = [("", parallel)] + ([("_serial", False)] if parallel else [])
+        for suffix, par in variants:
+            fn = pytypes.FunctionType(f.__code__, g, name, f.__defaults__, f.__closure__)
+            fn.__qualname__ = f"{name}_k{kind}{suffix}"  # its own on-disk cache entry
+            fn.__doc__ = f.__doc__
+            opts = dict(_opts, inline="always") if inline else dict(_opts)
+            d = njit(parallel=par, **opts)(fn)
+            setattr(ns, name + suffix, d)
+            if not suffix:
+                g[name] = d
+    return ns
+
+
+__all__ = ["MOMENTS", "MOMENTS_SKIPNA", "SUMMARY", "LANES", "lanes_for", "task_rows", "kernels_for"]
