@@ -61,7 +61,7 @@ def _labels(kind, n, G):
 # -- against NumPy per group ------------------------------------------------------
 
 @pytest.mark.parametrize("labels", ["random", "sorted", "constant"])
-@pytest.mark.parametrize("G", [1, 7, 1000, 6000])
+@pytest.mark.parametrize("G", [1, 7, 1000, 6000, 40_000])  # 40,000: partitioned by label first
 def test_1d_against_numpy(labels, G):
     n = 200_003
     x = RNG.normal(3.0, 2.0, n)
@@ -107,6 +107,38 @@ def test_accuracy_with_offset_and_outlier_first():
         mean, var = fsum_mean_var(x[by == g])
         assert m.mean[g] == pytest.approx(mean, rel=1e-14, abs=1e-12)
         assert m.m2[g] / m.count[g] == pytest.approx(var, rel=1e-11)
+
+
+@pytest.mark.parametrize("G", [4, 3000, 30_000])
+def test_accuracy_few_values_per_group_offset(G):
+    # Few values per group (a task's slots never reach RECENTER values and are
+    # not read again) far from zero, first values off their means: the bound
+    # q <= (n + 1) * m2 of a shift that is one of the values keeps m2 to a few ulps.
+    by = np.repeat(np.arange(G), 9)[RNG.permutation(9 * G)]
+    x = 1e7 + RNG.normal(size=by.size) * np.exp(RNG.normal(size=G))[by]
+    x[RNG.integers(0, x.size, G // 3 + 1)] += 30.0
+    m = fm.group_moments(x, by, ngroups=G)
+    for g in RNG.integers(0, G, 50):
+        mean, var = fsum_mean_var(x[by == g])
+        assert m.mean[g] == pytest.approx(mean, rel=1e-15)
+        assert m.m2[g] / m.count[g] == pytest.approx(var, rel=1e-11)
+
+
+@pytest.mark.parametrize("lanes", [False, True])
+def test_accuracy_group_that_drifts_after_recentering(lanes):
+    # The shift moves to the mean of a slot's first 16 values; values that
+    # then drift far from it make the sums cancel, and the task is read again.
+    n = 100_000
+    by = np.sort(RNG.integers(0, 3, n)) if lanes else RNG.integers(0, 3, n)
+    x = RNG.normal(size=n)
+    for g in range(3):
+        idx = np.flatnonzero(by == g)
+        x[idx[200:]] += 1e6 * (g + 1)  # past every lane's first 16 values
+    m = fm.group_moments(x, by)
+    for g in range(3):
+        mean, var = fsum_mean_var(x[by == g])
+        assert m.mean[g] == pytest.approx(mean, rel=1e-15)
+        assert m.m2[g] / m.count[g] == pytest.approx(var, rel=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int16, np.uint8, np.bool_])
@@ -156,9 +188,11 @@ def test_axis_none_labels_of_x_shape():
 
 # -- NaN and Inf --------------------------------------------------------------------
 
-def _with_nonfinite(n=60_000, G=6):
+def _with_nonfinite(n=60_000, G=6, sort=False):
     x = RNG.normal(size=n)
     by = RNG.integers(0, G, n)
+    if sort:
+        by.sort()
     idx = np.flatnonzero(by == 1)
     x[idx[::50]] = np.nan  # group 1: NaN
     x[np.flatnonzero(by == 2)[5]] = np.inf  # group 2: +Inf
@@ -169,10 +203,21 @@ def _with_nonfinite(n=60_000, G=6):
     return x, by, G
 
 
+@pytest.mark.parametrize("layout", ["random", "sorted", "partitioned"])
 @pytest.mark.parametrize("skipna", [False, True])
-def test_nan_inf_follow_moments(skipna):
-    x, by, G = _with_nonfinite()
+def test_nan_inf_follow_moments(skipna, layout):
+    # sorted labels take lanes per group; more than 2**14 groups the partition
+    x, by, G = _with_nonfinite(sort=layout == "sorted")
+    if layout == "partitioned":
+        by = by * 7919  # groups 0 .. 39,595 in three buckets, most empty
+        G = int(by.max()) + 1
     m = fm.group_moments(x, by, skipna=skipna)
+    if layout == "partitioned":
+        empty = np.setdiff1d(np.arange(G), by)
+        assert (m.count[empty] == 0).all() and np.isnan(m.mean[empty]).all() and (m.m2[empty] == 0).all()
+        m = m[::7919]
+        by = by // 7919
+        G = 6
     for g in range(G):
         want = fm.moments(x[by == g], skipna=skipna)
         assert m.count[g] == want.count
@@ -190,10 +235,14 @@ def test_nan_inf_follow_moments(skipna):
     np.testing.assert_allclose(m.mean[0], x[by == 0].mean(), rtol=1e-12)
 
 
-def test_summary_against_numpy():
-    x, by, G = _with_nonfinite()
+@pytest.mark.parametrize("layout", ["random", "sorted", "partitioned"])
+def test_summary_against_numpy(layout):
+    x, by, G = _with_nonfinite(sort=layout == "sorted")
     x[np.flatnonzero(by == 0)[:40]] = 0.0
-    s = fm.group_summarize(x, by, ngroups=G + 1)
+    if layout == "partitioned":
+        s = fm.group_summarize(x, by * 5003 + 17, ngroups=(G + 1) * 5003)[17::5003]
+    else:
+        s = fm.group_summarize(x, by, ngroups=G + 1)
     assert s.shape == (G + 1,)
     for g in range(G + 1):
         v = x[by == g]
@@ -354,6 +403,8 @@ def test_bad_labels():
         fm.group_moments(x, np.r_[np.zeros(9, int), 12], ngroups=5)
     with pytest.raises(ValueError, match="label 12"):
         fm.group_summarize(x, np.r_[np.zeros(9, int), 12], ngroups=5)
+    with pytest.raises(ValueError, match="label 50000"):  # partitioned by label first
+        fm.group_moments(np.zeros(10), np.r_[np.zeros(9, int), 50_000], ngroups=40_000)
     with pytest.raises(ValueError, match="label 7"):
         fm.group_moments(x, np.r_[np.zeros(9, int), 7], ngroups=5, order=3)
     with pytest.raises(ValueError, match="non-negative"):

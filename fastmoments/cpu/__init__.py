@@ -606,20 +606,23 @@ def _grouped(kind, x, labels, axis, ngroups):
 
     x2, lab, rest = _group_layout(x, labels, axis)
     n, m = x2.shape
-    lanes = GK.lanes_for(lab, m, ngroups)
-    rows = GK.task_rows(n, m, ngroups, lanes)
     ks = GK.kernels_for(kind)
-    ntask = max(-(-n // rows), 1)
     ni, nf = _N_FIELDS[kind]
     slots = ngroups * m
-    si = np.empty((ni, ntask, slots), np.int64)
-    sf = np.empty((nf, ntask, slots), np.float64)
-    sh = np.empty((ntask, slots), np.float64)
     size = x2.size
-    bad, over = _pick(ks.group_tasks, ks.group_tasks_serial, size, PARALLEL_MIN_STREAM)(
-        x2, lab, ngroups, rows, lanes, si, sf, sh)
-    if bad >= 0:
-        raise ValueError(label_error(int(bad), ngroups))
+    if GK.partitioned(m, ngroups):
+        si, sf, sh, over = _grouped_partitioned(ks, x2, lab, ngroups, ni, nf)
+    else:
+        lanes = GK.lanes_for(lab, m, ngroups)
+        rows = GK.task_rows(n, m, ngroups, lanes)
+        ntask = max(-(-n // rows), 1)
+        si = np.empty((ni, ntask, slots), np.int64)
+        sf = np.empty((nf, ntask, slots), np.float64)
+        sh = np.empty((ntask, slots), np.float64)
+        bad, over = _pick(ks.group_tasks, ks.group_tasks_serial, size, PARALLEL_MIN_STREAM)(
+            x2, lab, ngroups, rows, lanes, si, sf, sh)
+        if bad >= 0:
+            raise ValueError(label_error(int(bad), ngroups))
     si_out, sf_out = _outputs(kind, slots)
     _pick(ks.merge_tasks, ks.merge_tasks_serial, si.size, PARALLEL_MIN_STREAM)(si, sf, sh, si_out, sf_out)
     si, sf = si_out, sf_out
@@ -630,6 +633,33 @@ def _grouped(kind, x, labels, axis, ngroups):
     if axis != 0:
         fields = tuple(np.moveaxis(f, 0, axis) for f in fields)
     return fields
+
+
+def _grouped_partitioned(ks, x2, lab, G, ni, nf):
+    """One column in many groups: the values partitioned by label into
+    buckets of groups (stable, so each group's values keep their order and
+    the result does not depend on the threads), each bucket one task."""
+    from . import grouped as GK
+    from .._inputs import label_error
+
+    n = lab.shape[0]
+    nch = -(-n // GK.PART_CHUNK)
+    nb = ((G - 1) >> GK.PART_BITS) + 1
+    hist = np.zeros((nch, nb), np.int64)
+    bad = _pick(ks.part_counts, ks.part_counts_serial, n, PARALLEL_MIN_STREAM)(lab, G, hist)
+    if bad >= 0:
+        raise ValueError(label_error(int(bad), G))
+    starts = np.zeros(nb + 1, np.int64)
+    np.cumsum(hist.sum(axis=0), out=starts[1:])
+    off = starts[:-1] + np.cumsum(hist, axis=0) - hist
+    vals = np.empty((int(starts[-1]), 1), x2.dtype)
+    loc = np.empty(int(starts[-1]), np.int16)
+    _pick(ks.part_scatter, ks.part_scatter_serial, n, PARALLEL_MIN_STREAM)(x2, lab, G, off, vals, loc)
+    si = np.empty((ni, 1, G), np.int64)
+    sf = np.empty((nf, 1, G), np.float64)
+    sh = np.empty((1, G), np.float64)
+    over = _pick(ks.bucket_tasks, ks.bucket_tasks_serial, n, PARALLEL_MIN_STREAM)(vals, loc, starts, G, si, sf, sh)
+    return si, sf, sh, over
 
 
 def _redo_overflowed_groups(kind, x2, lab, si, sf, m):

@@ -17,9 +17,12 @@ run at that chain's latency instead of the read's speed. The
 lanes of a group are merged (Chan et al., in lane order) before the task's
 states are written.
 
-Where the shifted sums would cancel digits (``s*s > 0.5*n*q``, the test of
-the block kernels), the task is read again for those slots around their
-first-pass means: the corrected two-pass algorithm. Non-finite values are
+The shift of a slot is its first value, and moves to the mean of its first
+RECENTER values once it has that many. Up to then the sums cancel at most a
+few bits (a first value lies within the spread of the values it is one of).
+Past it, where the shifted sums would cancel digits (``s*s > 0.5*n*q``, the
+test of the block kernels), the task is read again for those slots around
+their first-pass means: the corrected two-pass algorithm. Non-finite values are
 left out of the sums; a task that met any is read again to count them per
 slot, and its states then follow the rules of the ungrouped kernels (a NaN
 makes mean and m2 NaN, an Inf the mean Inf and m2 NaN; summaries count them
@@ -60,6 +63,14 @@ LANES = 8
 LANE_GROUPS = 2048
 LANE_ROWS = 16
 
+# One column in more than PART_GROUPS groups: the values are first
+# partitioned by label into buckets of 2**PART_BITS groups (chunks of
+# PART_CHUNK values counted, then scattered, both in parallel), and each
+# bucket reduced alone, its accumulators within L2 (see partitioned).
+PART_BITS = 14
+PART_GROUPS = 1 << PART_BITS
+PART_CHUNK = 1 << 18
+
 # The count of a slot at which its shift moves to its running mean (_acc_one).
 RECENTER = 16.0
 
@@ -85,6 +96,13 @@ def lanes_for(lab, m, G):
         win = lab[start:start + w]
         same += int(np.count_nonzero(win[1:] == win[:-1]))
     return LANES if same > 8 * (w - 1) // 4 else 1
+
+
+def partitioned(m, G):
+    """Whether ``m`` columns in ``G`` groups are first partitioned by label:
+    one column in so many groups that a task's accumulators would spill
+    from L2 and every value would miss the cache (and TLB)."""
+    return m == 1 and G > PART_GROUPS
 
 
 def task_rows(n, m, G, lanes=1):
@@ -118,10 +136,16 @@ def _acc_one(acc, j, v):
         # sums rarely cancel and the task is seldom read again; what this
         # subtraction rounds off is at most ~RECENTER ulps of the final m2
         # (a first value lies within the m2 of the values it was one of).
+        # The new shift is rounded (to ulps of the data's offset): the sums
+        # stay those around it, s = c * (mu - dk) and q = m2 + s*s/c, else
+        # that rounding would enter m2 times the later values' offset.
         mu = s / c
-        k += mu
+        kn = k + mu
+        dk = kn - k
         q = max(q - s * mu, 0.0)
-        s = 0.0
+        s -= c * dk
+        q += s * (s / c)
+        k = kn
     acc[j, _C] = c
     acc[j, _K] = k
     acc[j, _S] = s
@@ -259,7 +283,9 @@ def _task(x, lab, r0, r1, G, lanes, si, sf, sh, t):
         c = acc[j, _C]
         s = acc[j, _S]
         q = acc[j, _Q]
-        if c > 1.0 and not (q <= _MAXF and s * s <= 0.5 * c * q):
+        # Up to RECENTER values the shift is one of them, so q <= (c + 1) * m2
+        # and q - s*s/c loses at most ~log2(RECENTER + 1) bits: no second read.
+        if c > RECENTER and not (q <= _MAXF and s * s <= 0.5 * c * q):
             if q <= _MAXF:  # else the sums overflowed: left for the caller
                 acc[j, _K] += s / c
                 acc[j, _S] = 0.0
@@ -381,6 +407,64 @@ def merge_tasks(si, sf, sh, si_out, sf_out):
         sf_out[0, j] += o
 
 
+def part_counts(lab, G, hist):
+    """Partition, step 1: per chunk of PART_CHUNK labels, how many fall in
+    each bucket of 2**PART_BITS groups (``hist[chunk, bucket]``); returns
+    the largest label >= G, or -1."""
+    n = lab.shape[0]
+    nch = hist.shape[0]
+    bads = np.full(nch, -1, np.int64)
+    for ch in prange(nch):
+        bad = -1
+        for i in range(ch * PART_CHUNK, min(n, (ch + 1) * PART_CHUNK)):
+            g = lab[i]
+            if g >= 0:
+                if g < G:
+                    hist[ch, g >> PART_BITS] += 1
+                else:
+                    bad = max(bad, np.int64(g))
+        bads[ch] = bad
+    bad = -1
+    for ch in range(nch):
+        bad = max(bad, bads[ch])
+    return bad
+
+
+def part_scatter(x, lab, G, off, vals, loc):
+    """Partition, step 2: each value with a label in [0, G) to its bucket,
+    at the chunk's offset ``off[chunk, bucket]`` there, with its label less
+    the bucket's first (``loc``). Stable: a bucket keeps the values in the
+    order of ``x``."""
+    n = lab.shape[0]
+    mask = (1 << PART_BITS) - 1
+    for ch in prange(off.shape[0]):
+        at = off[ch].copy()
+        for i in range(ch * PART_CHUNK, min(n, (ch + 1) * PART_CHUNK)):
+            g = lab[i]
+            if g >= 0 and g < G:
+                b = g >> PART_BITS
+                k = at[b]
+                vals[k, 0] = x[i, 0]
+                loc[k] = g & mask
+                at[b] = k + 1
+
+
+def bucket_tasks(vals, loc, starts, G, si, sf, sh):
+    """The states of the groups of each bucket from its values alone (one
+    task, rows in the order of the data), into slots [b << PART_BITS, ...)
+    of task row 0; returns the slots whose sums overflowed."""
+    nb = starts.shape[0] - 1
+    overs = np.zeros(nb, np.int64)
+    for b in prange(nb):
+        lo = b << PART_BITS
+        hi = min(G, lo + (1 << PART_BITS))
+        o0 = starts[b]
+        o1 = starts[b + 1]
+        _, overs[b] = _task(vals[o0:o1], loc[o0:o1], 0, o1 - o0, hi - lo, 1,
+                            si[:, :, lo:hi], sf[:, :, lo:hi], sh[:, lo:hi], 0)
+    return overs.sum()
+
+
 # name: (inlined, parallel); compiled in this order, callees first.
 _SPEC = {
     "_acc_one": (True, False),
@@ -391,6 +475,9 @@ _SPEC = {
     "_task": (False, False),
     "group_tasks": (False, True),
     "merge_tasks": (False, True),
+    "part_counts": (False, True),
+    "part_scatter": (False, True),
+    "bucket_tasks": (False, True),
 }
 
 
