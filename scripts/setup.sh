@@ -19,7 +19,7 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 # Chainer 7.8.1's sdist imports pkg_resources in its setup.py: it builds only
 # with setuptools<82 and without build isolation.
 "${pip[@]}" install --upgrade pip "setuptools<82" wheel
-"${pip[@]}" install -e ".[test,bench]"
+"${pip[@]}" install -e ".[test,bench,io]"
 # The framework-free monitor core, before the adapters that depend on it.
 if [ -f integrations/monitor/pyproject.toml ]; then
     "${pip[@]}" install -e "integrations/monitor[test]"
@@ -30,5 +30,10 @@ if [ -f integrations/chainer/pyproject.toml ]; then
 fi
 if [ -f integrations/dask/pyproject.toml ]; then
     "${pip[@]}" install -e "integrations/dask[test]"
+fi
+# PyTorch: the CPU build (a plain "torch" requirement pulls a CUDA build of several GB).
+if [ -f integrations/torch/pyproject.toml ]; then
+    "${pip[@]}" install "torch==2.13.0"
+    "${pip[@]}" install -e "integrations/torch[test]"
 fi
 echo "$want" > "$stamp"
