@@ -45,6 +45,7 @@ HISTOGRAM_EXPONENTS = np.asarray(fastmoments.HISTOGRAM_EXPONENTS)
 _FP16_MIN_BIN = 1 - 24 - int(HISTOGRAM_EXPONENTS[0])
 _FP16_NORMAL_BIN = 1 - 14 - int(HISTOGRAM_EXPONENTS[0])
 _FP16_MAX_BIN = 1 + 16 - int(HISTOGRAM_EXPONENTS[0])
+_N_BINS = HISTOGRAM_EXPONENTS.size + 2  # with the under- and overflow bins
 
 __all__ = ["MonitorCore", "Report", "STATE_VERSION"]
 
@@ -531,6 +532,13 @@ class MonitorCore:
                 "n_iter": self.pool.n_iter,
                 "first_bad": first_bad.tolist(),
             }
+            hist = self.pool.histograms()
+            if hist is not None:
+                # Only the bins that hold counts: most of the 279 are empty.
+                rows, cols = np.nonzero(hist)
+                interval["histograms"] = {"n_bins": int(hist.shape[1]), "n_iter": self.pool.n_hist,
+                                          "at": [rows.tolist(), cols.tolist()],
+                                          "counts": hist[rows, cols].tolist()}
         return {
             "version": STATE_VERSION,
             **interval,
@@ -586,7 +594,21 @@ class MonitorCore:
             n_obs[e] = state["n_obs"][i]
             if saved_fb is not None:
                 first_bad[e] = saved_fb[i]
-        self.pool.load(fastmoments.Summary._wrap(tuple(template)), n_obs, state["n_iter"], first_bad)
+        hist, n_hist = None, 0
+        saved_h = state.get("histograms")
+        if saved_h is not None and self.histogram_every:
+            if saved_h["n_bins"] != _N_BINS:
+                raise ValueError(f"saved histograms have {saved_h['n_bins']} bins, this fastmoments "
+                                 f"counts {_N_BINS}")
+            hist = np.zeros((n, saved_h["n_bins"]), np.int64)
+            ours = [where.get((ent.kind, ent.path)) for ent in self.entries]
+            row_of = {i: e for e, i in enumerate(ours) if i is not None}
+            for r, c, v in zip(*saved_h["at"], saved_h["counts"]):
+                if r in row_of:
+                    hist[row_of[r], c] = v
+            n_hist = saved_h["n_iter"]
+        self.pool.load(fastmoments.Summary._wrap(tuple(template)), n_obs, state["n_iter"], first_bad,
+                       hist, n_hist)
         self.first_iteration = state["first_iteration"]
 
 

@@ -316,12 +316,17 @@ class IntervalPool:
         and ``first_bad``: per array, the first iteration with NaN/Inf (:data:`NONE`: none)."""
         return self._collect_pair()
 
-    def load(self, summary, n_obs, n_iter, first_bad=None):
-        """Start from a saved interval (resume): a host Summary of shape ``(n,)``."""
+    def load(self, summary, n_obs, n_iter, first_bad=None, hist=None, n_hist=0):
+        """Start from a saved interval (resume): a host Summary of shape ``(n,)``,
+        and the interval's histograms ``(n, N_BINS)`` with the number of
+        iterations that counted them, if any were."""
         self.reset()
         self.host = summary
         self.n_obs = np.asarray(n_obs, np.int64).copy()
         self.n_iter = int(n_iter)
         if first_bad is not None:
             self.first_bad = np.asarray(first_bad, np.int64).copy()
+        if hist is not None:
+            self.hist = np.asarray(hist, np.int64).copy()
+            self.n_hist = int(n_hist)
         self.groups = None

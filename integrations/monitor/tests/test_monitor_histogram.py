@@ -146,3 +146,43 @@ def test_heatmap_latest_report_with_histograms_and_thresholds():
     top = [t.get_text() for t in ax.child_axes[0].get_xticklabels()] if ax.child_axes else []
     assert "fp16 flush" in top and "fp16 subnormal" in top
     assert [t.get_text() for t in ax.texts] == ["all zero (dead)"]  # the blank row of l1 says why
+
+
+def _run_with_resume(steps, split, **kw):
+    """Report after all steps, resuming from a JSON round trip of state() after `split` steps."""
+    import json
+
+    a = _monitor(**kw)
+    for it, arrays in enumerate(steps[:split], 1):
+        a.observe(arrays, it)
+    if split == len(steps):
+        return a
+    b = MonitorCore(warn=False, **kw)
+    b.load_state(json.loads(json.dumps(a.state())))
+    b.set_entries([("grad", "l1/W"), ("grad", "l1/b"), ("grad", "l2/W"), ("param", "l1/W")])
+    for it, arrays in enumerate(steps[split:], split + 1):
+        b.observe(arrays, it)
+    return b
+
+
+def test_histograms_survive_a_resume_mid_interval():
+    # A resumed run reports the histograms an uninterrupted one would: the
+    # interval's counts so far, and how many iterations counted them, are saved.
+    rng = np.random.default_rng(4)
+    steps = [[rng.standard_normal(6) * 2.0**-20, rng.standard_normal(3), rng.standard_normal(5) * 1e3,
+              rng.standard_normal(6)] for _ in range(6)]
+    whole = _run_with_resume(steps, 6, histogram=True, histogram_every=2)
+    r_whole = whole.report()
+    for split in (1, 3):
+        m = _run_with_resume(steps, split, histogram=True, histogram_every=2)
+        r = m.report()
+        assert m.history[-1]["histogram"] == whole.history[-1]["histogram"], split
+        assert r.histogram_iterations == r_whole.histogram_iterations == 3
+        for got, want in zip(r.layers, r_whole.layers):
+            assert got["fp16_flush"] == want["fp16_flush"] and got["fp16_subnormal"] == want["fp16_subnormal"]
+    # The reference: NumPy frexp counts of layer l2's values over the counted iterations.
+    h = whole.history[-1]["histogram"]
+    vals = np.concatenate([s[2] for it, s in enumerate(steps, 1) if it % 2 == 0])
+    _, e = np.frexp(vals)
+    want = [int(np.sum(e == k)) for k in h["exponents"]]
+    assert h["counts"]["l2"] == want
