@@ -53,11 +53,11 @@ def train(model, optimizer, data, *, poison=None, keep=True, after_backward=None
             name, value = poison[step]
             with torch.no_grad():
                 dict(model.named_parameters())[name].grad.view(-1)[0] = value
+        if after_backward is not None:
+            after_backward(step)
         if keep:
             kept.append({n: p.grad.detach().to(torch.float64).clone()
                          for n, p in model.named_parameters() if p.grad is not None})
-        if after_backward is not None:
-            after_backward(step)
         optimizer.step()
     return kept
 
