@@ -14,7 +14,7 @@ import pytest
 from fastmoments.cli import main
 
 RNG = np.random.default_rng(1234)
-KEYS = {"count", "mean", "std", "min", "max", "nonfinite"}
+KEYS = {"count", "mean", "std", "min", "max", "nonfinite", "missing"}
 
 
 def run(capsys, *argv):
@@ -67,6 +67,7 @@ def assert_matches(got: dict, ref: dict, names):
         assert set(g) == KEYS
         assert g["count"] == flat["count"][i]
         assert g["nonfinite"] == flat["nonfinite"][i]
+        assert g["missing"] == (flat["missing"][i] if "missing" in flat else 0)
         for k in ("mean", "std", "min", "max"):
             r = flat[k][i]
             if np.isnan(r):
@@ -122,10 +123,10 @@ def test_npy_1d_and_0d_and_zero_rows(tmp_path, capsys):
     assert_matches(got, reference(x, 0), ["all"])
     np.save(tmp_path / "b.npy", np.float32(2.5))
     got, _ = run_json(capsys, tmp_path / "b.npy", "--axis", "all")
-    assert got == {"all": {"count": 1, "mean": 2.5, "std": 0.0, "min": 2.5, "max": 2.5, "nonfinite": 0}}
+    assert got == {"all": {"count": 1, "mean": 2.5, "std": 0.0, "min": 2.5, "max": 2.5, "nonfinite": 0, "missing": 0}}
     np.save(tmp_path / "c.npy", np.zeros((0, 2)))
     got, _ = run_json(capsys, tmp_path / "c.npy")
-    assert got["1"] == {"count": 0, "mean": None, "std": None, "min": None, "max": None, "nonfinite": 0}
+    assert got["1"] == {"count": 0, "mean": None, "std": None, "min": None, "max": None, "nonfinite": 0, "missing": 0}
 
 
 def test_huge_rows_are_split(tmp_path, capsys):
@@ -180,26 +181,27 @@ def test_csv(tmp_path, capsys):
         lines.append(f"{float(x[i])!r},item {i},{ys},{zs}")
     p = tmp_path / "t.csv"
     p.write_text("\n".join(lines) + "\n")
-    got, err = run_json(capsys, p, "--chunk-size", "4096")  # many chunks
+    got, err = run_json(capsys, p, "--chunk-size", "4096")  # many blocks
     assert "note: column 'name' is not numeric" in err
-    yy = np.where(np.arange(n) % 97 == 0, np.nan, y)  # empty fields count as NaN
-    zz = np.where(np.arange(n) % 50 == 0, np.nan, x * 2)
+    empty = np.arange(n) % 97 == 0  # empty fields are missing (nulls), not NaN
+    zz = np.where(np.arange(n) % 50 == 0, np.nan, x * 2)  # "nan" is a value: non-finite
     assert list(got) == ["x", "y", "z"]
     assert_matches({"x": got["x"]}, reference(x), ["x"])
-    assert_matches({"y": got["y"]}, reference(yy), ["y"])
+    assert_matches({"y": got["y"]}, {**reference(y[~empty]), "missing": empty.sum()}, ["y"])
     assert_matches({"z": got["z"]}, reference(zz), ["z"])
+    assert got["y"]["missing"] == 31 and got["z"]["nonfinite"] == 60
     rc, out, _ = run(capsys, p)
-    assert rc == 0 and out.splitlines()[1].split() == ["column", "count", "mean", "std", "min", "max", "nonfinite"]
+    assert rc == 0 and out.splitlines()[1].split() == ["column", "count", "mean", "std", "min", "max", "nonfinite", "missing"]
 
 
 def test_csv_without_header_tsv_and_late_words(tmp_path, capsys):
-    x = RNG.normal(size=(2000, 2))
+    x = RNG.normal(size=(20_000, 2))
     p = tmp_path / "t.tsv"
     rows = [f"{a}\t{b}" for a, b in x.tolist()]
-    rows[1500] = f"{x[1500, 0].item()}\toops"  # a word far past the first chunk
+    rows[15_000] = f"{x[15_000, 0].item()}\toops"  # a word far past the first block: the read starts over
     p.write_text("\n".join(rows) + "\n")
     got, err = run_json(capsys, p, "--chunk-size", "4096")
-    assert "column '1' is not numeric ('oops' on line 1501)" in err
+    assert "column '1' is not numeric ('oops')" in err
     assert_matches(got, reference(x[:, :1]), ["0"])
 
 
@@ -209,7 +211,7 @@ def test_table_output(tmp_path, capsys):
     assert rc == 0 and err == ""
     lines = out.splitlines()
     assert "shape (5, 2) float64" in lines[0]
-    assert lines[2].split() == ["0", "5", "4", "2.82843", "0", "8", "0"]
+    assert lines[2].split() == ["0", "5", "4", "2.82843", "0", "8", "0", "0"]
 
 
 def test_ddof(tmp_path, capsys):
@@ -297,9 +299,12 @@ def test_csv_bad_inputs(tmp_path, capsys):
     rc, out, err = run(capsys, tmp_path / "w.csv")
     assert rc == 2 and "note: column 'a' is not numeric" in err and "no numeric columns" in err
     (tmp_path / "r.csv").write_text("a,b\n1,2\n3\n")
-    _bad(capsys, tmp_path / "r.csv", match="line 3 has 1 fields, expected 2")
-    (tmp_path / "b.csv").write_bytes(b"a,b\n1,2\n\xff\xfe,3\n")
+    _bad(capsys, tmp_path / "r.csv", match="Expected 2 columns, got 1")
+    (tmp_path / "b.csv").write_bytes(b"\xff\xfe,b\n1,2\n")
     _bad(capsys, tmp_path / "b.csv", match="not UTF-8")
+    (tmp_path / "c.csv").write_bytes(b"a,b\n1,2\n\xff\xfe,3\n")  # bytes in a column: not numeric
+    rc, out, err = run(capsys, tmp_path / "c.csv", "--json")
+    assert rc == 0 and "column 'a' is not numeric" in err and list(json.loads(out)) == ["b"]
     (tmp_path / "ok.csv").write_text("a,b\n1,2\n")
     _bad(capsys, tmp_path / "ok.csv", "--axis", "1", match="per column")
 
@@ -342,6 +347,9 @@ def test_scheduler_without_fastmoments_dask(tmp_path, capsys, monkeypatch):
     np.save(tmp_path / "x.npy", np.ones((4, 2)))
     monkeypatch.setitem(sys.modules, "fastmoments_dask", None)  # import fails
     _bad(capsys, tmp_path / "x.npy", "--scheduler", "tcp://127.0.0.1:8786", match="needs the fastmoments-dask package")
+    # the core finds the cluster path through an entry point, never by importing the integration
+    src = open(os.path.join(os.path.dirname(__import__('fastmoments').__file__), 'cli.py')).read()
+    assert 'fastmoments_dask' not in src.replace('needs the fastmoments-dask', '')
 
 
 def test_scheduler_runs_on_a_cluster(tmp_path, capsys):
@@ -367,7 +375,7 @@ def test_scheduler_runs_on_a_cluster(tmp_path, capsys):
         for argv in ([tmp_path / "s.npy"], [tmp_path / "s.bin", "--dtype", "f8", "--shape=()"]):
             got, _ = run_json(capsys, *argv, "--axis", "all", "--scheduler", cluster.scheduler_address)
             v = np.load(tmp_path / "s.npy") if argv[0].suffix == ".npy" else -2.25
-            assert got["all"] == {"count": 1, "mean": v, "std": 0.0, "min": v, "max": v, "nonfinite": 0}
+            assert got["all"] == {"count": 1, "mean": v, "std": 0.0, "min": v, "max": v, "nonfinite": 0, "missing": 0}
 
 
 # -- the console script and the memory bound --------------------------------------------------

@@ -1,0 +1,327 @@
+"""Tables through Apache Arrow: CSV/TSV (plain or compressed), Parquet, Arrow IPC / Feather.
+
+Each reader streams record batches of about one chunk and hands them to
+:class:`_Columns`, which keeps one Summary per numeric or boolean column and
+counts its nulls (``missing``) apart from NaN/Inf (``nonfinite``, which the
+Summary counts). Other columns are skipped with one note each, and are not
+even converted where the format lets us leave them out (every format here).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import numpy as np
+
+from ..reductions import summarize
+from ..state import Summary
+from ._base import InputError, TableStats, require
+from .detect import compression_of, inner_name
+
+#: Arrow's default null spellings minus those of NaN: "nan" is a value (non-finite), not a missing one.
+_NAN_SPELLINGS = {"NaN", "nan", "-NaN", "-nan"}
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.S)
+
+
+def _msg(e):
+    return " ".join(str(e).split())[:300] or type(e).__name__
+
+
+def _is_numeric(pa, t):
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t)
+
+
+class _Columns:
+    """Running per-column Summary and null count of the numeric columns of a table."""
+
+    def __init__(self, pa, names, types):
+        self.pa = pa
+        self.names = list(names)
+        self.integral = [pa.types.is_integer(t) or pa.types.is_boolean(t) for t in types]
+        self.states = [None] * len(names)
+        self.missing = np.zeros(len(names), np.int64)
+        self.nrows = 0
+
+    def add(self, batch):
+        """Fold in a record batch whose columns are ours, in order."""
+        self.nrows += batch.num_rows
+        for j in range(batch.num_columns):
+            col = batch.column(j)
+            if self.pa.types.is_null(col.type):  # a column with no value at all
+                self.missing[j] += len(col)
+                values = np.empty(0)
+            else:
+                if col.null_count:
+                    self.missing[j] += col.null_count
+                    col = col.drop_null()
+                # zero-copy for numbers without nulls; booleans are unpacked from bits
+                values = col.to_numpy(zero_copy_only=False)
+            s = summarize(values)
+            self.states[j] = s if self.states[j] is None else self.states[j].merge(s)
+
+    def result(self, kind, notes):
+        empty = summarize(np.empty(0))
+        states = [s if s is not None else empty for s in self.states]
+        fields = tuple(np.stack([s.fields[k] for s in states]) if states else np.empty(0, empty.fields[k].dtype)
+                       for k in range(len(empty.fields)))
+        return TableStats(self.names, Summary._wrap(fields), self.missing, self.integral, kind, self.nrows, notes)
+
+
+def _numeric_fields(pa, schema, notes, what="column"):
+    """Indices of the numeric/boolean top-level fields; a note for each other one."""
+    keep = []
+    for i, f in enumerate(schema):
+        if _is_numeric(pa, f.type):
+            keep.append(i)
+        else:
+            notes.append(f"note: {what} {f.name!r} is not numeric ({f.type}); skipped")
+    return keep
+
+
+def _no_numeric(path, notes):
+    # the notes say why each column was skipped: they come before the error line
+    for n in notes:
+        print(n, file=sys.stderr)
+    raise InputError(f"{path} has no numeric columns")
+
+
+def _row_bytes(pa, types):
+    n = 0
+    for t in types:
+        try:
+            n += max(1, t.bit_width // 8)
+        except ValueError:  # variable width
+            n += 8
+    return max(n, 1)
+
+
+# -- CSV -------------------------------------------------------------------------------
+
+
+def _is_number(text):
+    t = text.strip()
+    if not t:
+        return False
+    try:
+        float(t)
+        return True
+    except ValueError:
+        return False
+
+
+def _first_line(pa, open_stream, path):
+    """The first non-blank line of the (decompressed) text, to tell a header from data."""
+    raw, stream = open_stream()
+    try:
+        buf = b""
+        while b"\n" not in buf.lstrip(b"\r\n") and len(buf) < (16 << 20):
+            data = stream.read(1 << 16)
+            if not data:
+                break
+            buf += data
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"{path}: unreadable compressed data ({_msg(e)})") from None
+    finally:
+        stream.close()
+        raw.close()
+    text = buf.lstrip(b"\r\n").split(b"\n", 1)[0]
+    if not text.strip():
+        raise InputError(f"{path} is empty")
+    try:
+        return text.decode("utf-8-sig").rstrip("\r")
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text; is it a CSV file?") from None
+
+
+def read_csv(path, args, bar) -> TableStats:
+    """Numeric columns of a CSV/TSV file, plain or gzip/bz2/zstd, streamed in blocks.
+
+    Arrow infers each column's type from the first block; a later block can
+    prove it wrong (an integer column with a 2.5, a number column with a
+    word). Then the read starts over with that column read as float64, or
+    left out with a note: each column restarts the read at most twice.
+    """
+    import csv
+
+    pa = require("pyarrow", "CSV files")
+    pacsv = require("pyarrow.csv", "CSV files")
+    with open(path, "rb") as fp:
+        head = fp.read(8)
+    if not head:
+        raise InputError(f"{path} is empty")
+    codec = compression_of(path, head)
+    inner = os.path.splitext(inner_name(path))[1].lower()
+    delim = args.delimiter or ("\t" if inner in (".tsv", ".tab") else ",")
+    if len(delim) != 1:
+        raise InputError(f"--delimiter must be one character, got {delim!r}")
+
+    def open_stream():
+        raw = pa.OSFile(path)
+        return raw, (pa.CompressedInputStream(raw, codec) if codec else raw)
+
+    first = _first_line(pa, open_stream, path)
+    fields = next(csv.reader([first], delimiter=delim))
+    ncol = len(fields)
+    has_header = not all(_is_number(f) or not f.strip() for f in fields)
+    names = [f.strip() or f"column {i}" for i, f in enumerate(fields)] if has_header else [str(i) for i in range(ncol)]
+    # Arrow sees its own names: repeated or empty header fields must not clash.
+    internal = [f"c{i}" for i in range(ncol)]
+    nulls = [v for v in pacsv.ConvertOptions().null_values if v not in _NAN_SPELLINGS]
+    # The text block and its converted columns are both alive while a block
+    # is summarized (and Arrow reads one block ahead): a quarter of the chunk each.
+    block = int(min(max(args.chunk_size // 4, 1 << 16), 1 << 30))
+    forced, excluded, notes = {}, set(), []
+    while True:
+        include = [internal[i] for i in range(ncol) if i not in excluded]
+        if not include:
+            _no_numeric(path, notes)
+        raw, stream = open_stream()
+        try:
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(column_names=internal, skip_rows=1 if has_header else 0, block_size=block),
+                parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(include_columns=include, column_types=forced, null_values=nulls),
+            )
+            schema = reader.schema
+            cols = [int(f.name[1:]) for f in schema]
+            bad = [c for c, f in zip(cols, schema) if not _is_numeric(pa, f.type)]
+            if bad:  # known from the first block: leave them out unconverted
+                for c in bad:
+                    notes.append(f"note: column {names[c]!r} is not numeric ({schema.field(internal[c]).type}); skipped")
+                excluded.update(bad)
+                continue
+            acc = _Columns(pa, [names[c] for c in cols], [f.type for f in schema])
+            last = 0
+            for batch in reader:
+                acc.add(batch)
+                if bar is not None:
+                    pos = raw.tell()
+                    bar.update(pos - last)
+                    last = pos
+            break
+        except pa.ArrowInvalid as e:
+            m = _CONVERSION.match(str(e))
+            if m is None:
+                text = _msg(e)
+                if "straddling" in text or "straddles" in text:
+                    raise InputError(f"{path}: a row is longer than a block of {block} bytes; use a larger --chunk-size") from None
+                raise InputError(f"{path}: {text}") from None
+            c, to, value = int(m.group(1)), m.group(2), m.group(3)
+            if to != "double" and c not in forced:  # int, bool or all-null so far: numbers after all?
+                forced[internal[c]] = pa.float64()
+            else:
+                notes.append(f"note: column {names[c]!r} is not numeric ({value[:30]!r}); skipped")
+                excluded.add(c)
+                forced.pop(internal[c], None)
+            if bar is not None:
+                bar.reset()
+        except (pa.ArrowException, OSError, EOFError) as e:
+            # a compressed stream cut short or corrupt
+            raise InputError(f"{path}: unreadable data ({_msg(e)})") from None
+        finally:
+            stream.close()
+            raw.close()
+    if acc.nrows == 0:
+        raise InputError(f"{path} has a header but no data rows" if has_header else f"{path} has no data rows")
+    kind = ("TSV" if delim == "\t" else "CSV") + (f" ({codec})" if codec else "")
+    return acc.result(kind, notes)
+
+
+# -- Parquet ---------------------------------------------------------------------------------
+
+
+def read_parquet(path, args, bar) -> TableStats:
+    """Numeric columns of a Parquet file, in record batches of about one chunk.
+
+    Only those columns' pages are read. Without pre-buffering and with a
+    buffered stream, Arrow decodes a row group page by page into batches of
+    ``batch_size`` rows, so memory follows the batch, not the row group.
+    """
+    pa = require("pyarrow", "Parquet files")
+    pq = require("pyarrow.parquet", "Parquet files")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path} is empty")
+    try:
+        pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"{path}: not a readable Parquet file ({_msg(e)})") from None
+    notes = []
+    schema = pf.schema_arrow
+    keep = _numeric_fields(pa, schema, notes)
+    if not keep:
+        _no_numeric(path, notes)
+    types = [schema.field(i).type for i in keep]
+    rows = max(1, args.chunk_size // _row_bytes(pa, types))
+    acc = _Columns(pa, [schema.field(i).name for i in keep], types)
+    total = max(pf.metadata.num_rows, 1)
+    size = os.path.getsize(path)
+    try:
+        for batch in pf.iter_batches(batch_size=rows, columns=[schema.field(i).name for i in keep], use_threads=True):
+            acc.add(batch)
+            if bar is not None:
+                bar.update(batch.num_rows * size / total)
+    except (pa.ArrowException, OSError, EOFError) as e:
+        raise InputError(f"{path}: unreadable Parquet data ({_msg(e)})") from None
+    return acc.result(f"Parquet ({pf.num_row_groups} row group{'s' * (pf.num_row_groups != 1)})", notes)
+
+
+# -- Arrow IPC / Feather ---------------------------------------------------------------------------
+
+
+def read_arrow(path, args, bar) -> TableStats:
+    """Numeric columns of an Arrow IPC file or stream (Feather v2), batch by batch.
+
+    Read through plain file reads, not a memory map: mapped pages would stay
+    in the process's resident set until the file is closed. A batch is read
+    whole, so memory follows the writer's batch size (Feather's default is
+    64 Ki rows).
+    """
+    pa = require("pyarrow", "Arrow IPC / Feather files")
+    with open(path, "rb") as fp:
+        head = fp.read(8)
+    if not head:
+        raise InputError(f"{path} is empty")
+    if head.startswith(b"FEA1"):
+        raise InputError(f"{path} is a Feather version 1 file; rewrite it as version 2 (pyarrow.feather.write_feather)")
+    stream = not head.startswith(b"ARROW1")
+
+    def open_reader(options=None):
+        src = pa.OSFile(path)
+        try:
+            if stream:
+                return src, pa.ipc.open_stream(src, options=options)
+            return src, pa.ipc.open_file(src, options=options)
+        except BaseException:
+            src.close()
+            raise
+
+    notes = []
+    try:
+        src, reader = open_reader()
+        schema = reader.schema
+        src.close()
+        keep = _numeric_fields(pa, schema, notes)
+        if not keep:
+            _no_numeric(path, notes)
+        acc = _Columns(pa, [schema.field(i).name for i in keep], [schema.field(i).type for i in keep])
+        src, reader = open_reader(pa.ipc.IpcReadOptions(included_fields=keep))
+        size = os.path.getsize(path)
+        try:
+            if stream:
+                for batch in reader:
+                    acc.add(batch)
+            else:
+                n = reader.num_record_batches
+                for i in range(n):
+                    acc.add(reader.get_batch(i))
+                    if bar is not None:
+                        bar.update(size / n)
+        finally:
+            src.close()
+    except (pa.ArrowException, OSError, EOFError) as e:
+        raise InputError(f"{path}: not a readable Arrow IPC / Feather file ({_msg(e)})") from None
+    kind = "Arrow IPC stream" if stream else "Arrow IPC / Feather"
+    return acc.result(kind, notes)
