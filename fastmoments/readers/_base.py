@@ -23,6 +23,8 @@ def require(module: str, what: str):
 
 def check_dtype(dtype, where):
     """Refuse what ``summarize`` cannot describe, before any data is read."""
+    if dtype.kind == "T":  # NumPy's variable-width strings: no objects to unpickle, just text
+        raise InputError(f"{where} has string dtype {dtype}; only bool, integer and real float data are described")
     if dtype.hasobject:
         raise InputError(
             f"{where} holds Python objects (dtype {dtype}); refused: reading them would "

@@ -95,15 +95,16 @@ def reduce_rows(arr: ArraySource, axes, chunk, bar) -> Summary:
     """Summary of a Zarr/HDF5 array over ``axes`` (normalized), read in slices of the first axis.
 
     A slice holds as many rows as fit in ``chunk`` bytes, rounded down to whole
-    chunks of the store (``row_step``) so each stored chunk is decoded once.
+    chunks of the store (``row_step``) so each stored chunk is decoded once;
+    a stored chunk larger than ``chunk`` is read alone (its library decodes it
+    whole anyway, so memory follows the store's chunk there).
     """
     shape, ndim = arr.shape, len(arr.shape)
     if ndim == 0:
         return summarize(np.asarray(arr.read_rows(None, None)), axis=None)
     row = math.prod(shape[1:]) * arr.dtype.itemsize
     k = max(1, chunk // max(row, 1))
-    if k >= arr.row_step:
-        k -= k % arr.row_step
+    k = max(k - k % arr.row_step, arr.row_step)
     if shape[0] == 0:
         state = summarize(np.empty(shape, arr.dtype), axis=axes, keepdims=True)
         acc = list(state.fields)
