@@ -148,14 +148,14 @@ def _make(fmt, d, rows):
         schema = pa.schema([(n, pa.float64()) for n in names])
         if fmt == "parquet":
             p = d / "data.parquet"
-            with pq.ParquetWriter(p, schema) as w:  # default: snappy, row groups of 1 Mi rows
-                for b in _blocks(rows, 1 << 20):
+            with pq.ParquetWriter(p, schema) as w:  # snappy; a row group per block of 512 Ki rows
+                for b in _blocks(rows):
                     w.write_table(pa.table(dict(zip(names, b.T))))
         else:
             p = d / "data.feather"
             with pa.OSFile(str(p), "wb") as sink, pa.ipc.new_file(sink, schema) as w:
-                for b in _blocks(rows, 1 << 16):  # Feather's default batch: 64 Ki rows
-                    w.write_table(pa.table(dict(zip(names, b.T))))
+                for b in _blocks(rows):
+                    w.write_table(pa.table(dict(zip(names, b.T))), max_chunksize=1 << 16)  # Feather's default batch
     elif fmt == "zarr":
         import zarr
 
