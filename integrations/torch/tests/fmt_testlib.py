@@ -1,9 +1,9 @@
-"""Shared helpers of fastmoments_torch's tests: a small MLP, a loop that keeps every gradient."""
+"""Shared helpers of fastmoments_torch's tests: a small MLP, a loop that keeps every gradient
+(a plain module, not conftest.py: other test folders have a conftest of their own)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 N_BINS = 279  # fastmoments' histogram: one bin per exponent -149..127, under- and overflow
@@ -98,9 +98,3 @@ class RecordingWriter:
         self.histograms.setdefault(tag, []).append((global_step, dict(
             min=min, max=max, num=num, sum=sum, sum_squares=sum_squares, bucket_limits=list(bucket_limits),
             bucket_counts=list(bucket_counts))))
-
-
-@pytest.fixture(autouse=True)
-def _deterministic():
-    torch.manual_seed(0)
-    yield

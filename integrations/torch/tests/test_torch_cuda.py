@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import RecordingWriter, frexp_counts, reference
+from fmt_testlib import RecordingWriter, frexp_counts, reference
 
 from fastmoments_torch import GradientMonitor, NonFiniteGradientError, as_array
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import RecordingWriter, batches, frexp_counts, make, reference, train
+from fmt_testlib import RecordingWriter, batches, frexp_counts, make, reference, train
 
 from fastmoments_torch import GradientMonitor
 from fastmoments_torch._tensorboard import raw_histogram

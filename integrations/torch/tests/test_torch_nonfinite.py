@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import batches, make, train
+from fmt_testlib import batches, make, train
 
 from fastmoments_torch import GradientAlert, GradientMonitor, NonFiniteGradientError
 
@@ -160,7 +160,7 @@ def test_grad_scaler_on_cpu_sees_unscaled_gradients():
     values = mon.report()
     seen = [kept[i] for i in (0, 1, 3)]
     assert mon.last_report.iterations == 3 and values["grad/nonfinite"] == 0.0
-    from conftest import reference
+    from fmt_testlib import reference
     for n in seen[0]:
         ref = reference(seen, n)
         path = n.replace(".", "/")

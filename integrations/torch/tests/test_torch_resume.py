@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import RecordingWriter, batches, make, train
+from fmt_testlib import RecordingWriter, batches, make, train
 
 from fastmoments_torch import AlertRules, GradientMonitor
 

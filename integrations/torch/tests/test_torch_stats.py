@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import MLP, batches, make, reference, train
+from fmt_testlib import batches, make, reference, train
 
 from fastmoments_torch import GradientMonitor
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import batches, make, train
+from fmt_testlib import batches, make, train
 
 from fastmoments_torch import AlertRules, GradientMonitor, format_table
 
