@@ -394,7 +394,7 @@ class GradientMonitor:
 
         Args:
             iteration: the step to name in messages and give the writer
-                (default: the last observed).
+                (default: the steps counted so far, :attr:`iteration`).
 
         Returns:
             The dict of reported values (empty if nothing was observed).
@@ -402,6 +402,8 @@ class GradientMonitor:
         if self._params is None or self.core.n_iter == 0:
             return {}
         skipped = self._skipped
+        if iteration is None:
+            iteration = self._step
         with _CudaStreams(self._cuda):
             hist = None
             if self.writer is not None and self.core.histogram_every and hasattr(self.writer, "add_histogram_raw"):

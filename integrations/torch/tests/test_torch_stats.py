@@ -209,3 +209,19 @@ def test_bad_arguments():
     with pytest.raises(TypeError):
         GradientMonitor(model).attach(model)
     assert GradientMonitor(model).report() == {}
+
+
+def test_reports_at_steps_not_observed():
+    from fmt_testlib import RecordingWriter
+
+    model, optimizer = make()
+    w = RecordingWriter()
+    mon = GradientMonitor(model, every=2, report_every=3, writer=w, warn=False).attach(optimizer)
+    kept = train(model, optimizer, batches(6))
+    assert [s for s, _ in w.scalars["grad/norm"]] == [3, 6]  # the report's step, observed or not
+    names = [n for n, _ in model.named_parameters()]
+    ref = math.sqrt(sum(reference([kept[1]], n)["norm"] ** 2 for n in names))
+    assert math.isclose(w.scalars["grad/norm"][0][1], ref, rel_tol=1e-9)  # step 2 only
+    ref = math.sqrt(sum(reference([kept[3], kept[5]], n)["norm"] ** 2 for n in names))
+    assert math.isclose(w.scalars["grad/norm"][1][1], ref, rel_tol=1e-9)  # steps 4 and 6
+    assert mon.last_report.iteration == 6 and mon.last_report.iterations == 2
