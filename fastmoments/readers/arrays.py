@@ -118,11 +118,21 @@ def hdf5_sources(path, member):
         f.close()
         raise
     row_step = int(node.chunks[0]) if node.chunks and shape else 1
+    dtype = np.dtype(node.dtype)
+    buf = []
 
     def read(a, b):
-        return node[()] if a is None else node[a:b]
+        if a is None:
+            return node[()]
+        # into one reused buffer: a fresh array per slice costs its page faults
+        # again (glibc maps and unmaps allocations this large), about as long as the read
+        if not buf or buf[0].shape[0] < b - a:
+            buf[:] = [np.empty((b - a,) + shape[1:], dtype)]
+        out = buf[0][: b - a]
+        node.read_direct(out, np.s_[a:b])
+        return out
 
     return [ArraySource(
-        "", shape, np.dtype(node.dtype), "rows", read_rows=_guarded(read, where), row_step=row_step,
+        "", shape, dtype, "rows", read_rows=_guarded(read, where), row_step=row_step,
         cluster={"kind": "hdf5", "path": os.path.abspath(path), "name": node.name}, close=f.close,
     )]
