@@ -197,3 +197,58 @@ def test_merge_with_and_without_histogram_either_order(rng):
             fm.merge(a, b)
     with pytest.raises(TypeError, match="cannot merge"):
         h.merge(h.moments)
+
+
+def _window_cases(rng, dtype):
+    """Data that defeats a 32-binade window placed on its first block: values
+    far below it, values growing past it, first blocks with no normal value,
+    NaN/Inf at the top of the range, and a block of only out-of-window values."""
+    fi = np.finfo(dtype)
+    n = 8192 * 5 + 77
+    e = np.arange(int(np.log2(float(fi.smallest_subnormal))), int(np.log2(float(fi.max))) + 1)
+    spread = rng.permutation(np.resize(np.ldexp(1.0, e), n)).astype(dtype)  # every binade, first block too
+    small_first = spread.copy()
+    small_first[:8192] = rng.uniform(0.5, 1.0, 8192)  # the window sits on [2**-31, 2]: most later values outside
+    growing = np.geomspace(1e-3, float(fi.max) / 4, n).astype(dtype)
+    quiet_start = rng.standard_normal(n).astype(dtype)
+    quiet_start[: 3 * 8192] = 0
+    quiet_start[5 : 3 * 8192 : 11] = fi.smallest_subnormal * 3  # only subnormals and zeros at first
+    near_max = rng.uniform(0.5, 1.0, n).astype(dtype) * fi.max
+    near_max[::9] = np.inf
+    near_max[4::9] = np.nan
+    edges = np.zeros(n, dtype)
+    edges[:8192] = 1.5  # top: 2 binades above 1.5's
+    k = np.arange(8192, n)
+    edges[8192:] = np.ldexp(1.0, 2 - (k % 36)).astype(dtype)  # binades 2 down to -33: across the window's floor
+    return {"spread": spread, "small_first": small_first, "growing": growing, "quiet_start": quiet_start,
+            "near_max": near_max, "edges": edges}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_counts_outside_the_window(rng, dtype):
+    cases = _window_cases(rng, dtype)
+    s = fm.summarize_each(list(cases.values()), histogram=True)
+    for (name, a), h in zip(cases.items(), s.histogram):
+        np.testing.assert_array_equal(h, frexp_histogram(a), err_msg=name)
+    for name, a in cases.items():  # one row each through the row kernel, and as columns of a 2-D reduction
+        np.testing.assert_array_equal(fm.summarize(a, histogram=True).histogram, frexp_histogram(a), err_msg=name)
+        two = np.stack([a, a[::-1]], axis=1)
+        got = fm.summarize(two, axis=0, histogram=True).histogram
+        np.testing.assert_array_equal(got[1], frexp_histogram(a), err_msg=name)
+
+
+def test_counts_do_not_depend_on_the_thread_count(rng):
+    import numba
+
+    a = (rng.standard_normal(8192 * 200) * 10.0 ** rng.uniform(-12, 3, 8192 * 200)).astype(np.float32)
+    arrays = [a, a[: 8192 * 70 + 1].astype(np.float64), a[5:9000]]
+    want = [frexp_histogram(x) for x in arrays]
+    saved = numba.get_num_threads()
+    try:
+        for t in sorted({1, saved}):
+            numba.set_num_threads(t)
+            got = fm.summarize_each(arrays, histogram=True).histogram
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+    finally:
+        numba.set_num_threads(saved)

@@ -287,6 +287,8 @@ def _histograms(x, axes):
     x2 = np.ascontiguousarray(x.transpose(kept + list(axes))).reshape(m, k)
     if x2.dtype == np.bool_:
         x2 = x2.view(np.uint8) != 0
+    if x2.dtype.char not in "fd":  # the kernels count floats: values as float64, as the layout says
+        x2 = x2.astype(np.float64)
     hist = np.zeros((m, _hist.N_BINS), np.int64)
     _pick(HK.count_rows, HK.count_rows_serial, x2.size, PARALLEL_MIN_STREAM)(x2, hist)
     hist.flags.writeable = False

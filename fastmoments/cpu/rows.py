@@ -51,7 +51,7 @@ def _row_chunk(kind, y, b0, b1, si_out, sf_out, o, origin, hist):
         block_state(kind, block, si_out, sf_out, o, origin)
         if counting:
             count_block(block, c)
-            fold_scratch(c, hist, o)
+            fold_scratch(c, hist, o, block, si_out[0, o] - si_out[2, o])
         return
     si = np.empty((N_INT, STACK), np.int64)
     sf = np.empty((N_FLOAT, STACK), np.float64)
@@ -78,8 +78,8 @@ def _row_chunk(kind, y, b0, b1, si_out, sf_out, o, origin, hist):
             b += 1
     carry_finish(kind, si, sf, top)
     copy_slot(si, sf, 0, si_out, sf_out, o)
-    if counting:
-        fold_scratch(c, hist, o)
+    if counting:  # the summary's finite count less its zeros: what the histogram must hold
+        fold_scratch(c, hist, o, y[b0 * BLOCK : min(y.size, b1 * BLOCK)], si_out[0, o] - si_out[2, o])
 
 
 @njit(**_opts)
