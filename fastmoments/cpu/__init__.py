@@ -625,9 +625,13 @@ def _grouped(kind, x, labels, axis, ngroups):
             x2, lab, ngroups, rows, lanes, si, sf, sh)
         if bad >= 0:
             raise ValueError(label_error(int(bad), ngroups))
-    si_out, sf_out = _outputs(kind, slots)
-    _pick(ks.merge_tasks, ks.merge_tasks_serial, si.size, PARALLEL_MIN_STREAM)(si, sf, sh, si_out, sf_out)
-    si, sf = si_out, sf_out
+    if si.shape[1] == 1:  # one task (the partitioned path): its states are the result
+        si, sf = si[:, 0], sf[:, 0]
+        sf[0] += sh[0]  # what merge_tasks does for one task, bit for bit: its mean + its shift
+    else:
+        si_out, sf_out = _outputs(kind, slots)
+        _pick(ks.merge_tasks, ks.merge_tasks_serial, si.size, PARALLEL_MIN_STREAM)(si, sf, sh, si_out, sf_out)
+        si, sf = si_out, sf_out
     if over:
         _redo_overflowed_groups(kind, x2, lab, si, sf, m)
     shape = (ngroups,) + rest

@@ -120,3 +120,33 @@ def _serial_twin(dispatcher):
     g.__qualname__ = f.__qualname__ + "_serial"  # its own on-disk cache entry
     g.__doc__ = f.__doc__
     return njit(**_opts)(g)
+
+
+# -- variants: one module's functions compiled with constants bound -------------------
+def compile_variant(g, spec, tag, **attrs):
+    """Compile the functions that ``spec`` names from the namespace ``g``
+    (a module's globals plus the variant's constants, say ``KIND``), lazily,
+    as Numba compiles: on first call. ``spec`` maps a name to ``(fastmath,
+    inline, parallel)``, callees first; each compiled function replaces its
+    Python one in ``g``, so that callers compile against the variant, and a
+    parallel one gets a ``<name>_serial`` twin (prange run as range:
+    bit-identical results). ``tag`` names the variant in each function's
+    qualified name, which keys its own on-disk cache entry. Returns a
+    namespace of the dispatchers, with ``attrs`` set on it."""
+    ns = pytypes.SimpleNamespace(**attrs)
+    for name, (fast, inline, parallel) in spec.items():
+        f = g[name]
+        for suffix, par in [("", parallel)] + ([("_serial", False)] if parallel else []):
+            fn = pytypes.FunctionType(f.__code__, g, name, f.__defaults__, f.__closure__)
+            fn.__qualname__ = f"{name}_{tag}{suffix}"
+            fn.__doc__ = f.__doc__
+            opts = dict(_opts)
+            if fast:
+                opts["fastmath"] = _FAST
+            if inline:
+                opts["inline"] = "always"
+            d = njit(parallel=par, **opts)(fn)
+            setattr(ns, name + suffix, d)
+            if not suffix:
+                g[name] = d
+    return ns

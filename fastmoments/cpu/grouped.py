@@ -40,12 +40,11 @@ no test of it.
 from __future__ import annotations
 
 import functools
-import types as pytypes
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from .base import _MAXF, MOMENTS, MOMENTS_SKIPNA, SUMMARY, _opts
+from .base import _MAXF, MOMENTS, MOMENTS_SKIPNA, SUMMARY, compile_variant
 from .merges import _fmax, _fmin, merge_moments
 
 # Rows per task with few slots: 2**16 values of one column, 512 KiB of
@@ -465,19 +464,19 @@ def bucket_tasks(vals, loc, starts, G, si, sf, sh):
     return overs.sum()
 
 
-# name: (inlined, parallel); compiled in this order, callees first.
+# name: (fastmath, inlined, parallel); compiled in this order, callees first.
 _SPEC = {
-    "_acc_one": (True, False),
-    "_first_pass": (False, False),
-    "_second_pass": (False, False),
-    "_count_nonfinite": (False, False),
-    "_lane_states": (False, False),
-    "_task": (False, False),
-    "group_tasks": (False, True),
-    "merge_tasks": (False, True),
-    "part_counts": (False, True),
-    "part_scatter": (False, True),
-    "bucket_tasks": (False, True),
+    "_acc_one": (False, True, False),
+    "_first_pass": (False, False, False),
+    "_second_pass": (False, False, False),
+    "_count_nonfinite": (False, False, False),
+    "_lane_states": (False, False, False),
+    "_task": (False, False, False),
+    "group_tasks": (False, False, True),
+    "merge_tasks": (False, False, True),
+    "part_counts": (False, False, True),
+    "part_scatter": (False, False, True),
+    "bucket_tasks": (False, False, True),
 }
 
 
@@ -487,22 +486,7 @@ def kernels_for(kind):
     bound: a namespace with ``group_tasks`` and ``merge_tasks`` and their
     ``_serial`` twins (prange run as range, bit-identical results)."""
     kind = int(kind)
-    g = dict(globals())
-    g["KIND"] = kind
-    ns = pytypes.SimpleNamespace(kind=kind)
-    for name, (inline, parallel) in _SPEC.items():
-        f = g[name]
-        variants = [("", parallel)] + ([("_serial", False)] if parallel else [])
-        for suffix, par in variants:
-            fn = pytypes.FunctionType(f.__code__, g, name, f.__defaults__, f.__closure__)
-            fn.__qualname__ = f"{name}_k{kind}{suffix}"  # its own on-disk cache entry
-            fn.__doc__ = f.__doc__
-            opts = dict(_opts, inline="always") if inline else dict(_opts)
-            d = njit(parallel=par, **opts)(fn)
-            setattr(ns, name + suffix, d)
-            if not suffix:
-                g[name] = d
-    return ns
+    return compile_variant(dict(globals(), KIND=kind), _SPEC, f"k{kind}", kind=kind)
 
 
 __all__ = ["MOMENTS", "MOMENTS_SKIPNA", "SUMMARY", "LANES", "lanes_for", "task_rows", "kernels_for"]

@@ -61,17 +61,13 @@ weight code. Where an order or a weight is handled: ``ORDER >= 3`` /
 from __future__ import annotations
 
 import functools
-import types as pytypes
-
-from numba import njit
 
 from . import weighted_base, weighted_blocks, weighted_columns, weighted_merges, weighted_rows
-from .base import _opts
+from .base import compile_variant
 from .weighted_base import TILE_BYTES, TILE_COLS
 
 __all__ = ["kernels_for", "n_float_fields", "TILE_BYTES", "TILE_COLS"]
 
-_FAST = {"reassoc", "contract"}
 _PARTS = (weighted_base, weighted_blocks, weighted_merges, weighted_rows, weighted_columns)
 
 
@@ -141,24 +137,4 @@ def kernels_for(order, weighted, skipna):
     g["__name__"] = __name__
     g.update(ORDER=order, WEIGHTED=weighted, SKIPNA=skipna, NF=order + 2)
     tag = f"o{order}{'w' if weighted else 'u'}{'n' if skipna else ''}"
-    ns = pytypes.SimpleNamespace(order=order, weighted=weighted, skipna=skipna)
-
-    def compile_(f, name, suffix, parallel, fast, inline):
-        fn = pytypes.FunctionType(f.__code__, g, name, f.__defaults__, f.__closure__)
-        fn.__qualname__ = f"{name}_{tag}{suffix}"  # its own on-disk cache entry
-        fn.__doc__ = f.__doc__
-        opts = dict(_opts)
-        if fast:
-            opts["fastmath"] = _FAST
-        if inline:
-            opts["inline"] = "always"
-        return njit(parallel=parallel, **opts)(fn)
-
-    for name, (fast, inline, parallel) in _SPEC.items():
-        f = g[name]
-        d = compile_(f, name, "", parallel, fast, inline)
-        g[name] = d
-        setattr(ns, name, d)
-        if parallel:
-            setattr(ns, name + "_serial", compile_(f, name, "_serial", False, fast, inline))
-    return ns
+    return compile_variant(g, _SPEC, tag, order=order, weighted=weighted, skipna=skipna)
