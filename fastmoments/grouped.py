@@ -68,8 +68,9 @@ def group_summarize(x, by, *, axis=0, ngroups=None) -> Summary:
 
     As :func:`summarize` per group: NaN and +-Inf are counted in
     ``n_nonfinite`` and left out of everything else. ``by``, ``axis`` and
-    ``ngroups`` as in :func:`group_moments`. NumPy arrays only for now (a
-    CuPy array is a NotImplementedError).
+    ``ngroups`` as in :func:`group_moments`. NumPy and CuPy arrays (on the
+    GPU: the rows put in label order, then the ``summarize_each`` kernels
+    over each group's run; the same result on every run).
 
     Returns:
         A :class:`Summary` whose shape is ``x``'s with ``axis`` replaced by
@@ -78,7 +79,7 @@ def group_summarize(x, by, *, axis=0, ngroups=None) -> Summary:
     """
     be = backend_for(x, by)
     if not hasattr(be, "group_summarize"):
-        raise NotImplementedError("group_summarize runs on NumPy arrays only for now; copy the data to the host first")
+        raise NotImplementedError(f"group_summarize has no kernel for {type(x).__name__} arrays; copy the data to NumPy")
     arr, lab, ax, G = _prepare(be, x, by, axis, ngroups)
     return Summary._wrap(be.group_summarize(arr, lab, ax, G))
 

@@ -7,7 +7,10 @@ synchronizes: results are CuPy arrays on the current device and stream.
 Launches per call: ``moments``/``summarize``/``weighted_moments`` one
 kernel, or two when a reduced slice is long enough to be split across blocks
 (partial states, then a merge); ``summarize_each`` two whatever the number of
-arrays; ``merge`` one ElementwiseKernel; ``reduce`` one kernel.
+arrays; ``merge`` one ElementwiseKernel; ``reduce`` one kernel;
+``group_summarize`` a sort and a gather of the rows into label order, then
+the pair of ``summarize_each`` (reading the largest label and the table's
+size: two synchronizations).
 ``weighted_moments`` with float or signed integer weights also reads back one
 flag (one synchronization) that its kernel sets for negative, NaN or
 infinite weights. Layouts that do not fit the
@@ -35,7 +38,8 @@ try:
 except ImportError:  # only reachable by importing fastmoments.gpu directly
     cupy = None
 
-__all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "weighted_moments", "merge", "reduce"]
+__all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "weighted_moments", "merge", "reduce",
+           "group_summarize"]
 
 xp = cupy
 
@@ -245,6 +249,15 @@ def _summarize_each(arrays, hist=None):
     _finalize(src.SUMMARY, n, max_chunks, chunk0, 4, parts, outs)
     del keep
     return outs
+
+
+def group_summarize(x, labels, axis, ngroups):
+    """The 7 summary fields per group of ``labels`` along ``axis`` (see .grouped)."""
+    _require()
+    from .grouped import group_summarize as run
+
+    with x.device:
+        return run(x, labels, axis, ngroups)
 
 
 # -- merging states ----------------------------------------------------------------
