@@ -240,8 +240,6 @@ def _print_table(rows, heading):
 def _array_sources(path, member, fmt, args):
     from .readers import numpy_files
 
-    if member is not None and fmt not in ("zarr", "hdf5"):
-        raise InputError(f"{path}:{member}: only Zarr and HDF5 files have members named after ':'")
     if fmt == "npy":
         return numpy_files.npy_source(path)
     if fmt == "npz":
@@ -281,12 +279,12 @@ def _describe(args):
         raise InputError(f"--dtype and --shape are for raw binary files; {path} is read as {fmt}")
     if fmt == "raw" and not args.dtype:
         raise InputError("raw binary files need --dtype (and usually --shape)")
+    if member is not None and fmt not in ("zarr", "hdf5"):
+        raise InputError(f"{args.file}: only Zarr and HDF5 files have members named after ':' ({path} is read as {fmt})")
     total = os.path.getsize(path) if os.path.isfile(path) else 0
     bar = _progress(total, args.progress, os.path.basename(path))
     try:
         if fmt in ("csv", "parquet", "arrow"):
-            if member is not None:
-                raise InputError(f"{args.file}: only Zarr and HDF5 files have members named after ':'")
             return _describe_table(path, fmt, args, bar)
         arrays = _array_sources(path, member, fmt, args)
         if bar is not None and fmt in ("zarr", "hdf5"):

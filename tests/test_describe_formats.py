@@ -18,6 +18,7 @@ import sys
 import numpy as np
 import pytest
 
+from fastmoments.cli import main
 from test_cli import _bad, _exe, _peak_rss, assert_matches, reference, run, run_json
 
 pa = pytest.importorskip("pyarrow")
@@ -180,6 +181,7 @@ def test_parquet_bad(tmp_path, capsys):
     rc, out, err = run(capsys, tmp_path / "s.parquet")
     assert rc == 2 and "'s' is not numeric" in err and "no numeric columns" in err
     _bad(capsys, tmp_path / "t.parquet", "--axis", "1", match="per column")
+    _bad(capsys, f"{tmp_path / 't.parquet'}:f", match="only Zarr and HDF5 files have members")
     _bad(capsys, tmp_path / "t.parquet", "--scheduler", "tcp://127.0.0.1:1", match="not tables")
 
 
@@ -316,6 +318,35 @@ def test_hdf5_bad_files(tmp_path, capsys):
     (tmp_path / "e.h5").write_bytes(b"")
     _bad(capsys, tmp_path / "e.h5", match="empty")
     _bad(capsys, f"{tmp_path / 'x.npy'}:/a", match="no such file")
+
+
+def test_progress_bar_on_every_reader(tmp_path, capsys):
+    pytest.importorskip("tqdm")
+    table, cols = frame(3000)
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=1000)
+    data, csv_cols = _csv_bytes()
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(data))
+    import pyarrow.feather as feather
+
+    feather.write_feather(table, tmp_path / "t.feather", chunksize=500)
+    x = RNG.normal(size=(5000, 3))
+    store = _zarr_group(tmp_path, x)
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("x", data=x, chunks=(500, 3))
+    for target in ("t.parquet", "t.csv.gz", "t.feather"):
+        rc = main(["describe", str(tmp_path / target), "--progress", "--json", "--chunk-size", "4096"])
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        got = json.loads(out)
+        if target == "t.csv.gz":  # float32 text aside (see test_csv_plain_and_compressed)
+            check_frame({k: got[k] for k in "fib"}, {k: csv_cols[k] for k in "fib"})
+        else:
+            check_frame(got, cols)
+    for target in (f"{store}:sub/x", f"{tmp_path / 'f.h5'}:/x"):
+        rc = main(["describe", str(target), "--progress", "--json", "--chunk-size", "4096"])
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        assert_matches(json.loads(out), reference(x), ["0", "1", "2"])
 
 
 # -- the optional libraries --------------------------------------------------------------------------
