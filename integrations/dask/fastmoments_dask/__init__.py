@@ -45,9 +45,12 @@ from ._tree import (
     take_state,
 )
 from .covariance import comoments
+from .groups import group_moments, group_summarize
 from .lazy import LazyMoments, LazySummary
 
-__all__ = ["moments", "summarize", "comoments", "LazyMoments", "LazySummary"]
+__all__ = [
+    "moments", "summarize", "comoments", "group_moments", "group_summarize", "LazyMoments", "LazySummary",
+]
 
 __version__ = "0.1.0"
 
