@@ -26,6 +26,7 @@ a JSON-able state for snapshots::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import warnings
@@ -521,7 +522,11 @@ class MonitorCore:
 
     # -- snapshot / resume ------------------------------------------------------------
     def state(self) -> dict:
-        """A JSON-able dict of everything a resumed run needs (the running interval included)."""
+        """A JSON-able dict of everything a resumed run needs (the running
+        interval included): a snapshot, which later training leaves as it is."""
+        return copy.deepcopy(self._state())
+
+    def _state(self) -> dict:
         interval = {}
         if self.entries is not None:
             pooled, first_bad = self.pool.collect()
@@ -556,7 +561,9 @@ class MonitorCore:
         }
 
     def load_state(self, state: dict):
-        """Restore :meth:`state` (version 1, the Chainer monitor's first format, too)."""
+        """Restore :meth:`state` (version 1, the Chainer monitor's first format, too).
+        The dict is copied: the monitor never changes it afterwards."""
+        state = copy.deepcopy(state)
         self.first_iteration = state["first_iteration"]
         self.iteration = state["iteration"]
         self.serial = state["serial"]

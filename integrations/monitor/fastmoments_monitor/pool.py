@@ -106,7 +106,9 @@ class _Group:
         self.cpu = key == "cpu"
         # Stands in for a missing array: an empty array contributes the
         # identity state, so the group's Summary keeps its shape every iteration.
-        self.empty = like.ravel()[:0]  # ravel first: 0-d arrays have no [:0]
+        # A copy, not a view: a view would keep ``like``'s whole buffer (a
+        # gradient, maybe an embedding's) alive as long as the monitor.
+        self.empty = like.ravel()[:0].copy()  # ravel first: 0-d arrays have no [:0]
         self.first_bad = None  # CuPy groups: per-array first bad iteration, on the device
         self.hist = None  # running magnitude histograms (histogram_every), on the device
 

@@ -183,3 +183,42 @@ def test_bad_arguments():
         AlertRules(dead_fraction=1.5)
     with pytest.raises(ValueError, match="no parameter"):
         MonitorCore().set_entries([])
+
+
+def test_pool_keeps_no_gradient_alive():
+    # The stand-in for a missing array must not be a view of a gradient: a view
+    # would keep that gradient's whole buffer alive as long as the monitor.
+    import gc
+    import weakref
+
+    pool = IntervalPool(2)
+    big = np.ones(1 << 20, np.float32)
+    ref = weakref.ref(big)
+    pool.add([big, np.ones(3, np.float32)], 1)
+    del big
+    gc.collect()
+    assert ref() is None
+
+
+def test_state_is_a_snapshot_not_live_references():
+    # A checkpoint kept in memory must not change as training goes on.
+    steps = _steps(8, seed=2)
+    core = MonitorCore(warn=False)
+    core.set_entries([("grad", p) for p in PATHS])
+    for it, arrays in enumerate(steps[:4], 1):
+        core.observe(arrays, it)
+        if it % 2 == 0:
+            core.report()
+    saved = core.state()
+    frozen = json.dumps(saved, sort_keys=True)
+    for it, arrays in enumerate(steps[4:], 5):
+        core.observe(arrays, it)
+        if it % 2 == 0:
+            core.report()
+    assert json.dumps(saved, sort_keys=True) == frozen
+    again = MonitorCore(warn=False)
+    again.load_state(saved)
+    again.set_entries([("grad", p) for p in PATHS])
+    again.observe(steps[4], 5)
+    again.report()
+    assert json.dumps(saved, sort_keys=True) == frozen  # loading does not tie the dict to the new monitor
