@@ -10,6 +10,7 @@ any backend with NumPy's API runs.
 
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -152,13 +153,13 @@ def _group_weighted(xp, x, lab, axis, G, w, skipna, order, plain=False):
     x2 = xp.moveaxis(x, axis, 0)
     rest = x2.shape[1:]
     n = x2.shape[0]
-    x2 = x2.reshape(n, -1).astype(np.float64, copy=False)
-    m = x2.shape[1]
+    m = math.prod(rest)  # not -1: no values along axis leaves -1 undefined
+    x2 = x2.reshape(n, m).astype(np.float64, copy=False)
     if w is not None:
         err = weights_error(w, xp)
         if err:
             raise ValueError(err)
-        w2 = xp.moveaxis(w, axis, 0).reshape(n, -1).astype(np.float64, copy=False)
+        w2 = xp.moveaxis(w, axis, 0).reshape(n, m).astype(np.float64, copy=False)
     else:
         w2 = xp.ones((n, m))
     lab = lab.astype(np.int64, copy=False)

@@ -413,3 +413,22 @@ def test_bad_labels():
         fm.group_moments(x, np.zeros(10, int), ngroups=2.0)
     with pytest.raises(TypeError, match="axis"):
         fm.group_moments(x, np.zeros(10, int), axis=(0,))
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (0, 2, 4)])
+@pytest.mark.parametrize("call", ["summarize", "moments", "moments_skipna", "order3", "weighted"])
+def test_no_values_along_the_grouped_axis(shape, call):
+    # Every group is empty: states of count 0 with the group axis in place of axis 0.
+    x = np.zeros(shape)
+    by = np.zeros(0, np.int64)
+    G = 5
+    if call == "summarize":
+        r = fm.group_summarize(x, by, ngroups=G)
+    elif call == "weighted":
+        r = fm.group_moments(x, by, ngroups=G, weights=np.zeros(0))
+    else:
+        r = fm.group_moments(x, by, ngroups=G, skipna=call == "moments_skipna", order=3 if call == "order3" else 2)
+    assert r.count.shape == (G,) + shape[1:]
+    np.testing.assert_array_equal(r.count, 0)
+    assert np.isnan(r.mean).all()
+    np.testing.assert_array_equal(r.m2, 0.0)

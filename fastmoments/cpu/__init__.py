@@ -597,7 +597,8 @@ def _group_layout(x, labels, axis):
     the first, or ``x`` is not contiguous), the labels as int32/int64."""
     x2 = np.moveaxis(x, axis, 0)
     rest = x2.shape[1:]
-    x2 = _readable(x2.reshape(x2.shape[0], -1)) if x2.size else x2.reshape(x2.shape[0], -1).astype(np.float64)
+    m = int(np.prod(rest, dtype=np.int64))  # not -1: no values along axis leaves -1 undefined
+    x2 = _readable(x2.reshape(x2.shape[0], m)) if x2.size else x2.reshape(x2.shape[0], m).astype(np.float64)
     lab = labels if labels.dtype.char in "il" or labels.dtype == np.int64 else labels.astype(np.int64)
     return x2, np.ascontiguousarray(lab), rest
 
