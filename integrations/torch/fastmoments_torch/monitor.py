@@ -17,8 +17,12 @@ What is PyTorch's here: the step pre-hook (it runs after ``GradScaler.unscale_``
 when AMP is used, so it sees unscaled gradients), the zero-copy views of the
 gradients (``tensor.numpy()`` on the CPU, ``cupy.from_dlpack`` on CUDA, on
 the tensor's current stream), the skip of a step with non-finite gradients,
-the forward order of the layers (recorded by forward pre-hooks during the
-first forward pass, then removed), TensorBoard output and ``state_dict``.
+the backward order of the parameters (the order autograd accumulates their
+gradients in during the first backward the monitor sees, recorded by
+``register_post_accumulate_grad_hook`` hooks removed at the first observation:
+right for modules used through functionals, such as MultiheadAttention's
+``out_proj``, ParameterList entries and a container's own parameters used
+after its children), TensorBoard output and ``state_dict``.
 Pooling, statistics, alerts, history, tables and plots are
 :class:`fastmoments_monitor.MonitorCore`'s, shared with the Chainer monitor.
 
@@ -86,6 +90,24 @@ def as_array(grad: torch.Tensor):
             grad = grad.float()
         return cupy.from_dlpack(grad)
     raise TypeError(f"GradientMonitor supports CPU and CUDA tensors, got a gradient on {grad.device}")
+
+
+class _BackwardOrder:
+    """The torch names of parameters in the order autograd accumulated their gradients."""
+
+    def __init__(self):
+        self.names = {}
+
+
+class _Accumulated:
+    """A parameter's post-accumulate-grad hook noting its name (a class: picklable with the model)."""
+
+    def __init__(self, order, name):
+        self.order = order
+        self.name = name
+
+    def __call__(self, param):
+        self.order.names.setdefault(self.name, None)
 
 
 class _CudaStreams:
@@ -199,8 +221,9 @@ class GradientMonitor:
         self._bad_paths = {}          # the last observation's non-finite counts, by path
         self._optimizer = None
         self._handles = []
-        self._order = None            # forward order recorder: (seen, handles)
-        self._watch_forward()
+        self._order = None            # backward order recorder: (_BackwardOrder, handles)
+        self._rank = {}               # torch name -> position in backward order (closest to the loss: 0)
+        self._watch_backward()
 
     # -- the core's state ------------------------------------------------------------------
     last_report = property(lambda self: self.core.last_report)
@@ -230,29 +253,34 @@ class GradientMonitor:
         plot_gradient_flow(self.core, path, title=title)
         return path
 
-    # -- forward order -------------------------------------------------------------------
-    def _watch_forward(self):
-        seen = {}
-        handles = []
-        for name, module in self.model.named_modules():
-            if next(module.parameters(recurse=False), None) is None:
-                continue
+    # -- backward order --------------------------------------------------------------------
+    def _watch_backward(self):
+        rec = _BackwardOrder()
+        handles = [p.register_post_accumulate_grad_hook(_Accumulated(rec, name))
+                   for name, p in self.model.named_parameters() if p.requires_grad]
+        self._order = (rec, handles)
 
-            def hook(mod, args, _name=_layer_name(name)):
-                seen.setdefault(_name, None)
+    def _stop_watching_backward(self):
+        if self._order is not None:
+            for h in self._order[1]:
+                h.remove()
+            self._order = None
 
-            handles.append(module.register_forward_pre_hook(hook))
-        self._order = (seen, handles)
+    def _take_backward_order(self):
+        """Once a backward has run since :meth:`_watch_backward`: keep its order, remove the hooks.
 
-    def _forward_order(self):
-        """Layers in the order their forward ran (None if none ran yet); stops watching."""
-        if self._order is None:
+        Returns the layers in forward order (the reverse of the order backward
+        first reached them) for the core, or None while no backward was seen.
+        """
+        if self._order is None or not self._order[0].names:
             return None
-        seen, handles = self._order
-        self._order = None
-        for h in handles:
-            h.remove()
-        return list(seen) or None
+        names = list(self._order[0].names)
+        self._stop_watching_backward()
+        self._rank = {n: i for i, n in enumerate(names)}
+        layers = {}
+        for n in names:  # a layer ranks where backward first reaches one of its parameters
+            layers.setdefault(alerts_mod.layer_of(_path(n)), None)
+        return list(reversed(list(layers)))
 
     # -- registration --------------------------------------------------------------------
     def attach(self, optimizer):
@@ -264,7 +292,7 @@ class GradientMonitor:
         """
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"attach takes a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        self.detach()
+        self._remove_step_hooks()
         self._handles.append(optimizer.register_step_pre_hook(self._pre_step))
         if self.on_nonfinite == "skip":
             self._handles.append(optimizer.register_step_post_hook(self._post_step))
@@ -272,7 +300,15 @@ class GradientMonitor:
         return self
 
     def detach(self):
-        """Remove the hooks of :meth:`attach`."""
+        """Remove every hook of the monitor's: :meth:`attach`'s and the backward-order recorder's.
+
+        After it the monitor still observes through :meth:`observe`, in the
+        backward order recorded so far (if none was: the parameters' order).
+        """
+        self._remove_step_hooks()
+        self._stop_watching_backward()
+
+    def _remove_step_hooks(self):
         for h in self._handles:
             h.remove()
         self._handles = []
@@ -349,7 +385,7 @@ class GradientMonitor:
             raise ValueError("GradientMonitor: no parameter (requiring gradients) matches the selection")
         self._params = chosen
         self._paths = {_path(n): n for n, _ in chosen}
-        self.core.set_entries([("grad", _path(n)) for n, _ in chosen], forward_order=self._forward_order())
+        self.core.set_entries([("grad", _path(n)) for n, _ in chosen], forward_order=self._take_backward_order())
 
     def _same_params(self):
         now = [(n, id(p)) for n, p in self.model.named_parameters()
@@ -381,12 +417,21 @@ class GradientMonitor:
             if g.device.type == "cuda":
                 self._cuda.add(g.device.index)
             arrays.append(g)
+        if self._order is not None:  # no backward was seen before the entries were set
+            order = self._take_backward_order()
+            if order is not None:
+                self.core.forward_order = order
         with _CudaStreams(self._cuda):
             arrays = [None if g is None else as_array(g) for g in arrays]
             bad = self.core.observe(arrays, iteration, like=self._like,
                                     check=self.on_nonfinite != "warn")
         self._bad_paths = bad
-        return {self._paths.get(k, k): v for k, v in bad.items()}
+        # The core ranks layers; within a layer (a ParameterList, a container's own
+        # parameters) the parameters follow the order backward reached them.
+        named = [(self._paths.get(k, k), v) for k, v in bad.items()]
+        last = len(self._rank)
+        named = sorted(enumerate(named), key=lambda t: (self._rank.get(t[1][0], last), t[0]))
+        return {n: v for _, (n, v) in named}
 
     # -- report ----------------------------------------------------------------------------
     def report(self, iteration=None) -> dict:
@@ -431,7 +476,8 @@ class GradientMonitor:
         """Everything a resumed run needs (plain Python values: ``torch.save``/JSON-able)."""
         with _CudaStreams(self._cuda):
             core = self.core.state()
-        return {"version": 1, "core": core, "step": self._step, "skipped": self._skipped}
+        return {"version": 1, "core": core, "step": self._step, "skipped": self._skipped,
+                "backward_order": sorted(self._rank, key=self._rank.get)}
 
     def load_state_dict(self, state: dict):
         """Restore :meth:`state_dict`: the next reports are those an uninterrupted run gives."""
@@ -440,5 +486,4 @@ class GradientMonitor:
         self.core.load_state(state["core"])
         self._step = int(state["step"])
         self._skipped = int(state.get("skipped", 0))
-        if state["core"].get("forward_order") and self._order is not None:
-            self._forward_order()  # the saved order stands: stop recording
+        self._rank = {n: i for i, n in enumerate(state.get("backward_order", ()))} or self._rank
