@@ -63,8 +63,8 @@ def _path(name: str) -> str:
     return name.replace(".", "/")
 
 
-def _layer_name(module_name: str) -> str:
-    return _path(module_name) if module_name else "(root)"
+def _dtype_name(p) -> str:
+    return str(p.dtype).removeprefix("torch.")
 
 
 def as_array(grad: torch.Tensor):
@@ -471,18 +471,40 @@ class GradientMonitor:
         p = self._params[i][1]
         return tuple(p.shape), str(p.dtype).removeprefix("torch.")
 
+    def _check_params(self, saved):
+        """The saved statistics are merged by name: each name must be the same parameter (size, dtype)."""
+        if self._params is not None:
+            now = dict(self._params)
+        else:
+            now = {n: p for n, p in self.model.named_parameters()
+                   if p.requires_grad and (self._select is None or self._select(n))}
+        for name, (numel, dtype) in saved.items():
+            p = now.get(name)
+            if p is None:
+                raise ValueError(f"the saved GradientMonitor state has parameter {name!r}, which this monitor's "
+                                 f"model does not have (or does not monitor): a state of another model?")
+            if p.numel() != int(numel) or _dtype_name(p) != dtype:
+                raise ValueError(f"parameter {name!r} has {p.numel()} elements of dtype {_dtype_name(p)} here but "
+                                 f"{int(numel)} of dtype {dtype} in the saved GradientMonitor state: a state of "
+                                 f"another model?")
+
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything a resumed run needs (plain Python values: ``torch.save``/JSON-able)."""
         with _CudaStreams(self._cuda):
             core = self.core.state()
+        params = {n: [p.numel(), _dtype_name(p)] for n, p in self._params or ()}
         return {"version": 1, "core": core, "step": self._step, "skipped": self._skipped,
-                "backward_order": sorted(self._rank, key=self._rank.get)}
+                "backward_order": sorted(self._rank, key=self._rank.get), "params": params}
 
     def load_state_dict(self, state: dict):
         """Restore :meth:`state_dict`: the next reports are those an uninterrupted run gives."""
+        if not isinstance(state, dict) or not isinstance(state.get("core"), dict) or "step" not in state:
+            got = f"a dict with keys {sorted(map(str, state))[:5]}" if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"load_state_dict takes what GradientMonitor.state_dict() returned, got {got}")
         if int(state.get("version", 1)) != 1:
             raise ValueError(f"unknown GradientMonitor state version {state.get('version')!r}")
+        self._check_params(state.get("params") or {})
         self.core.load_state(state["core"])
         self._step = int(state["step"])
         self._skipped = int(state.get("skipped", 0))

@@ -87,3 +87,36 @@ def test_load_before_or_after_the_first_step():
         assert values[k] == ref[k] or (math.isnan(values[k]) and math.isnan(ref[k])), k
     with pytest.raises(ValueError):
         other.load_state_dict({"version": 99})
+
+
+def _observed(model, steps=2):
+    mon = GradientMonitor(model, report_every=None, warn=False)
+    for _ in range(steps):
+        model.zero_grad()
+        model(torch.randn(3, 4)).sum().backward()
+        mon.observe()
+    return mon
+
+
+def test_load_state_of_another_model_raises_naming_the_parameter():
+    sd = _observed(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))).state_dict()
+    other = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 5))  # same names, new head
+    with pytest.raises(ValueError, match=r"1\.weight"):
+        GradientMonitor(other).load_state_dict(sd)
+    half = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2)).to(torch.float64)
+    with pytest.raises(ValueError, match=r"0\.weight.*dtype|dtype.*0\.weight"):
+        GradientMonitor(half).load_state_dict(sd)
+    # Loaded after the first observation: checked against the monitored parameters too.
+    mon = _observed(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 5)), steps=1)
+    with pytest.raises(ValueError, match=r"1\.weight.*40 elements"):
+        mon.load_state_dict(sd)
+    same = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    GradientMonitor(same).load_state_dict(sd)  # the same architecture loads
+
+
+@pytest.mark.parametrize("bad", ["model", "list", "empty"])
+def test_load_state_dict_of_something_else_is_a_clear_error(bad):
+    model = torch.nn.Linear(4, 2)
+    state = {"model": model.state_dict(), "list": [1, 2], "empty": {}}[bad]
+    with pytest.raises((TypeError, ValueError), match="GradientMonitor.state_dict"):
+        GradientMonitor(model).load_state_dict(state)
