@@ -409,11 +409,14 @@ class GradientMonitor:
             # Parameters added or removed since: each interval starts on the model as it is.
             self._setup_entries()
         arrays = []
-        for _, p in self._params:
+        for name, p in self._params:
             g = p.grad
             if g is None:
                 arrays.append(None)
                 continue
+            if g.is_complex():
+                raise TypeError(f"GradientMonitor: the gradient of parameter {name!r} is complex ({g.dtype}), "
+                                f"which it does not summarize; leave the parameter out with params=")
             if g.device.type == "cuda":
                 self._cuda.add(g.device.index)
             arrays.append(g)
