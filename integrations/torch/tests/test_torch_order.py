@@ -136,3 +136,23 @@ def test_no_backward_yet_falls_back_then_records():
     (model(torch.randn(4, 6)) * float("nan")).sum().backward()
     bad = mon.observe()
     assert list(bad)[0] == "scale"
+
+
+def test_model_saves_scripts_and_copies_with_the_monitor_watching():
+    import copy
+    import io
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = GradientMonitor(model, report_every=None, warn=False).attach(opt)  # hooks not yet removed
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert isinstance(loaded, torch.nn.Sequential)
+    copy.deepcopy(model)
+    torch.jit.script(model)
+    torch.jit.trace(model, torch.randn(1, 4))
+    mon.detach()
+    assert not any(p._post_accumulate_grad_hooks for p in model.parameters())
+    assert not any(m._forward_pre_hooks for m in model.modules())
