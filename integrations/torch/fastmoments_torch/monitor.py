@@ -79,6 +79,8 @@ def as_array(grad: torch.Tensor):
         grad = grad.detach()
     if grad.layout != torch.strided:
         grad = grad.to_dense()
+    # A lazily negated (or conjugated) view: NumPy and DLPack refuse it; one copy makes it plain.
+    grad = grad.resolve_neg().resolve_conj()
     if grad.device.type == "cpu":
         if grad.dtype not in _NUMPY_DTYPES:
             grad = grad.float()

@@ -25,3 +25,15 @@ def test_complex_gradient_is_a_type_error_naming_the_parameter():
     mon = GradientMonitor(m, report_every=None, warn=False)
     with pytest.raises(TypeError, match=r"'w'.*complex"):
         mon.observe()
+
+
+def test_negative_and_conjugate_views():
+    m = torch.nn.Linear(3, 2)
+    g = torch.randn(2, 3)
+    m.weight.grad = torch._neg_view(g)
+    m.bias.grad = torch.tensor([1.0, -2.0])
+    mon = GradientMonitor(m, report_every=None, warn=False)
+    mon.observe()
+    r = mon.report()
+    assert math.isclose(r["grad/weight/mean"], (-g).double().mean().item(), rel_tol=1e-6)
+    assert math.isclose(r["grad/weight/min"], (-g).min().item(), rel_tol=1e-6)
