@@ -72,11 +72,15 @@ def as_array(grad: torch.Tensor):
 
     CPU tensors of a dtype NumPy has become NumPy views (``tensor.numpy()``);
     bfloat16 (which NumPy lacks) and sparse gradients are converted (one
-    copy). CUDA tensors become CuPy arrays through DLPack (zero-copy), on the
+    copy). A DTensor (FSDP2) gives its local shard: statistics per rank. CUDA tensors become CuPy arrays through DLPack (zero-copy), on the
     current CuPy stream (the monitor makes it torch's current stream).
     """
     if grad.requires_grad:
         grad = grad.detach()
+    if hasattr(grad, "to_local"):
+        # A DTensor (FSDP2, tensor parallel): this rank's shard, a plain tensor (no copy, no
+        # communication). Statistics are per rank.
+        grad = grad.to_local()
     if grad.layout != torch.strided:
         grad = grad.to_dense()
     # A lazily negated (or conjugated) view: NumPy and DLPack refuse it; one copy makes it plain.
