@@ -165,7 +165,8 @@ class GradientMonitor:
             ``mean, std, min, max, norm, zeros, nonfinite``).
         params: which parameters: None (all that require gradients), glob
             patterns matched against torch's names (``'layers.0.*'``), or a
-            callable ``name -> bool``. Parameters without a gradient in a
+            callable ``name -> bool``; a pattern matching no parameter, or a
+            selection of none, is a ValueError. Parameters without a gradient in a
             step are left out of that step (and of the report if they never
             had one in the interval).
         histogram: also count the gradients' magnitude histograms (same
@@ -196,19 +197,33 @@ class GradientMonitor:
             raise TypeError(f"GradientMonitor watches a torch.nn.Module, got {type(model).__name__}")
         if on_nonfinite not in _POLICIES:
             raise ValueError(f"on_nonfinite must be one of {_POLICIES}, got {on_nonfinite!r}")
-        for name, v in (("every", every), ("report_every", report_every)):
+        for name, v in (("every", every), ("report_every", report_every), ("history", history)):
             if v is None and name == "report_every":
                 continue
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1{' or None' if name == 'report_every' else ''}, "
-                                 f"got {v!r}")
+            what = f"an int >= {0 if name == 'history' else 1}{' or None' if name == 'report_every' else ''}"
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{name} must be {what}, got {v!r}")
+            if v < (0 if name == "history" else 1):
+                raise ValueError(f"{name} must be {what}, got {v!r}")
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {prefix!r}")
         if writer is not None and not hasattr(writer, "add_scalar"):
             raise TypeError("writer must have add_scalar (and add_histogram_raw for histograms)")
+        if writer is not None and histogram and not hasattr(writer, "add_histogram_raw"):
+            raise TypeError(f"with histogram=True the writer must have add_histogram_raw; "
+                            f"{type(writer).__name__} has none")
+        names = [n for n, _ in model.named_parameters()]
         if params is not None and not callable(params):
             patterns = (params,) if isinstance(params, str) else tuple(params)
             if not all(isinstance(p, str) for p in patterns):
                 raise TypeError(f"params must be None, glob patterns or a callable, got {params!r}")
+            for q in patterns:
+                if not any(fnmatch.fnmatchcase(n, q) for n in names):
+                    raise ValueError(f"params pattern {q!r} matches no parameter of the model "
+                                     f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})")
             params = lambda name, _p=patterns: any(fnmatch.fnmatchcase(name, q) for q in _p)  # noqa: E731
+        if not any(p.requires_grad and (params is None or params(n)) for n, p in model.named_parameters()):
+            raise ValueError("GradientMonitor: no parameter (requiring gradients) matches the selection")
         self.core = MonitorCore(stats=stats, prefix=prefix, nonfinite_alert=on_nonfinite == "warn",
                                 alerts=alerts, warn=warn, history=history, histogram=histogram,
                                 histogram_every=histogram_every)

@@ -225,3 +225,26 @@ def test_reports_at_steps_not_observed():
     ref = math.sqrt(sum(reference([kept[3], kept[5]], n)["norm"] ** 2 for n in names))
     assert math.isclose(w.scalars["grad/norm"][1][1], ref, rel_tol=1e-9)  # steps 4 and 6
     assert mon.last_report.iteration == 6 and mon.last_report.iterations == 2
+
+
+def test_argument_types_and_selection_checked_at_construction():
+    model, optimizer = make()
+
+    class ScalarsOnly:
+        def add_scalar(self, tag, value, global_step=None):
+            pass
+
+    with pytest.raises(TypeError, match="add_histogram_raw"):
+        GradientMonitor(model, histogram=True, writer=ScalarsOnly())
+    GradientMonitor(model, writer=ScalarsOnly())  # scalars only without histograms
+    for bad in (dict(every=2.5), dict(every="2"), dict(report_every=1.5), dict(report_every=True),
+                dict(history=2.5), dict(history="3"), dict(prefix=None), dict(prefix=3)):
+        with pytest.raises(TypeError):
+            GradientMonitor(model, **bad)
+    with pytest.raises(ValueError):
+        GradientMonitor(model, report_every=0)
+    with pytest.raises(ValueError, match="pattern .encoder.*no parameter"):
+        GradientMonitor(model, params=["layers.0.*", "encoder.*"])  # a typo'd pattern
+    with pytest.raises(ValueError, match="no parameter"):
+        GradientMonitor(model, params=lambda n: False)
+    GradientMonitor(model, params=["layers.0.*", "layers.1.bias"])
