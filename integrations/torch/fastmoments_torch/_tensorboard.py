@@ -29,13 +29,20 @@ A layer whose gradients held no finite non-zero value in the interval
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 import fastmoments
 
 __all__ = ["layer_histograms", "raw_histogram"]
 
-_EDGES = fastmoments.summarize_each([np.zeros(1, np.float32)], histogram=True).histogram_edges
+
+@functools.lru_cache(maxsize=None)
+def _edges():
+    """The histogram's bin edges (computed at first use: importing the package runs no summary)."""
+    return fastmoments.summarize_each([np.zeros(1, np.float32)], histogram=True).histogram_edges
+
 _DBL_MAX = float(np.finfo(np.float64).max)
 
 
@@ -46,8 +53,9 @@ def raw_histogram(counts, maxabs, total, sum_squares):
     if not used.size:
         return None
     lo, hi = int(used[0]), int(used[-1])
-    limits = np.minimum(_EDGES[lo + 1 : hi + 2], _DBL_MAX)
-    return {"min": float(_EDGES[lo]), "max": float(maxabs), "num": int(counts.sum()), "sum": float(total),
+    edges = _edges()
+    limits = np.minimum(edges[lo + 1 : hi + 2], _DBL_MAX)
+    return {"min": float(edges[lo]), "max": float(maxabs), "num": int(counts.sum()), "sum": float(total),
             "sum_squares": float(sum_squares), "bucket_limits": [float(v) for v in limits],
             "bucket_counts": [int(c) for c in counts[lo : hi + 1]]}
 

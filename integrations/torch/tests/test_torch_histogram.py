@@ -155,3 +155,15 @@ def test_tensorboard_event_file_read_back(tmp_path):
             assert hv.num == exp["num"] and hv.min == exp["min"]
             assert math.isclose(hv.max, exp["max"], rel_tol=1e-12)
             assert math.isclose(hv.sum_squares, exp["sum_squares"], rel_tol=1e-9)
+
+
+def test_import_runs_no_summary():
+    # Importing the package computes nothing (the histogram edges are computed at first use).
+    import subprocess
+    import sys
+
+    code = ("import fastmoments\n"
+            "def boom(*a, **k): raise AssertionError('summarize_each at import')\n"
+            "fastmoments.summarize_each = boom\n"
+            "import fastmoments_torch, fastmoments_torch._tensorboard\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
