@@ -79,7 +79,7 @@ def _state_header_wrapper(path, srcmod):
     """fm_state.cuh on its own: each device function and kind, and the merge
     operations. (fm_reduce.cu's wrappers instantiate every stored type.)"""
     accumulate = "\n".join(
-        f"    fm_accumulate<{t}, {k}>(reinterpret_cast<const {t}*>(p), stride, cnt, s);"
+        f"    fm_accumulate<{t}, {k}>(reinterpret_cast<const {t}*>(p), stride, cnt, s, 0.0);"
         for t in ("fm_bool", "fm_half", "double")
         for k in srcmod.KINDS
     )

@@ -98,7 +98,7 @@ def _finalize_tpo(c):
     return THREADS
 
 
-def _finalize(kind, M, C, offs, offs_stride, parts, outs):
+def _finalize(kind, M, C, offs, offs_stride, parts, outs, origin=_NULL):
     tpo = _finalize_tpo(C)
     from . import _kernels
 
@@ -107,7 +107,7 @@ def _finalize(kind, M, C, offs, offs_stride, parts, outs):
     kern(
         (grid,),
         (THREADS,),
-        (np.int64(M), np.int64(C), offs, np.int64(offs_stride), *_ptrs(parts), *_ptrs(outs)),
+        (np.int64(M), np.int64(C), offs, np.int64(offs_stride), origin, *_ptrs(parts), *_ptrs(outs)),
     )
 
 
@@ -136,7 +136,10 @@ def _reduce_data(x, axes, kind, hist=None):
     segment, lane = _kernels.partial_kernels(x.dtype, kind)
     use_segment, C, chunk = geometry(p)
     parts = outs if C == 1 else _alloc(kind, (M * C,))
-    common = (np.int64(C), np.int64(chunk), *_ptrs(parts), _NULL if hist is None else hist)
+    # Split reductions: the partial means relative to each output's origin, which fm_finalize adds back.
+    origin = None if C == 1 else cupy.zeros(M)
+    common = (np.int64(C), np.int64(chunk), _NULL if origin is None else origin, *_ptrs(parts),
+              _NULL if hist is None else hist)
     if use_segment:
         segment(
             (M * C,),
@@ -152,7 +155,7 @@ def _reduce_data(x, axes, kind, hist=None):
             + common,
         )
     if C > 1:
-        _finalize(kind, M, C, _NULL, 0, parts, outs)
+        _finalize(kind, M, C, _NULL, 0, parts, outs, origin)
     return outs
 
 
@@ -239,14 +242,15 @@ def _summarize_each(arrays, hist=None):
     if total == 0:
         return _empty_states(src.SUMMARY, (n,))
     parts = _alloc(src.SUMMARY, (total,))
+    origin = cupy.zeros(n)  # each array's origin, written by its first chunk's block
     _kernels.each_kernel()(
         (total,),
         (THREADS,),
-        (table, np.int64(n), np.int64(EACH_CHUNK), *_ptrs(parts), _NULL if hist is None else hist),
+        (table, np.int64(n), np.int64(EACH_CHUNK), origin, *_ptrs(parts), _NULL if hist is None else hist),
     )
     outs = _alloc(src.SUMMARY, (n,))
     chunk0 = np.uint64(table.data.ptr + 2 * table.itemsize)  # column 2 of the table
-    _finalize(src.SUMMARY, n, max_chunks, chunk0, 4, parts, outs)
+    _finalize(src.SUMMARY, n, max_chunks, chunk0, 4, parts, outs, origin)
     del keep
     return outs
 

@@ -14,16 +14,22 @@
 //
 // Inside a thread values are folded in groups of FM_GROUP (two-pass in
 // registers, one Chan merge per group); threads, warps and blocks are merged
-// with the same Chan formula in binary trees. Never sum-of-squares.
+// with the same Chan formula in binary trees. Never sum-of-squares. Means are
+// relative to an origin per output (fm_origin, a value of the data): partial
+// states of a split reduction (C > 1) are stored relative to it, with the
+// origin in origin[o], and fm_finalize adds it back; fm_finalize called on
+// states from outside (reduce) takes the mean of the first nonempty state of
+// each range as its origin.
 #include "fm_state.cuh"
 
 #define FM_THREADS 256
 
+// origin: added to the (relative) mean as it is written; NaN stays NaN.
 template <int KIND>
-__device__ __forceinline__ void fm_store(const fm_state& s, long long slot, long long* n, double* mean, double* m2,
-                                         double* lo, double* hi, long long* nnf, long long* nz) {
+__device__ __forceinline__ void fm_store(const fm_state& s, double origin, long long slot, long long* n, double* mean,
+                                         double* m2, double* lo, double* hi, long long* nnf, long long* nz) {
     n[slot] = s.n;
-    mean[slot] = s.mean;
+    mean[slot] = s.mean + origin;
     m2[slot] = s.m2;
     if (KIND == FM_SUMMARY) {
         lo[slot] = s.lo;
@@ -33,14 +39,15 @@ __device__ __forceinline__ void fm_store(const fm_state& s, long long slot, long
     }
 }
 
+// shift: subtracted from the stored mean (0 for means already relative).
 template <int KIND>
-__device__ __forceinline__ fm_state fm_load(long long slot, const long long* n, const double* mean, const double* m2,
-                                            const double* lo, const double* hi, const long long* nnf,
-                                            const long long* nz) {
+__device__ __forceinline__ fm_state fm_load(long long slot, double shift, const long long* n, const double* mean,
+                                            const double* m2, const double* lo, const double* hi,
+                                            const long long* nnf, const long long* nz) {
     fm_state s = fm_empty();
     s.n = n[slot];
     if (s.n > 0) {
-        s.mean = mean[slot];
+        s.mean = mean[slot] - shift;
         s.m2 = m2[slot];
     }
     if (KIND == FM_SUMMARY) {
@@ -122,8 +129,8 @@ __device__ __forceinline__ void fm_hist_flush(const unsigned int* sh, long long*
 template <typename T, int KIND>
 __global__ void __launch_bounds__(FM_THREADS)
     fm_segment_partial(const T* __restrict__ x, long long M, long long B, long long sA, long long sB, long long K,
-                       long long sK, long long C, long long chunk, long long* n, double* mean, double* m2,
-                       double* lo, double* hi, long long* nnf, long long* nz, long long* hist) {
+                       long long sK, long long C, long long chunk, double* origin, long long* n, double* mean,
+                       double* m2, double* lo, double* hi, long long* nnf, long long* nz, long long* hist) {
     __shared__ unsigned int sh[FM_HIST_BINS + 1];
     long long c = blockIdx.x / M, o = blockIdx.x - c * M;
     long long slot = o * C + c;
@@ -132,10 +139,14 @@ __global__ void __launch_bounds__(FM_THREADS)
     long long first = c * chunk + threadIdx.x;
     long long cnt = first < end ? (end - first + FM_THREADS - 1) / FM_THREADS : 0;
     if (hist) fm_hist_zero(sh);
+    double org = fm_origin(row, sK, K);
     fm_state s = fm_empty();
-    fm_accumulate<T, KIND>(row + first * sK, FM_THREADS * sK, cnt, s, hist ? sh : nullptr);
+    fm_accumulate<T, KIND>(row + first * sK, FM_THREADS * sK, cnt, s, org, hist ? sh : nullptr);
     s = fm_block_reduce<KIND>(s);
-    if (threadIdx.x == 0) fm_store<KIND>(s, slot, n, mean, m2, lo, hi, nnf, nz);
+    if (threadIdx.x == 0) {
+        if (origin && c == 0) origin[o] = org;
+        fm_store<KIND>(s, origin ? 0.0 : org, slot, n, mean, m2, lo, hi, nnf, nz);
+    }
     if (hist) fm_hist_flush(sh, hist, o);
 }
 
@@ -147,21 +158,23 @@ __global__ void __launch_bounds__(FM_THREADS)
 template <typename T, int KIND>
 __global__ void __launch_bounds__(FM_THREADS)
     fm_lane_partial(const T* __restrict__ x, long long M, long long B, long long sA, long long sB, long long K,
-                    long long sK, long long C, long long chunk, long long* n, double* mean, double* m2, double* lo,
-                    double* hi, long long* nnf, long long* nz, long long* hist) {
+                    long long sK, long long C, long long chunk, double* origin, long long* n, double* mean,
+                    double* m2, double* lo, double* hi, long long* nnf, long long* nz, long long* hist) {
     // 32 outputs per block: their histograms would not fit in shared memory,
     // so values are counted with global atomics into their output's row.
     __shared__ fm_state tile[8][32];
     long long o = (long long)blockIdx.x * 32 + threadIdx.x;
     long long c = blockIdx.y;
     fm_state s = fm_empty();
+    double org = 0.0;
     if (o < M) {
         const T* base = x + (o / B) * sA + (o % B) * sB;
+        org = fm_origin(base, sK, K);
         long long end = min(K, (c + 1) * chunk);
         long long first = c * chunk + threadIdx.y;
         long long cnt = first < end ? (end - first + 7) / 8 : 0;
         unsigned long long* hrow = hist ? reinterpret_cast<unsigned long long*>(hist) + o * FM_HIST_BINS : nullptr;
-        fm_accumulate<T, KIND>(base + first * sK, 8 * sK, cnt, s, nullptr, hrow);
+        fm_accumulate<T, KIND>(base + first * sK, 8 * sK, cnt, s, org, nullptr, hrow);
     }
     tile[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
@@ -171,7 +184,8 @@ __global__ void __launch_bounds__(FM_THREADS)
         fm_state d = fm_merge<KIND>(tile[4][threadIdx.x], tile[5][threadIdx.x]);
         fm_state e = fm_merge<KIND>(tile[6][threadIdx.x], tile[7][threadIdx.x]);
         s = fm_merge<KIND>(fm_merge<KIND>(a, b), fm_merge<KIND>(d, e));
-        fm_store<KIND>(s, o * C + c, n, mean, m2, lo, hi, nnf, nz);
+        if (origin && c == 0) origin[o] = org;
+        fm_store<KIND>(s, origin ? 0.0 : org, o * C + c, n, mean, m2, lo, hi, nnf, nz);
     }
 }
 
@@ -198,18 +212,22 @@ struct fm_entry {
 #define FM_DT_FLOAT64 11
 
 template <typename T, int KIND>
-__device__ __forceinline__ void fm_each_tile(long long ptr, long long first, long long cnt, fm_state& s,
-                                             unsigned int* sh) {
-    fm_accumulate<T, KIND>(reinterpret_cast<const T*>(ptr) + first, FM_THREADS, cnt, s, sh);
+__device__ __forceinline__ double fm_each_tile(long long ptr, long long size, long long first, long long cnt,
+                                               fm_state& s, unsigned int* sh) {
+    const T* p = reinterpret_cast<const T*>(ptr);
+    double org = fm_origin(p, 1, size);
+    fm_accumulate<T, KIND>(p + first, FM_THREADS, cnt, s, org, sh);
+    return org;
 }
 
 // Many arrays of any sizes and dtypes in one launch: block b finds its array
-// by binary search over chunk0 (ChainerMN's packing, Apex's chunking).
-// Grid: total chunks blocks of FM_THREADS.
+// by binary search over chunk0 (ChainerMN's packing, Apex's chunking). The
+// partial states are relative to each array's origin, written to origin[t]
+// for fm_finalize. Grid: total chunks blocks of FM_THREADS.
 template <int KIND>
 __global__ void __launch_bounds__(FM_THREADS)
-    fm_each_partial(const fm_entry* __restrict__ tab, long long count, long long chunk, long long* n,
-                    double* mean, double* m2, double* lo, double* hi, long long* nnf, long long* nz,
+    fm_each_partial(const fm_entry* __restrict__ tab, long long count, long long chunk, double* origin,
+                    long long* n, double* mean, double* m2, double* lo, double* hi, long long* nnf, long long* nz,
                     long long* hist) {
     __shared__ unsigned int sh_hist[FM_HIST_BINS + 1];
     long long slot = blockIdx.x;
@@ -231,45 +249,68 @@ __global__ void __launch_bounds__(FM_THREADS)
     if (hist) fm_hist_zero(sh_hist);
     unsigned int* sh = hist ? sh_hist : nullptr;
     fm_state s = fm_empty();
+    double org;
     switch (e.dtype) {  // uniform across the block
-        case FM_DT_BOOL: fm_each_tile<fm_bool, KIND>(e.ptr, first, cnt, s, sh); break;
-        case FM_DT_INT8: fm_each_tile<signed char, KIND>(e.ptr, first, cnt, s, sh); break;
-        case FM_DT_UINT8: fm_each_tile<unsigned char, KIND>(e.ptr, first, cnt, s, sh); break;
-        case FM_DT_INT16: fm_each_tile<short, KIND>(e.ptr, first, cnt, s, sh); break;
-        case FM_DT_UINT16: fm_each_tile<unsigned short, KIND>(e.ptr, first, cnt, s, sh); break;
-        case FM_DT_INT32: fm_each_tile<int, KIND>(e.ptr, first, cnt, s, sh); break;
-        case FM_DT_UINT32: fm_each_tile<unsigned int, KIND>(e.ptr, first, cnt, s, sh); break;
-        case FM_DT_INT64: fm_each_tile<long long, KIND>(e.ptr, first, cnt, s, sh); break;
-        case FM_DT_UINT64: fm_each_tile<unsigned long long, KIND>(e.ptr, first, cnt, s, sh); break;
-        case FM_DT_FLOAT16: fm_each_tile<fm_half, KIND>(e.ptr, first, cnt, s, sh); break;
-        case FM_DT_FLOAT32: fm_each_tile<float, KIND>(e.ptr, first, cnt, s, sh); break;
-        default: fm_each_tile<double, KIND>(e.ptr, first, cnt, s, sh); break;
+        case FM_DT_BOOL: org = fm_each_tile<fm_bool, KIND>(e.ptr, e.size, first, cnt, s, sh); break;
+        case FM_DT_INT8: org = fm_each_tile<signed char, KIND>(e.ptr, e.size, first, cnt, s, sh); break;
+        case FM_DT_UINT8: org = fm_each_tile<unsigned char, KIND>(e.ptr, e.size, first, cnt, s, sh); break;
+        case FM_DT_INT16: org = fm_each_tile<short, KIND>(e.ptr, e.size, first, cnt, s, sh); break;
+        case FM_DT_UINT16: org = fm_each_tile<unsigned short, KIND>(e.ptr, e.size, first, cnt, s, sh); break;
+        case FM_DT_INT32: org = fm_each_tile<int, KIND>(e.ptr, e.size, first, cnt, s, sh); break;
+        case FM_DT_UINT32: org = fm_each_tile<unsigned int, KIND>(e.ptr, e.size, first, cnt, s, sh); break;
+        case FM_DT_INT64: org = fm_each_tile<long long, KIND>(e.ptr, e.size, first, cnt, s, sh); break;
+        case FM_DT_UINT64: org = fm_each_tile<unsigned long long, KIND>(e.ptr, e.size, first, cnt, s, sh); break;
+        case FM_DT_FLOAT16: org = fm_each_tile<fm_half, KIND>(e.ptr, e.size, first, cnt, s, sh); break;
+        case FM_DT_FLOAT32: org = fm_each_tile<float, KIND>(e.ptr, e.size, first, cnt, s, sh); break;
+        default: org = fm_each_tile<double, KIND>(e.ptr, e.size, first, cnt, s, sh); break;
     }
     s = fm_block_reduce<KIND>(s);
-    if (threadIdx.x == 0) fm_store<KIND>(s, slot, n, mean, m2, lo, hi, nnf, nz);
+    if (threadIdx.x == 0) {
+        if (c == 0) origin[lo_t] = org;
+        fm_store<KIND>(s, 0.0, slot, n, mean, m2, lo, hi, nnf, nz);
+    }
     if (hist) fm_hist_flush(sh_hist, hist, lo_t);
 }
 
 // Merge the states [start(o), end(o)) of each of M outputs into output o, with
 // TPO threads per output (1, 32 or FM_THREADS). The ranges are o * C .. o * C
 // + C, or, when offs is given, offs[o * offs_stride] .. offs[(o + 1) *
-// offs_stride]. Grid: ceil(M * TPO / FM_THREADS) blocks of FM_THREADS.
+// offs_stride]. With origin, the input means are relative to origin[o] (the
+// partial kernels' split reductions); without, the mean of the first
+// nonempty state among the first FM_ORIGIN_SCAN of the range serves.
+// Grid: ceil(M * TPO / FM_THREADS) blocks of FM_THREADS.
 template <int KIND, int TPO>
 __global__ void __launch_bounds__(FM_THREADS)
     fm_finalize(long long M, long long C, const long long* __restrict__ offs, long long offs_stride,
-                const long long* in_n, const double* in_mean, const double* in_m2, const double* in_lo,
-                const double* in_hi, const long long* in_nnf, const long long* in_nz, long long* n, double* mean,
-                double* m2, double* lo, double* hi, long long* nnf, long long* nz) {
+                const double* __restrict__ origin, const long long* in_n, const double* in_mean,
+                const double* in_m2, const double* in_lo, const double* in_hi, const long long* in_nnf,
+                const long long* in_nz, long long* n, double* mean, double* m2, double* lo, double* hi,
+                long long* nnf, long long* nz) {
     long long o = ((long long)blockIdx.x * FM_THREADS + threadIdx.x) / TPO;
     int lane = threadIdx.x % TPO;
     fm_state s = fm_empty();
+    double org = 0.0;
     if (o < M) {
         long long begin = offs ? offs[o * offs_stride] : o * C;
         long long end = offs ? offs[(o + 1) * offs_stride] : begin + C;
+        if (origin) {
+            org = origin[o];
+        } else {
+            long long scan = end - begin < FM_ORIGIN_SCAN ? end - begin : FM_ORIGIN_SCAN;
+            for (long long j = begin; j < begin + scan; ++j) {
+                double mj = in_mean[j];
+                if (in_n[j] > 0 && fabs(mj) < 1.5e292) {
+                    org = mj;
+                    break;
+                }
+            }
+        }
+        // From the partial kernels the loaded means already are relative (subtract nothing).
+        double shift = origin ? 0.0 : org;
         for (long long j = begin + lane; j < end; j += TPO)
-            s = fm_merge<KIND>(s, fm_load<KIND>(j, in_n, in_mean, in_m2, in_lo, in_hi, in_nnf, in_nz));
+            s = fm_merge<KIND>(s, fm_load<KIND>(j, shift, in_n, in_mean, in_m2, in_lo, in_hi, in_nnf, in_nz));
     }
     if (TPO == 32) s = fm_warp_reduce<KIND>(s);
     if (TPO == FM_THREADS) s = fm_block_reduce<KIND>(s);
-    if (lane == 0 && o < M) fm_store<KIND>(s, o, n, mean, m2, lo, hi, nnf, nz);
+    if (lane == 0 && o < M) fm_store<KIND>(s, org, o, n, mean, m2, lo, hi, nnf, nz);
 }

@@ -146,8 +146,10 @@ __device__ __forceinline__ fm_state fm_merge(fm_state a, const fm_state& b) {
 
 // One value: a state of count one merged in (the slow path, for the groups
 // that hold NaN/Inf and for the tails).
+// The state's mean is kept relative to origin (see fm_origin); the extremes,
+// zeros and non-finite counts are of v itself.
 template <int KIND>
-__device__ __forceinline__ void fm_push1(fm_state& s, double v) {
+__device__ __forceinline__ void fm_push1(fm_state& s, double v, double origin) {
     if (KIND == FM_SUMMARY) {
         s.nz += (v == 0.0);
         if (!fm_finite(v)) {
@@ -156,24 +158,24 @@ __device__ __forceinline__ void fm_push1(fm_state& s, double v) {
         }
         s.lo = fmin(s.lo, v);
         s.hi = fmax(s.hi, v);
-        fm_merge_moments_into(s, 1, v, 0.0);
+        fm_merge_moments_into(s, 1, v - origin, 0.0);
         return;
     }
     if (KIND == FM_MOMENTS_SKIPNA && v != v) return;
     // One non-finite value has an undefined spread, as NumPy's var([inf]).
-    fm_merge_moments_into(s, 1, v, fm_finite(v) ? 0.0 : fm_nan());
+    fm_merge_moments_into(s, 1, v - origin, fm_finite(v) ? 0.0 : fm_nan());
 }
 
 // FM_GROUP values: corrected two-pass in registers, then one Chan merge. A
 // group with a non-finite value (or NaN, for skipna) takes the slow path.
 template <int KIND>
-__device__ __forceinline__ void fm_push_group(fm_state& s, const double* v) {
+__device__ __forceinline__ void fm_push_group(fm_state& s, const double* v, double origin) {
     const double inv = 1.0 / FM_GROUP;
     double sum = 0.0;
     bool ok = true;
 #pragma unroll
     for (int j = 0; j < FM_GROUP; ++j) {
-        sum += v[j];
+        sum += v[j] - origin;
         if (KIND == FM_SUMMARY) ok = ok && fm_finite(v[j]);
     }
     double m = sum * inv;
@@ -181,13 +183,13 @@ __device__ __forceinline__ void fm_push_group(fm_state& s, const double* v) {
     ok = ok && fm_finite(m);
     if (!ok) {
 #pragma unroll
-        for (int j = 0; j < FM_GROUP; ++j) fm_push1<KIND>(s, v[j]);
+        for (int j = 0; j < FM_GROUP; ++j) fm_push1<KIND>(s, v[j], origin);
         return;
     }
     double c = 0.0, q = 0.0;
 #pragma unroll
     for (int j = 0; j < FM_GROUP; ++j) {
-        double d = v[j] - m;
+        double d = (v[j] - origin) - m;
         c += d;
         q += d * d;
     }
@@ -237,8 +239,28 @@ __device__ __forceinline__ void fm_hist_count(unsigned int* sh, unsigned long lo
 
 // Fold p[0], p[stride], ..., p[(cnt-1)*stride] into s; with sh or row (see
 // fm_hist_count) the values are also counted into a histogram, in the same pass.
+// The origin of a reduced run x[0], x[xs], ..., K values: its first finite
+// value among the first FM_ORIGIN_SCAN, if far enough from the range's end
+// that no value less it overflows (|v - origin| then rounds to at most the
+// largest double), else 0. Deterministic, so every thread and block of one
+// output finds the same one. States keep their means relative to it, so
+// merges subtract means of the spread's size, not of the data's (at 1e9 with
+// a spread of 1, M2 keeps ~14 digits instead of ~8).
+#ifndef FM_ORIGIN_SCAN
+#define FM_ORIGIN_SCAN 16
+#endif
+template <typename T>
+__device__ __forceinline__ double fm_origin(const T* x, long long xs, long long K) {
+    long long scan = K < FM_ORIGIN_SCAN ? K : FM_ORIGIN_SCAN;
+    for (long long k = 0; k < scan; ++k) {
+        double v = fm_to_double(x[k * xs]);
+        if (fabs(v) < 1.5e292) return v;
+    }
+    return 0.0;
+}
+
 template <typename T, int KIND>
-__device__ __forceinline__ void fm_accumulate(const T* p, long long stride, long long cnt, fm_state& s,
+__device__ __forceinline__ void fm_accumulate(const T* p, long long stride, long long cnt, fm_state& s, double origin,
                                               unsigned int* sh = nullptr, unsigned long long* row = nullptr) {
     long long i = 0;
     const bool counting = sh || row;
@@ -250,11 +272,11 @@ __device__ __forceinline__ void fm_accumulate(const T* p, long long stride, long
 #pragma unroll
             for (int j = 0; j < FM_GROUP; ++j) fm_hist_count(sh, row, v[j]);
         }
-        fm_push_group<KIND>(s, v);
+        fm_push_group<KIND>(s, v, origin);
     }
     if (counting)  // the tail (fewer than FM_GROUP values, read again from cache)
         for (long long t = i; t < cnt; ++t) fm_hist_count(sh, row, fm_to_double(p[t * stride]));
-    for (; i < cnt; ++i) fm_push1<KIND>(s, fm_to_double(p[i * stride]));
+    for (; i < cnt; ++i) fm_push1<KIND>(s, fm_to_double(p[i * stride]), origin);
 }
 
 // -- the elementwise merges of whole field arrays (cupy.ElementwiseKernel) -----

@@ -215,7 +215,9 @@ __device__ __forceinline__ void fm_waccumulate(const T* x, long long xs, const T
 // no value less it overflows (|origin| < 2**969: |v - origin| rounds to at
 // most the largest double); else 0. Deterministic, so every thread and block
 // of one output finds the same.
+#ifndef FM_ORIGIN_SCAN  // also in fm_state.cuh
 #define FM_ORIGIN_SCAN 16
+#endif
 template <typename T, typename TW>
 __device__ __forceinline__ double fm_worigin(const T* x, long long xs, const TW* w, long long ws, long long K) {
     long long scan = K < FM_ORIGIN_SCAN ? K : FM_ORIGIN_SCAN;

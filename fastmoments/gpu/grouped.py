@@ -64,10 +64,11 @@ def group_summarize(x, labels, axis, ngroups):
     table[:-1, 3] = src.dtype_code(xt.dtype)
     total, max_chunks = (int(v) for v in cupy.stack([table[-1, 2], chunks.max()]).get())
     parts = _alloc(src.SUMMARY, (total,))
+    origin = cupy.zeros(m * G)  # each run's origin (see fm_reduce.cu)
     _kernels.each_kernel()(
-        (total,), (THREADS,), (table, np.int64(m * G), np.int64(EACH_CHUNK), *_ptrs(parts), _NULL))
+        (total,), (THREADS,), (table, np.int64(m * G), np.int64(EACH_CHUNK), origin, *_ptrs(parts), _NULL))
     outs = _alloc(src.SUMMARY, (m * G,))
     chunk0 = np.uint64(table.data.ptr + 2 * table.itemsize)
-    _finalize(src.SUMMARY, m * G, max_chunks, chunk0, 4, parts, outs)
+    _finalize(src.SUMMARY, m * G, max_chunks, chunk0, 4, parts, outs, origin)
     del xt  # alive until here: the kernels read it by address
     return tuple(laid(f) for f in outs)
