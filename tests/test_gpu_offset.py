@@ -75,3 +75,45 @@ def test_extremes_and_nonfinite_first_values():
     assert (s.count, s.n_nonfinite, s.mean, s.m2) == (c.count, c.n_nonfinite, 7.0, c.m2) and c.m2 == 40 * 8.0
     m = fm.moments(cupy.asarray(np.array([np.inf, 1.0, 2.0]))).to_numpy()
     assert m.mean == np.inf and np.isnan(m.m2)
+
+
+def test_origin_near_the_range_end_does_not_overflow():
+    # |v - origin| must round to at most the largest double: origins up to 2**969.
+    x = np.array([1.4e292, -np.finfo(float).max, 1.0, 2.0])
+    for f in (fm.moments, fm.summarize):
+        g, c = f(cupy.asarray(x)).to_numpy(), f(x)
+        assert np.isfinite(g.mean) and g.mean == pytest.approx(c.mean, rel=1e-12)
+        assert np.isinf(g.m2) and np.isinf(c.m2)
+    w = fm.moments(cupy.asarray(x), weights=cupy.ones(4)).to_numpy()
+    assert np.isfinite(w.mean) and w.mean == pytest.approx(float(np.mean(x / 4) * 4), rel=1e-12)
+
+
+@pytest.mark.parametrize("case", ["outlier_first", "big_first", "leading_nan"])
+def test_origin_is_robust_to_its_first_values(case):
+    rng = np.random.default_rng(11)
+    if case == "outlier_first":
+        x = np.concatenate([[1e15, -1e15], np.full(1000, 0.1)])
+    elif case == "big_first":
+        x = np.concatenate([[1e12], rng.standard_normal(5000)])
+    else:
+        x = rng.standard_normal(3000) + 1e9
+        x[:40] = np.nan
+    exact_mean = math.fsum(v for v in x if np.isfinite(v)) / np.isfinite(x).sum()
+    fin = x[np.isfinite(x)]
+    _, want_m2 = _reference(fin, 0)
+    g = cupy.asarray(x)
+    outs = [fm.summarize(g), fm.moments(g, skipna=True), fm.summarize_each([g, g[::-1]])]
+    for s in outs:
+        mean = np.atleast_1d(cupy.asnumpy(s.mean))
+        m2 = np.atleast_1d(cupy.asnumpy(s.m2))
+        if case == "outlier_first":  # +-1e15 cancelling: no float64 sum keeps 0.1 exactly;
+            cpu_err = abs(float(fm.summarize(x).mean) - exact_mean)  # no worse than the CPU wing's
+            assert np.all(np.abs(mean - exact_mean) <= cpu_err)
+        else:
+            np.testing.assert_allclose(mean, exact_mean, rtol=1e-15)
+        np.testing.assert_allclose(m2, want_m2, rtol=1e-12)
+    if case == "leading_nan":  # the lane kernel, split (C > 1)
+        cols = np.tile(x[:, None], (1, 3))
+        s = fm.summarize(cupy.asarray(np.concatenate([cols] * 70)), axis=0)
+        _, want = _reference(np.concatenate([fin] * 70), 0)
+        np.testing.assert_allclose(cupy.asnumpy(s.m2), want, rtol=1e-12)

@@ -295,14 +295,22 @@ __global__ void __launch_bounds__(FM_THREADS)
         long long end = offs ? offs[(o + 1) * offs_stride] : begin + C;
         if (origin) {
             org = origin[o];
-        } else {
-            long long scan = end - begin < FM_ORIGIN_SCAN ? end - begin : FM_ORIGIN_SCAN;
-            for (long long j = begin; j < begin + scan; ++j) {
-                double mj = in_mean[j];
-                if (in_n[j] > 0 && fabs(mj) < 1.5e292) {
-                    org = mj;
-                    break;
-                }
+        } else if (end > begin) {  // states from outside: as fm_origin, over their means
+            double c[FM_ORIGIN_SAMPLES];
+            int k = 0;
+            for (int j = 0; j < FM_ORIGIN_SAMPLES; ++j) {
+                long long at = begin + (end - 1 - begin) * j / (FM_ORIGIN_SAMPLES - 1);
+                if (in_n[at] > 0 && fm_origin_usable(in_mean[at])) c[k++] = in_mean[at];
+            }
+            if (k) {
+                org = fm_median_small(c, k);
+            } else {
+                long long scan = end - begin < FM_ORIGIN_SCAN ? end - begin : FM_ORIGIN_SCAN;
+                for (long long j = begin; j < begin + scan; ++j)
+                    if (in_n[j] > 0 && fm_origin_usable(in_mean[j])) {
+                        org = in_mean[j];
+                        break;
+                    }
             }
         }
         // From the partial kernels the loaded means already are relative (subtract nothing).

@@ -239,22 +239,51 @@ __device__ __forceinline__ void fm_hist_count(unsigned int* sh, unsigned long lo
 
 // Fold p[0], p[stride], ..., p[(cnt-1)*stride] into s; with sh or row (see
 // fm_hist_count) the values are also counted into a histogram, in the same pass.
-// The origin of a reduced run x[0], x[xs], ..., K values: its first finite
-// value among the first FM_ORIGIN_SCAN, if far enough from the range's end
-// that no value less it overflows (|v - origin| then rounds to at most the
-// largest double), else 0. Deterministic, so every thread and block of one
-// output finds the same one. States keep their means relative to it, so
+// The origin of a reduced run x[0], x[xs], ..., K values: the median of the
+// usable values among FM_ORIGIN_SAMPLES spread over the run (first, last and
+// evenly between), so that an outlier or a run of NaN at the start does not
+// become the origin; failing those, the first usable value of the first
+// FM_ORIGIN_SCAN; else 0. Usable: finite and below FM_ORIGIN_MAX in
+// magnitude, so that no value less it overflows (|v - origin| then rounds to
+// at most the largest double). Deterministic, so every thread and block of
+// one output finds the same one. States keep their means relative to it, so
 // merges subtract means of the spread's size, not of the data's (at 1e9 with
 // a spread of 1, M2 keeps ~14 digits instead of ~8).
 #ifndef FM_ORIGIN_SCAN
 #define FM_ORIGIN_SCAN 16
 #endif
+#define FM_ORIGIN_SAMPLES 5
+#define FM_ORIGIN_MAX 0x1p969
+
+__device__ __forceinline__ bool fm_origin_usable(double v) { return fabs(v) < FM_ORIGIN_MAX; }
+
+// The median of the n <= FM_ORIGIN_SAMPLES values of c (the lower middle for even n).
+__device__ __forceinline__ double fm_median_small(double* c, int n) {
+    for (int a = 1; a < n; ++a)
+        for (int b = a; b > 0 && c[b - 1] > c[b]; --b) {
+            double t = c[b - 1];
+            c[b - 1] = c[b];
+            c[b] = t;
+        }
+    return c[(n - 1) / 2];
+}
+
 template <typename T>
 __device__ __forceinline__ double fm_origin(const T* x, long long xs, long long K) {
+    double c[FM_ORIGIN_SAMPLES];
+    int n = 0;
+    if (K > 0) {
+#pragma unroll
+        for (int j = 0; j < FM_ORIGIN_SAMPLES; ++j) {
+            double v = fm_to_double(x[((K - 1) * j / (FM_ORIGIN_SAMPLES - 1)) * xs]);
+            if (fm_origin_usable(v)) c[n++] = v;
+        }
+    }
+    if (n) return fm_median_small(c, n);
     long long scan = K < FM_ORIGIN_SCAN ? K : FM_ORIGIN_SCAN;
     for (long long k = 0; k < scan; ++k) {
         double v = fm_to_double(x[k * xs]);
-        if (fabs(v) < 1.5e292) return v;
+        if (fm_origin_usable(v)) return v;
     }
     return 0.0;
 }

@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(FM_THREADS)
             long long scan = C < FM_ORIGIN_SCAN ? C : FM_ORIGIN_SCAN;
             for (long long j = begin; j < begin + scan; ++j) {
                 double mj = in_mean[j];
-                if (in_n[j] > 0 && fabs(mj) < 1.5e292) {
+                if (in_n[j] > 0 && fabs(mj) < 0x1p969) {  // 2**969, as fm_worigin
                     org = mj;
                     break;
                 }

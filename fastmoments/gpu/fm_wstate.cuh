@@ -225,7 +225,7 @@ __device__ __forceinline__ double fm_worigin(const T* x, long long xs, const TW*
         double wt = fm_weight_at(w, k * ws);
         if (wt > 0.0 && !fm_weight_bad(wt)) {
             double v = fm_to_double(x[k * xs]);
-            if (fabs(v) < 1.5e292) return v;
+            if (fabs(v) < 0x1p969) return v;  // 2**969: v - origin cannot overflow
         }
     }
     return 0.0;
