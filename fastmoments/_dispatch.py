@@ -60,6 +60,12 @@ or returns is of its own array type (NumPy for ``fastmoments.cpu``, CuPy for
 ``group_summarize(x, labels, axis, ngroups) -> the 7 summary fields``
     The same for ``summarize``'s fields (optional: without it, a
     NotImplementedError).
+``fold(kind, fields) -> fields or None``
+    Optional. Merge the states of a field tuple along axis 0 one at a time,
+    left to right: bit for bit what ``merge`` gives merging them in that
+    order, as a running total does (``merge(merge(s0, s1), s2)``...); counts
+    whose sums pass int64 are a ValueError. None for a kind it does not fold
+    (the layer above then merges one at a time).
 ``reduce(kind, fields, axes) -> fields``
     Merge the states of a field tuple along ``axes`` (a pairwise tree);
     counts whose sums pass int64 are a ValueError.

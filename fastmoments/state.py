@@ -78,6 +78,26 @@ class _State:
                 raise ValueError(f"{name} must be non-negative")
         return cls._wrap(_cleared_where_empty(cls._fields, _broadcast_fields(cls._fields, arrays, xp), xp))
 
+    @classmethod
+    def _fold(cls, states):
+        """Merge equally shaped states one at a time, left to right, as a
+        running total does: bit for bit ``states[0]._merge(states[1],
+        False)._merge(states[2], False)...``, in one backend call where the
+        backend has ``fold`` (k - 1 merges' Python otherwise)."""
+        first = states[0]
+        if len(states) > 1 and not getattr(first, "has_histogram", False):
+            be = backend_for(*first.fields)
+            fold = getattr(be, "fold", None)
+            if fold is not None:
+                stacked = [be.xp.stack(f) for f in zip(*(s.fields for s in states))]
+                fields = fold(cls._kind, stacked)
+                if fields is not None:
+                    return cls._wrap(fields)
+        acc = first
+        for s in states[1:]:
+            acc = acc._merge(s, checked=False)
+        return acc
+
     def __setattr__(self, name, value):
         raise AttributeError(f"{type(self).__name__} is immutable")
 

@@ -235,3 +235,29 @@ def test_combine_mean_std_fused_equals_states(ddof):
     np.testing.assert_array_equal(mean, ref.mean)
     np.testing.assert_array_equal(std, ref.std(ddof))
     assert mean.shape == std.shape == cnt.shape == (3, n)
+
+
+@pytest.mark.parametrize("kind", ["summary", "moments"])
+def test_fold_equals_merging_one_at_a_time(rng, kind):
+    """State._fold (one backend call) gives bit for bit the running total of
+    merges in order, NaN/Inf, empty states and float32 data included."""
+    n, k = 7, 13
+    states = []
+    for j in range(k):
+        arrays = []
+        for i in range(n):
+            a = rng.standard_normal(int(rng.integers(0, 40))) * 10.0 ** int(rng.integers(-3, 6)) + 1e6 * (i - 3)
+            if a.size and rng.random() < 0.2:
+                a[int(rng.integers(a.size))] = [np.nan, np.inf, -np.inf][j % 3]
+            arrays.append(a.astype(np.float32) if (i + j) % 2 else a)
+        s = fm.summarize_each(arrays)
+        states.append(s if kind == "summary" else s.moments)
+    total = states[0]
+    for s in states[1:]:
+        total = total.merge(s)
+    folded = type(states[0])._fold(states)
+    assert type(folded) is type(total)
+    for a, b in zip(total.fields, folded.fields):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    assert type(states[0])._fold(states[:1]) is states[0]

@@ -27,6 +27,7 @@ from .blocks import scaled_redo  # noqa: E402
 from .columns import reduce_cols, reduce_cols_serial  # noqa: E402
 from .layout import plan  # noqa: E402
 from .merges import (  # noqa: E402
+    fold_state_rows,
     merge_extremes_arrays,
     merge_extremes_arrays_serial,
     merge_moment_arrays,
@@ -394,6 +395,26 @@ def reduce(kind, fields, axes):
     si_out, sf_out = _run(reduce_states, code, m, si, sf)
     return _unpack(code, si_out, sf_out, out_shape)
 
+
+
+def fold(kind, fields):
+    """Merge the states along axis 0 one at a time, left to right (see the
+    protocol in fastmoments._dispatch): one call for what would be k - 1
+    merges, for "moments" and "summary"; None for other kinds."""
+    if kind not in _KIND:
+        return None
+    code = _KIND[kind]
+    k = fields[0].shape[0]
+    out_shape = fields[0].shape[1:]
+    m = int(np.prod(out_shape, dtype=np.int64))
+    ints = [f for f in fields if f.dtype == np.int64]
+    floats = [f for f in fields if f.dtype != np.int64]
+    si = np.stack([np.ascontiguousarray(f).reshape(k * m) for f in ints])
+    sf = np.stack([np.ascontiguousarray(f, dtype=np.float64).reshape(k * m) for f in floats])
+    si_out, sf_out = _outputs(code, m)
+    if fold_state_rows(code, si, sf, k, si_out, sf_out):
+        raise ValueError(COUNT_OVERFLOW)
+    return _unpack(code, si_out, sf_out, out_shape)
 
 def combine_mean_std(mean1, std1, n1, mean2, std2, n2, ddof):
     """``fastmoments.combine_mean_std`` in one fused pass, for real means and

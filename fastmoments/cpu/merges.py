@@ -168,6 +168,25 @@ def reduce_state_rows(kind, si_in, sf_in, si_out, sf_out):
     return si_out, sf_out
 
 
+
+@njit(**_opts)
+def fold_state_rows(kind, si_in, sf_in, k, si_out, sf_out):
+    """Merge the ``k`` states of each of m columns one at a time, left to
+    right: slot ``j * m + i`` of the (field, k * m) inputs is state j of
+    column i. Bit for bit what merging them in that order with
+    merge_moment_arrays and merge_extremes_arrays gives (the same
+    merge_moments, _fmin and _fmax). Returns how many counts wrapped."""
+    m = si_out.shape[1]
+    wrapped = 0
+    for i in range(m):
+        copy_slot(si_in, sf_in, i, si_out, sf_out, i)
+        for j in range(1, k):
+            merge_into(kind, si_out, sf_out, i, si_in, sf_in, j * m + i, si_out, sf_out, i)
+            wrapped += 1 if si_out[0, i] < 0 else 0
+        if kind == SUMMARY:
+            wrapped += 1 if si_out[1, i] < 0 or si_out[2, i] < 0 else 0
+    return wrapped
+
 merge_moment_arrays_serial = _serial_twin(merge_moment_arrays)
 merge_extremes_arrays_serial = _serial_twin(merge_extremes_arrays)
 reduce_state_rows_serial = _serial_twin(reduce_state_rows)

@@ -288,15 +288,19 @@ class MonitorCore:
         sq = sum_of_squares(pooled)
         hcounts = pool.histograms()  # None unless some iteration of the interval counted them
         values, rows = {}, []
+        # Python lists, read per entry: indexing NumPy arrays element by
+        # element was most of a report's time.
+        cols = {name: st[name].tolist() for name in STATS}
+        n_obs = pool.n_obs.tolist()
         for e, ent in enumerate(self.entries):
-            if not pool.n_obs[e]:
+            if not n_obs[e]:
                 continue  # never present all interval: nothing to report
             pre = self.prefix[ent.kind]
             for name in self.stats:
-                values[f"{pre}/{ent.path}/{name}"] = float(st[name][e])
+                values[f"{pre}/{ent.path}/{name}"] = float(cols[name][e])
             shape, dtype = describe(e) if describe is not None else (None, None)
             row = {"path": ent.path, "kind": ent.kind, "layer": ent.layer, "shape": shape, "dtype": dtype}
-            row.update({name: float(st[name][e]) for name in STATS})
+            row.update({name: float(cols[name][e]) for name in STATS})
             if hcounts is not None:  # this array's own fractions (parameter values too)
                 row["fp16_flush"], row["fp16_subnormal"] = _fp16_fractions(hcounts[e])
             rows.append(row)
@@ -376,7 +380,10 @@ class MonitorCore:
 
     def _layers(self, st, sq, pooled, first_bad):
         order, acc = [], {}
-        n_obs = self.pool.n_obs
+        n_obs = self.pool.n_obs.tolist()
+        sq, lows, highs = sq.tolist(), st["min"].tolist(), st["max"].tolist()
+        bad, zeros, count = pooled.n_nonfinite.tolist(), pooled.n_zero.tolist(), pooled.count.tolist()
+        first_bad = first_bad.tolist()
         for e, ent in enumerate(self.entries):
             if ent.kind != "grad" or not n_obs[e]:
                 continue
@@ -386,14 +393,14 @@ class MonitorCore:
                 acc[name] = [0.0, 0.0, 0, 0, 0, 0, NONE]
             a = acc[name]
             a[0] += float(sq[e])
-            lo, hi = st["min"][e], st["max"][e]
-            if np.isfinite(lo):
+            lo, hi = lows[e], highs[e]
+            if math.isfinite(lo):
                 a[1] = max(a[1], abs(float(lo)), abs(float(hi)))
-            a[2] += int(pooled.n_nonfinite[e])
-            a[3] = max(a[3], int(n_obs[e]))
-            a[4] += int(pooled.n_zero[e])
-            a[5] += int(pooled.count[e]) + int(pooled.n_nonfinite[e])
-            a[6] = min(a[6], int(first_bad[e]))
+            a[2] += bad[e]
+            a[3] = max(a[3], n_obs[e])
+            a[4] += zeros[e]
+            a[5] += count[e] + bad[e]
+            a[6] = min(a[6], first_bad[e])
         rank = self.layer_rank()
         order.sort(key=lambda n: rank[n])
         layers = [{"layer": n, "norm": math.sqrt(acc[n][0] / acc[n][3]) if acc[n][3] else math.nan,
