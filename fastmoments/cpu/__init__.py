@@ -409,8 +409,8 @@ def fold(kind, fields):
     m = int(np.prod(out_shape, dtype=np.int64))
     ints = [f for f in fields if f.dtype == np.int64]
     floats = [f for f in fields if f.dtype != np.int64]
-    si = np.stack([np.ascontiguousarray(f).reshape(k * m) for f in ints])
-    sf = np.stack([np.ascontiguousarray(f, dtype=np.float64).reshape(k * m) for f in floats])
+    si = np.concatenate([f.reshape(k * m) for f in ints]).reshape(len(ints), k * m)
+    sf = np.concatenate([f.reshape(k * m) for f in floats]).reshape(len(floats), k * m)
     si_out, sf_out = _outputs(code, m)
     if fold_state_rows(code, si, sf, k, si_out, sf_out):
         raise ValueError(COUNT_OVERFLOW)

@@ -5,7 +5,8 @@ nothing of any framework: it takes NumPy or CuPy arrays (``None`` for an
 array that is missing this iteration), groups them by device, summarizes each
 group in one :func:`fastmoments.summarize_each` call (one fused launch on a
 GPU) and merges the result into the group's running Summary on the same
-device. Nothing is copied to the host until :meth:`IntervalPool.collect`,
+device (on the CPU every :data:`FOLD_EVERY` iterations and at a report, all
+at once, bit for bit as one at a time). Nothing is copied to the host until :meth:`IntervalPool.collect`,
 except under ``check=True`` (one small device-to-host copy per group and
 iteration).
 
@@ -319,7 +320,11 @@ class IntervalPool:
             self._fold(g)
             if g.acc is not None:
                 parts.append((g, g.acc.to_numpy()))
-        if parts:
+        if parts and self.host is None and self._single:
+            # One group holding every array in order: its Summary is the
+            # total (merging it into the empty one would change no bit).
+            total = parts[0][1]
+        elif parts:
             fields = [np.array(f, copy=True) for f in empty_summary(self.n).fields]
             for g, part in parts:
                 for f, v in zip(fields, part.fields):
