@@ -85,7 +85,11 @@ class _State:
         False)._merge(states[2], False)...``, in one backend call where the
         backend has ``fold`` (k - 1 merges' Python otherwise)."""
         first = states[0]
-        if len(states) > 1 and not getattr(first, "has_histogram", False):
+        # One call only for states exactly of this class (not a Summary with
+        # a histogram, not weighted or higher-order moments) and of one shape;
+        # anything else merges one at a time, with merge's checks and errors.
+        if (len(states) > 1 and all(type(s) is cls for s in states)
+                and all(s.shape == first.shape for s in states)):
             be = backend_for(*first.fields)
             fold = getattr(be, "fold", None)
             if fold is not None:

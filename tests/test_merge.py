@@ -261,3 +261,31 @@ def test_fold_equals_merging_one_at_a_time(rng, kind):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_array_equal(a, b)
     assert type(states[0])._fold(states[:1]) is states[0]
+
+
+def test_fold_checks_like_merging_one_at_a_time():
+    """Review findings: a tally that wraps past 2**63 mid-fold raises even if
+    later merges would bring it back positive; states that merge refuses
+    (histogram with none, orders 2 and 4) or that are not plain Moments are
+    folded one at a time, with merge's results and errors."""
+    big = int(0.7 * 2**63)
+    for field in ("n_nonfinite", "n_zero"):
+        kw = dict(count=1, mean=0.0, m2=0.0, min=0.0, max=0.0, n_nonfinite=0, n_zero=0)
+        kw[field] = big
+        s = fm.Summary.from_fields(**kw)
+        with pytest.raises(ValueError):
+            s._merge(s, False)._merge(s, False)
+        with pytest.raises(ValueError):
+            fm.Summary._fold([s, s, s])
+    x = [np.arange(5.0), np.ones(3)]
+    plain, hist = fm.summarize_each(x), fm.summarize_each(x, histogram=True)
+    with pytest.raises(ValueError, match="histogram"):
+        fm.Summary._fold([plain, hist])
+    m4 = fm.moments(np.arange(6.0).reshape(2, 3), axis=1, order=4)
+    want = m4._merge(m4, False)
+    got = fm.Moments._fold([m4, m4])
+    assert type(got) is type(want)
+    for a, b in zip(want.fields, got.fields):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):
+        fm.Moments._fold([fm.moments(np.arange(6.0).reshape(2, 3), axis=1), m4])

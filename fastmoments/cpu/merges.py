@@ -182,9 +182,11 @@ def fold_state_rows(kind, si_in, sf_in, k, si_out, sf_out):
         copy_slot(si_in, sf_in, i, si_out, sf_out, i)
         for j in range(1, k):
             merge_into(kind, si_out, sf_out, i, si_in, sf_in, j * m + i, si_out, sf_out, i)
+            # After each merge, as merging one at a time checks: a sum that
+            # wrapped may come back positive after further merges.
             wrapped += 1 if si_out[0, i] < 0 else 0
-        if kind == SUMMARY:
-            wrapped += 1 if si_out[1, i] < 0 or si_out[2, i] < 0 else 0
+            if kind == SUMMARY:
+                wrapped += 1 if si_out[1, i] < 0 or si_out[2, i] < 0 else 0
     return wrapped
 
 merge_moment_arrays_serial = _serial_twin(merge_moment_arrays)

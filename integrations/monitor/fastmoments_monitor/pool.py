@@ -320,11 +320,7 @@ class IntervalPool:
             self._fold(g)
             if g.acc is not None:
                 parts.append((g, g.acc.to_numpy()))
-        if parts and self.host is None and self._single:
-            # One group holding every array in order: its Summary is the
-            # total (merging it into the empty one would change no bit).
-            total = parts[0][1]
-        elif parts:
+        if parts:
             fields = [np.array(f, copy=True) for f in empty_summary(self.n).fields]
             for g, part in parts:
                 for f, v in zip(fields, part.fields):

@@ -194,6 +194,20 @@ def test_deferred_merges_equal_merging_every_iteration():
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
 
+
+def test_collect_gives_the_identity_bits_where_nothing_was_finite():
+    """Review finding: an all-NaN/Inf array's Summary has a mean of -NaN; the
+    pooled total must still carry the empty identity's NaN (what a state
+    saved to JSON and resumed gives), so resumed runs stay bit-identical."""
+    from fastmoments_monitor.pool import empty_summary
+
+    pool = IntervalPool(2)
+    for it in range(3):
+        pool.add([np.array([np.nan, np.inf]), np.ones(2)], it + 1)
+    s, _ = pool.collect()
+    assert s.count[0] == 0 and s.n_nonfinite[0] == 6
+    assert s.mean[0:1].view(np.uint64) == empty_summary(2).mean[0:1].view(np.uint64)
+
 def test_version_1_history_loads():
     core = MonitorCore(warn=False)
     core.load_state({"version": 1, "first_iteration": None, "iteration": 7, "serial": 1,
