@@ -396,7 +396,6 @@ def reduce(kind, fields, axes):
     return _unpack(code, si_out, sf_out, out_shape)
 
 
-
 def fold(kind, fields):
     """Merge the states along axis 0 one at a time, left to right (see the
     protocol in fastmoments._dispatch): one call for what would be k - 1
@@ -415,6 +414,7 @@ def fold(kind, fields):
     if fold_state_rows(code, si, sf, k, si_out, sf_out):
         raise ValueError(COUNT_OVERFLOW)
     return _unpack(code, si_out, sf_out, out_shape)
+
 
 def combine_mean_std(mean1, std1, n1, mean2, std2, n2, ddof):
     """``fastmoments.combine_mean_std`` in one fused pass, for real means and

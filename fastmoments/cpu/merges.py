@@ -168,7 +168,6 @@ def reduce_state_rows(kind, si_in, sf_in, si_out, sf_out):
     return si_out, sf_out
 
 
-
 @njit(**_opts)
 def fold_state_rows(kind, si_in, sf_in, k, si_out, sf_out):
     """Merge the ``k`` states of each of m columns one at a time, left to
@@ -188,6 +187,7 @@ def fold_state_rows(kind, si_in, sf_in, k, si_out, sf_out):
             if kind == SUMMARY:
                 wrapped += 1 if si_out[1, i] < 0 or si_out[2, i] < 0 else 0
     return wrapped
+
 
 merge_moment_arrays_serial = _serial_twin(merge_moment_arrays)
 merge_extremes_arrays_serial = _serial_twin(merge_extremes_arrays)

@@ -26,7 +26,8 @@ alerts, history, tables and plots are :class:`fastmoments_monitor.MonitorCore`'s
 Cost per iteration: one :func:`fastmoments.summarize_each` call per device
 holding parameters (one fused kernel launch on a GPU) and one merge of the
 resulting small Summary into the interval's running Summary, on the same
-device (on the CPU deferred and done for many iterations in one call). Nothing is copied to the host until a report, except under
+device (on the CPU deferred and done for many iterations in one call).
+Nothing is copied to the host until a report, except under
 ``on_nonfinite='raise'`` or ``'skip'``, which read the non-finite counts
 (one small device-to-host copy, hence one synchronization, per iteration).
 """

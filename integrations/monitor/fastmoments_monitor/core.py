@@ -392,10 +392,10 @@ class MonitorCore:
                 order.append(name)
                 acc[name] = [0.0, 0.0, 0, 0, 0, 0, NONE]
             a = acc[name]
-            a[0] += float(sq[e])
+            a[0] += sq[e]
             lo, hi = lows[e], highs[e]
             if math.isfinite(lo):
-                a[1] = max(a[1], abs(float(lo)), abs(float(hi)))
+                a[1] = max(a[1], abs(lo), abs(hi))
             a[2] += bad[e]
             a[3] = max(a[3], n_obs[e])
             a[4] += zeros[e]

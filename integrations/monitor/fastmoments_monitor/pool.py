@@ -6,8 +6,8 @@ array that is missing this iteration), groups them by device, summarizes each
 group in one :func:`fastmoments.summarize_each` call (one fused launch on a
 GPU) and merges the result into the group's running Summary on the same
 device (on the CPU every :data:`FOLD_EVERY` iterations and at a report, all
-at once, bit for bit as one at a time). Nothing is copied to the host until :meth:`IntervalPool.collect`,
-except under ``check=True`` (one small device-to-host copy per group and
+at once, bit for bit as one at a time). Nothing is copied to the host until
+:meth:`IntervalPool.collect`, except under ``check=True`` (one small device-to-host copy per group and
 iteration).
 
 It also keeps, per array, the first iteration of the interval at which it
