@@ -66,6 +66,16 @@ or returns is of its own array type (NumPy for ``fastmoments.cpu``, CuPy for
     order, as a running total does (``merge(merge(s0, s1), s2)``...); counts
     whose sums pass int64 are a ValueError. None for a kind it does not fold
     (the layer above then merges one at a time).
+``center_rows(x, w, shift, skipna, out, sums) -> (k, W, W2)``
+    Optional (``comoments``' blocks; without it the layer above centers in
+    array code). ``x`` is a 2-D block of observations (rows) of ``d``
+    variables, ``w`` None or its 1-D weights. Writes the rows taken, minus
+    ``shift`` (float64, ``(d,)``) and times the square root of their weight,
+    to ``out[:k]`` (float64, C-contiguous, at least as many rows), and adds
+    their deviations from ``shift`` times their weight to ``sums`` (float64,
+    ``(d,)``). Rows taken: all, except those of weight 0 and, with
+    ``skipna``, those with a NaN. Returns ``k`` and the sums of their
+    weights and squared weights (both ``k`` without weights).
 ``reduce(kind, fields, axes) -> fields``
     Merge the states of a field tuple along ``axes`` (a pairwise tree);
     counts whose sums pass int64 are a ValueError.

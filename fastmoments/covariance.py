@@ -13,21 +13,24 @@ derived on demand (``ddof`` and the kind of weights stay the caller's).
 
 How :func:`comoments` is fast and exact: the observations are cut into blocks
 of rows; each block is centered on a shift (in float64, whatever the input's
-dtype, one block at a time so memory stays bounded) and its sums and sums of
-products come from one matrix product of the centered block, extended by a
-column of ones (``[xc, 1].T @ [xc, 1]``: NumPy hands it to BLAS as ``syrk``;
-with weights the rows are scaled by ``sqrt(w)`` first). Blocks are grouped
-into at most ``_LEAVES`` runs of consecutive rows ("leaves") that share one
-shift, the mean of their first block, so that a leaf's products are summed
-about a point near its mean: the cancellation in ``c2 = P - w * outer(u, u)``
-costs at most a factor of the number of blocks in the leaf, usually nothing.
-Leaf states keep their means relative to an origin (the first leaf's shift)
-and merge in a fixed pairwise tree, so data far from zero keeps the accuracy
-of a two-pass method, and the result depends only on the data and its
-shape, never on the number of threads. On the CPU the leaves are spread over
-a few Python threads, each running BLAS single-threaded (OpenBLAS' own
-threads spin between calls and lose badly on loaded or small machines); on
-a GPU the same array code runs on CuPy arrays (a cuBLAS product per block).
+dtype, one block at a time so memory stays bounded) and its sums of products
+come from one matrix product of the centered block (``xc.T @ xc``: NumPy
+hands it to BLAS as ``syrk``; with weights the rows are scaled by
+``sqrt(w)`` first). On the CPU one Numba pass (the backend's
+``center_rows``) centers the block and sums its deviations; elsewhere (the
+GPU) array code widens the block by a column of ones whose products are the
+sums. Blocks are grouped into at most ``_LEAVES`` runs of consecutive rows
+("leaves") that share one shift, the mean of their first rows, so that a
+leaf's products are summed about a point near its mean: the cancellation in
+``c2 = P - w * outer(u, u)`` costs a factor of ``1 + |u|**2 / var``, usually
+nothing. Leaf states keep their means relative to an origin (the first
+leaf's shift) and merge in a fixed pairwise tree, so data far from zero
+keeps the accuracy of a two-pass method, and the result depends only on the
+data and its shape, never on the number of threads. On the CPU the leaves
+are spread over a few Python threads, each running BLAS single-threaded
+(OpenBLAS' own threads spin between calls and lose badly on loaded or small
+machines); on a GPU the same array code runs on CuPy arrays (a cuBLAS
+product per block).
 """
 
 from __future__ import annotations
@@ -48,27 +51,40 @@ _INT64_MAX = 2**63 - 1
 
 # -- blocks and leaves ------------------------------------------------------------------
 
-#: Bytes of one centered float64 block on the CPU: it stays in the core's L2
-#: between the centering and the product. Measured on the 2-core AMD EPYC VM,
-#: 2026-12-05, under a load of ~6 from other jobs (medians of 3):
-#: (10**6, 64) float64 with blocks of 256 KiB / 512 KiB / 1 / 2 / 4 MiB:
-#: 0.21 / 0.26 / 0.26 / 0.28 / 0.39 s; (2*10**5, 512): 256-row blocks (the
-#: minimum) 2.1-2.7 s, 511 rows 2.4, 1022 rows 2.5.
-BLOCK_BYTES_CPU = 1 << 18
-#: Rows per block: at least this many (a product over fewer rows is mostly
-#: the update of its (d+1)**2 result), at most the second.
-BLOCK_ROWS_MIN, BLOCK_ROWS_MAX = 256, 16384
+#: Bytes of one centered float64 block on the CPU. The centering pass reads
+#: the block from memory, the product then from cache; blocks past the L2
+#: still win, by fewer calls (Python, BLAS set-up and the result's update per
+#: block). Measured on the 2-core AMD EPYC KVM VM, 2026-12-06, (10**6, 64)
+#: float64, two threads, against the per-core product of the centered array
+#: (medians of 9 interleaved pairs): blocks of 256 KiB / 512 KiB / 1 / 2 /
+#: 4 / 8 MiB at 0.59 / 0.71 / 0.78-0.84 / 0.79-0.88 / 0.77 / 0.72 of it.
+BLOCK_BYTES_CPU = 1 << 21
+#: Rows per block: at least BLOCK_ROWS_MIN and ``ROWS_PER_VAR`` times the
+#: variables (a product over fewer rows than about 4 d is mostly the update
+#: of its d x d result, which leaves the L2 from d ~ 400: single-threaded
+#: dsyrk of (rows, 512) ran at 24 / 29 / 31 / 38 / 40 GFLOP/s for 256 / 512 /
+#: 1024 / 2048 / 4096 rows, the whole (10**5, 512) at 33), at most
+#: BLOCK_ROWS_MAX rows and BLOCK_BYTES_MAX bytes.
+BLOCK_ROWS_MIN, BLOCK_ROWS_MAX, ROWS_PER_VAR = 256, 16384, 4
+BLOCK_BYTES_MAX = 1 << 24
 #: A GPU block: big enough that one cuBLAS product fills the device.
 BLOCK_BYTES_GPU = 1 << 27
+#: A leaf's shift is the mean of its first this many rows: near enough to
+#: the leaf's mean (the cancellation costs a factor of about 1 + 1/rows), and
+#: cheap: the mean of a whole first block took ~3% of the time.
+SHIFT_ROWS = 64
 #: At most this many leaves: enough for load balance over a few threads,
 #: few enough that their shifts see many rows.
 _LEAVES = 32
 
 
 def _block_rows(n_vars, gpu):
-    budget = BLOCK_BYTES_GPU if gpu else BLOCK_BYTES_CPU
-    rows = budget // (8 * (n_vars + 1))
-    return int(min(max(rows, BLOCK_ROWS_MIN), BLOCK_ROWS_MAX * (64 if gpu else 1)))
+    if gpu:  # the array code's blocks, widened by a column of ones
+        rows = BLOCK_BYTES_GPU // (8 * (n_vars + 1))
+        return int(min(max(rows, BLOCK_ROWS_MIN), BLOCK_ROWS_MAX * 64))
+    row_bytes = 8 * max(n_vars, 1)
+    rows = max(BLOCK_BYTES_CPU // row_bytes, ROWS_PER_VAR * n_vars, BLOCK_ROWS_MIN)
+    return int(max(min(rows, BLOCK_ROWS_MAX, BLOCK_BYTES_MAX // row_bytes), 1))
 
 
 def _plan(n, rows):
@@ -226,12 +242,48 @@ def _finite_mean(xp, blk, fallback):
         return xp.where(cnt > 0, s / xp.where(cnt > 0, cnt, 1), fallback)
 
 
-def _leaf(xp, x, w, lo, hi, rows, origin, skipna, w_zero):
+def _leaf(be, x, w, lo, hi, rows, origin, skipna, w_zero):
     """State (count, W, W2, mean - origin, c2) of rows lo:hi of x."""
+    xp = be.xp
     d = x.shape[1]
-    shift = _finite_mean(xp, x[lo:min(hi, lo + rows)], origin)
+    shift = _finite_mean(xp, x[lo:min(hi, lo + SHIFT_ROWS)], origin)
+    center = getattr(be, "center_rows", None)
+    if center is not None:
+        buf = xp.empty((rows, d), np.float64)
+        sums = xp.zeros(d, np.float64)
+        prod = xp.empty((d, d), np.float64)
+        c2 = xp.zeros((d, d), np.float64)
+        count, W, W2 = 0, 0.0, 0.0
+        for i in range(lo, hi, rows):
+            wb = None if w is None else w[i:min(hi, i + rows)]
+            nb, Wb, W2b = center(x[i:min(hi, i + rows)], wb, shift, skipna, buf, sums)
+            if nb:
+                b = buf[:nb]
+                xp.matmul(b.T, b, out=prod)
+                c2 += prod
+                count += nb
+                W += Wb
+                W2 += W2b
+    else:
+        count, W, W2, sums, c2 = _leaf_array_code(xp, x, w, lo, hi, rows, shift, skipna, w_zero)
+    if count == 0:
+        return _empty_fields(xp, d)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        u = sums / W
+        c2 = c2 - xp.outer(u, u) * W
+        mean = (shift - origin) + u
+    return (xp.asarray(count, dtype=np.int64), xp.array(W, dtype=np.float64),
+            xp.array(W2, dtype=np.float64), mean, c2)
+
+
+def _leaf_array_code(xp, x, w, lo, hi, rows, shift, skipna, w_zero):
+    """(count, W, W2, sums of deviations from shift, their products) of rows
+    lo:hi, for backends without ``center_rows`` (the GPU): each block centered
+    into a buffer widened by a column of ones (of sqrt(w) with weights), whose
+    products with the rest are the sums."""
+    d = x.shape[1]
     buf = xp.empty((rows, d + 1), np.float64)
-    buf[:, d] = 1.0  # the column whose products are the sums (and, weighted, sqrt(w)'s)
+    buf[:, d] = 1.0
     prod = xp.empty((d + 1, d + 1), np.float64)
     acc = xp.zeros((d + 1, d + 1), np.float64)
     count = 0
@@ -262,33 +314,27 @@ def _leaf(xp, x, w, lo, hi, rows, origin, skipna, w_zero):
         xp.matmul(b.T, b, out=prod)
         acc += prod
         count += nb
-    if count == 0:
-        return _empty_fields(xp, d)
     W = acc[d, d]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        u = acc[d, :d] / W
-        c2 = acc[:d, :d] - xp.outer(u, u) * W
-        mean = (shift - origin) + u
-    W = xp.asarray(W, dtype=np.float64)
-    W2 = W.copy() if w is None else xp.asarray(W2, dtype=np.float64)
-    return (xp.asarray(count, dtype=np.int64), W, W2, mean, c2)
+    return count, W, (W if w is None else W2), acc[d, :d], acc[:d, :d]
 
 
-def _reduce(xp, x, w, skipna, origin=None):
-    """Fields of ``x`` (observations by variables, a backend array) with the
-    mean relative to ``origin`` (None: chosen here), and the origin used."""
+def _reduce(be, x, w, skipna, origin=None):
+    """Fields of ``x`` (observations by variables, an array of backend ``be``)
+    with the mean relative to ``origin`` (None: chosen here), and the origin
+    used."""
+    xp = be.xp
     n, d = x.shape
     gpu = xp is not np
     rows = _block_rows(d, gpu)
     if origin is None:
-        origin = _finite_mean(xp, x[:rows], 0.0) if n else xp.zeros(d)
+        origin = _finite_mean(xp, x[:SHIFT_ROWS], 0.0) if n else xp.zeros(d)
     if n == 0:
         return _empty_fields(xp, d), origin
     w_zero = w is not None and bool((w == 0).any())
     leaves = _plan(n, rows)
 
     def leaf(span):
-        return _leaf(xp, x, w, span[0], span[1], rows, origin, skipna, w_zero)
+        return _leaf(be, x, w, span[0], span[1], rows, origin, skipna, w_zero)
 
     workers = 1 if gpu else _workers(len(leaves))
     if workers == 1 and not gpu and _single_threaded_blas_here(len(leaves)):
@@ -382,7 +428,7 @@ def comoments(x, *, axis=0, weights=None, skipna=False) -> "CoMoments":
         A :class:`CoMoments` of ``d`` variables.
     """
     be, arr, w = _observations(x, axis, weights)
-    fields, origin = _reduce(be.xp, arr, w, bool(skipna))
+    fields, origin = _reduce(be, arr, w, bool(skipna))
     return CoMoments._wrap(_with_origin(be.xp, fields, origin))
 
 

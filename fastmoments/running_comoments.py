@@ -60,7 +60,7 @@ class RunningCoMoments:
             backend_for(self._origin, arr)  # TypeError for NumPy mixed with CuPy
             if int(self._fields[0]) > 0:
                 origin = self._origin  # empty so far: the batch picks its own
-        fields, origin = _reduce(be.xp, arr, w, self.skipna, origin)
+        fields, origin = _reduce(be, arr, w, self.skipna, origin)
         if self.d is None:
             self.d = arr.shape[1]
         self._origin = origin

@@ -499,3 +499,78 @@ def test_from_other_threads_same_bits(rng, small_blocks):
         for a, b in zip(r.fields, main.fields):
             np.testing.assert_array_equal(a, b)
     assert C._blas_users == 0
+
+
+# -- the CPU's centering kernel against the array code the GPU runs ----------------------------
+
+
+class _ArrayCodeBackend:
+    """The CPU backend without its optional ``center_rows``: comoments then
+    centers in array code, as on the GPU."""
+
+    def __init__(self, be):
+        self._be = be
+
+    def __getattr__(self, name):
+        if name == "center_rows":
+            raise AttributeError(name)
+        return getattr(self._be, name)
+
+
+def _both_paths(x, w=None, skipna=False):
+    be, arr, ww = C._observations(x, 0, w)
+    kernel, origin = C._reduce(be, arr, ww, skipna)
+    arrays, origin2 = C._reduce(_ArrayCodeBackend(be), arr, ww, skipna)
+    assert hasattr(be, "center_rows") and not hasattr(_ArrayCodeBackend(be), "center_rows")
+    np.testing.assert_array_equal(origin, origin2)
+    return kernel, arrays
+
+
+@pytest.mark.parametrize("case", ["plain", "far", "weights", "zero_weights", "skipna", "skipna_weights",
+                                  "int16", "float32", "fortran", "strided"])
+def test_centering_kernel_equals_array_code(case, rng, small_blocks):
+    x = rng.standard_normal((200, 5)) * [1, 10, 0.1, 3, 1] + [0, 1e6, -3e3, 1e9, 5]
+    w = None
+    skipna = case.startswith("skipna")
+    if case in ("weights", "zero_weights", "skipna_weights"):
+        w = rng.random(200) * 3
+    if case == "zero_weights":
+        w[rng.integers(0, 200, 40)] = 0.0
+        x[w == 0, 2] = np.nan  # left out with their weight, NaN or not
+        x[np.flatnonzero(w == 0)[:3], 0] = np.inf
+    if skipna:
+        x[rng.integers(0, 200, 30), rng.integers(0, 5, 30)] = np.nan
+    if case == "int16":
+        x = rng.integers(-300, 300, (200, 5)).astype(np.int16)
+    if case == "float32":
+        x = x.astype(np.float32)
+    if case == "fortran":
+        x = np.asfortranarray(x)
+    if case == "strided":
+        x = rng.standard_normal((400, 10))[::2, ::2] + 7.0
+    kernel, arrays = _both_paths(x, w, skipna)
+    assert int(kernel[0]) == int(arrays[0])
+    for a, b in zip(kernel[1:3], arrays[1:3]):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+    np.testing.assert_allclose(kernel[3], arrays[3], rtol=1e-13, atol=1e-12)
+    scale = np.sqrt(np.outer(np.diag(arrays[4]), np.diag(arrays[4])))
+    assert np.all(np.abs(kernel[4] - arrays[4]) <= 1e-11 * scale)
+    # and both against np.cov of the rows taken
+    keep = np.ones(x.shape[0], bool)
+    if skipna:
+        keep &= ~np.isnan(x).any(axis=1)
+    if w is not None:
+        keep &= w > 0
+    s = fm.comoments(x, weights=w, skipna=skipna)
+    ref = np.cov(np.asarray(x, np.float64)[keep], rowvar=False, ddof=0,
+                 aweights=None if w is None else w[keep])
+    np.testing.assert_allclose(s.cov(ddof=0), ref, rtol=1e-9, atol=1e-9 * np.sqrt(np.outer(np.diag(ref), np.diag(ref))).max())
+
+
+def test_bools_of_any_byte_count_as_one(rng):
+    b = rng.random((300, 4)) < 0.4
+    odd = b.view(np.uint8) * rng.integers(1, 256, b.shape).astype(np.uint8)
+    odd = odd.view(np.bool_)  # True stored as bytes 1..255
+    s = fm.comoments(odd)
+    np.testing.assert_allclose(s.cov(), np.cov(b.astype(np.float64), rowvar=False), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(s.mean, b.mean(axis=0), rtol=1e-14)

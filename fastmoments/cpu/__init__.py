@@ -41,6 +41,7 @@ from .rows import SMALL_ROW, reduce_rows, reduce_rows_serial  # noqa: E402
 from .short_rows import short_row_moments, short_row_moments_serial  # noqa: E402
 from .table import address, reduce_table, reduce_table_serial  # noqa: E402
 from . import weighted as WK  # noqa: E402
+from .comoments import center_rows  # noqa: E402,F401 (the backend op)
 from . import histogram as HK  # noqa: E402
 
 # The kernels' copy of the histogram layout must be the package's.
