@@ -60,12 +60,14 @@ _INT64_MAX = 2**63 - 1
 #: 4 / 8 MiB at 0.59 / 0.71 / 0.78-0.84 / 0.79-0.88 / 0.77 / 0.72 of it.
 BLOCK_BYTES_CPU = 1 << 21
 #: Rows per block: at least BLOCK_ROWS_MIN and ``ROWS_PER_VAR`` times the
-#: variables (a product over fewer rows than about 4 d is mostly the update
-#: of its d x d result, which leaves the L2 from d ~ 400: single-threaded
-#: dsyrk of (rows, 512) ran at 24 / 29 / 31 / 38 / 40 GFLOP/s for 256 / 512 /
-#: 1024 / 2048 / 4096 rows, the whole (10**5, 512) at 33), at most
-#: BLOCK_ROWS_MAX rows and BLOCK_BYTES_MAX bytes.
-BLOCK_ROWS_MIN, BLOCK_ROWS_MAX, ROWS_PER_VAR = 256, 16384, 4
+#: variables (a product over few rows against d is mostly the update of its
+#: d x d result, which leaves the L2 from d ~ 400: single-threaded dsyrk of
+#: (rows, 512) ran at 24 / 29 / 31 / 38 / 40 GFLOP/s for 256 / 512 / 1024 /
+#: 2048 / 4096 rows, the whole (10**5, 512) at 33; comoments of (2*10**5,
+#: 512) at 0.80 / 0.81-0.82 / 0.89-0.93 of the per-core bound with 2 / 4 / 8
+#: d rows, medians of 7 pairs, 2026-12-06), at most BLOCK_ROWS_MAX rows and
+#: BLOCK_BYTES_MAX bytes.
+BLOCK_ROWS_MIN, BLOCK_ROWS_MAX, ROWS_PER_VAR = 256, 16384, 8
 BLOCK_BYTES_MAX = 1 << 24
 #: A GPU block: big enough that one cuBLAS product fills the device.
 BLOCK_BYTES_GPU = 1 << 27
@@ -74,8 +76,14 @@ BLOCK_BYTES_GPU = 1 << 27
 #: cheap: the mean of a whole first block took ~3% of the time.
 SHIFT_ROWS = 64
 #: At most this many leaves: enough for load balance over a few threads,
-#: few enough that their shifts see many rows.
+#: few enough that their shifts see many rows; and, where a d x d array takes
+#: LEAF_BLOCKS_FROM bytes or more, at least LEAF_BLOCKS blocks a leaf (where
+#: there are enough): each leaf and merge makes d x d arrays, which malloc
+#: then maps afresh and whose pages cost their faults. (2*10**5, 512) on one
+#: thread, 32 leaves: 33,000 faults, 0.99-1.07 s against 0.67-0.79 for the
+#: product bound; 6 leaves: 6,700 faults, 0.81-0.90 s.
 _LEAVES = 32
+LEAF_BLOCKS, LEAF_BLOCKS_FROM = 8, 1 << 17
 
 
 def _block_rows(n_vars, gpu):
@@ -87,10 +95,12 @@ def _block_rows(n_vars, gpu):
     return int(max(min(rows, BLOCK_ROWS_MAX, BLOCK_BYTES_MAX // row_bytes), 1))
 
 
-def _plan(n, rows):
-    """Leaves as (start, stop) row ranges, whole blocks each; depends only on n and rows."""
+def _plan(n, rows, d):
+    """Leaves as (start, stop) row ranges, whole blocks each; depends only on
+    n, rows and d."""
     nblocks = -(-n // rows)
-    nleaves = max(1, min(nblocks, _LEAVES))
+    per_leaf = LEAF_BLOCKS if 8 * d * d >= LEAF_BLOCKS_FROM else 1
+    nleaves = max(1, min(nblocks // per_leaf, _LEAVES))
     bounds = [min(n, (i * nblocks // nleaves) * rows) for i in range(nleaves + 1)]
     return [(bounds[i], bounds[i + 1]) for i in range(nleaves)]
 
@@ -172,11 +182,13 @@ def _count_of(a):
     return int(a[0])
 
 
-def _merge_fields(xp, a, b):
+def _merge_fields(xp, a, b, inplace=False):
     """The union of two states given as field tuples (count, W, W2, mean, c2).
 
     Means may be relative to any common origin. An empty side is the
-    identity. Counts passing int64 are a ValueError.
+    identity. Counts passing int64 are a ValueError. ``inplace``: ``a``'s
+    c2 may be overwritten (states nobody else holds: d x d temporaries cost
+    their page faults).
     """
     na, nb = _count_of(a), _count_of(b)
     if nb == 0:
@@ -194,7 +206,14 @@ def _merge_fields(xp, a, b):
         finite = xp.isfinite(ma) & xp.isfinite(mb)
         dd = xp.where(finite, mb - ma, 0.0)
         mean = xp.where(finite, ma + dd * rb, ma + mb)
-        c2 = ca + cb + xp.outer(dd, dd) * f
+        if inplace:
+            c2 = ca
+            c2 += cb
+        else:
+            c2 = ca + cb
+        o = xp.outer(dd, dd)
+        o *= f
+        c2 += o
     return (xp.asarray(na + nb, dtype=np.int64), W, W2a + W2b, mean, c2)
 
 
@@ -210,8 +229,9 @@ def _nan_where_unbounded(xp, fields):
 
 
 def _tree(xp, nleaves, leaves):
-    """Merge the states that ``leaves`` yields, in order, in a fixed pairwise
-    tree (halves of halves), keeping only the states of one path alive."""
+    """Merge the states that ``leaves`` yields (fresh states, merged in
+    place), in order, in a fixed pairwise tree (halves of halves), keeping
+    only the states of one path alive."""
     it = iter(leaves)
 
     def build(lo, hi):
@@ -219,7 +239,7 @@ def _tree(xp, nleaves, leaves):
             return next(it)
         mid = lo + (hi - lo) // 2
         left = build(lo, mid)
-        return _merge_fields(xp, left, build(mid, hi))
+        return _merge_fields(xp, left, build(mid, hi), inplace=True)
 
     return build(0, nleaves)
 
@@ -242,36 +262,54 @@ def _finite_mean(xp, blk, fallback):
         return xp.where(cnt > 0, s / xp.where(cnt > 0, cnt, 1), fallback)
 
 
-def _leaf(be, x, w, lo, hi, rows, origin, skipna, w_zero):
-    """State (count, W, W2, mean - origin, c2) of rows lo:hi of x."""
+def _leaf(be, x, w, lo, hi, rows, origin, skipna, w_zero, scratch):
+    """State (count, W, W2, mean - origin, c2) of rows lo:hi of x.
+
+    ``scratch`` (a ``threading.local``) keeps the calling thread's buffers
+    (the centered block, a d x d product) from one leaf to the next: fresh
+    ones per leaf cost their page faults, with the temporaries of the d x d
+    arithmetic a quarter of the time of (2*10**5, 512) on one thread."""
     xp = be.xp
     d = x.shape[1]
     shift = _finite_mean(xp, x[lo:min(hi, lo + SHIFT_ROWS)], origin)
     center = getattr(be, "center_rows", None)
-    if center is not None:
-        buf = xp.empty((rows, d), np.float64)
+    if center is None:
+        count, W, W2, sums, c2 = _leaf_array_code(xp, x, w, lo, hi, rows, shift, skipna, w_zero)
+        if count == 0:
+            return _empty_fields(xp, d)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            u = sums / W
+            c2 = c2 - xp.outer(u, u) * W
+    else:
+        buf = getattr(scratch, "buf", None)
+        if buf is None:
+            buf = scratch.buf = xp.empty((rows, d), np.float64)
+            scratch.prod = xp.empty((d, d), np.float64)
+        prod = scratch.prod
         sums = xp.zeros(d, np.float64)
-        prod = xp.empty((d, d), np.float64)
-        c2 = xp.zeros((d, d), np.float64)
+        c2 = None
         count, W, W2 = 0, 0.0, 0.0
         for i in range(lo, hi, rows):
             wb = None if w is None else w[i:min(hi, i + rows)]
             nb, Wb, W2b = center(x[i:min(hi, i + rows)], wb, shift, skipna, buf, sums)
             if nb:
                 b = buf[:nb]
-                xp.matmul(b.T, b, out=prod)
-                c2 += prod
+                if c2 is None:
+                    c2 = xp.matmul(b.T, b)  # the state's own array
+                else:
+                    xp.matmul(b.T, b, out=prod)
+                    c2 += prod
                 count += nb
                 W += Wb
                 W2 += W2b
-    else:
-        count, W, W2, sums, c2 = _leaf_array_code(xp, x, w, lo, hi, rows, shift, skipna, w_zero)
-    if count == 0:
-        return _empty_fields(xp, d)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        u = sums / W
-        c2 = c2 - xp.outer(u, u) * W
-        mean = (shift - origin) + u
+        if count == 0:
+            return _empty_fields(xp, d)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            u = sums / W
+            o = xp.outer(u, u, out=prod)
+            o *= W
+            c2 -= o
+    mean = (shift - origin) + u
     return (xp.asarray(count, dtype=np.int64), xp.array(W, dtype=np.float64),
             xp.array(W2, dtype=np.float64), mean, c2)
 
@@ -331,10 +369,12 @@ def _reduce(be, x, w, skipna, origin=None):
     if n == 0:
         return _empty_fields(xp, d), origin
     w_zero = w is not None and bool((w == 0).any())
-    leaves = _plan(n, rows)
+    leaves = _plan(n, rows, d)
+
+    scratch = threading.local()  # per thread, for this call only
 
     def leaf(span):
-        return _leaf(be, x, w, span[0], span[1], rows, origin, skipna, w_zero)
+        return _leaf(be, x, w, span[0], span[1], rows, origin, skipna, w_zero, scratch)
 
     workers = 1 if gpu else _workers(len(leaves))
     if workers == 1 and not gpu and _single_threaded_blas_here(len(leaves)):

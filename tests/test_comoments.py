@@ -25,6 +25,8 @@ def small_blocks(monkeypatch):
     """Blocks of 3 rows: small data then spans many blocks, leaves and threads."""
     monkeypatch.setattr(C, "BLOCK_BYTES_CPU", 1)
     monkeypatch.setattr(C, "BLOCK_ROWS_MIN", 3)
+    monkeypatch.setattr(C, "ROWS_PER_VAR", 0)
+    assert C._block_rows(4, False) == 3
 
 
 def exact_comoments(x, w=None):
@@ -390,13 +392,18 @@ def test_constructor_and_from_fields(rng):
         fm.CoMoments.empty(2.5)
 
 
-def test_deterministic_whatever_the_threads(rng, small_blocks, monkeypatch):
-    x = rng.standard_normal((2000, 5)) * 7 + 3
+@pytest.mark.parametrize("leaf_blocks", [False, True], ids=["leaf_per_block", "leaves_of_8_blocks"])
+def test_deterministic_whatever_the_threads(leaf_blocks, rng, small_blocks, monkeypatch):
+    if leaf_blocks:  # the plan of large d (d x d of LEAF_BLOCKS_FROM bytes and more)
+        monkeypatch.setattr(C, "LEAF_BLOCKS_FROM", 0)
+    x = rng.standard_normal((300, 5)) * 7 + 3  # 100 blocks of 3 rows
+    assert len(C._plan(300, 3, 5)) == (12 if leaf_blocks else 32)
     threaded = fm.comoments(x)
     monkeypatch.setattr(C, "_workers", lambda nleaves: 1)
     serial = fm.comoments(x)
     for a, b in zip(threaded.fields, serial.fields):
         np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(serial.cov(), np.cov(x, rowvar=False), rtol=1e-13)
 
 
 def test_blas_threads_restored(rng, small_blocks):
