@@ -57,6 +57,13 @@ or returns is of its own array type (NumPy for ``fastmoments.cpu``, CuPy for
     with ``_inputs.label_error``'s message. The results have ``x``'s shape
     with ``axis`` replaced by ``ngroups``; groups without values are empty
     states.
+``group_weighted_moments(x, w, labels, axis, ngroups, skipna, order) -> fields of kind "weighted<order>"``
+    Optional (without it the layer above computes in array code). As
+    ``group_moments`` for ``weighted_moments``' fields: ``w`` None or
+    weights of ``x``'s shape (possibly a broadcast view), checked as there;
+    ``order`` 2, 3 or 4. Groups without values are empty states. None
+    where it does not take these arguments (the CPU: too many groups x
+    columns); the layer above then computes in array code.
 ``group_summarize(x, labels, axis, ngroups) -> the 7 summary fields``
     The same for ``summarize``'s fields (optional: without it, a
     NotImplementedError).

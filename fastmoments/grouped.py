@@ -4,8 +4,10 @@ One state per integer label: the reduced axis of ``x`` becomes a group axis
 of length ``ngroups``. Unweighted order-2 moments and summaries run on the
 backend's one-pass kernels (``group_moments``/``group_summarize`` of the
 backend protocol, :mod:`fastmoments._dispatch`); weights and orders 3 and 4
-take :func:`_group_weighted`, a few passes of array code (``bincount``) that
-any backend with NumPy's API runs.
+take the backend's ``group_weighted_moments`` (the CPU: two reads of each
+task of rows, the second from cache) or, where it has none (the GPU),
+:func:`_group_weighted`, a few passes of array code (``bincount``) that any
+backend with NumPy's API runs.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ def group_moments(x, by, *, axis=0, ngroups=None, skipna=False, weights=None, or
             an int ``axis``, 1-D along it, as in :func:`moments`.
         order: 2, 3 or 4, as in :func:`moments`.
 
-    Weights and orders 3 and 4 are computed in a few passes of array code
-    (corrected two-pass, via ``bincount``), not the one-pass kernels.
+    Weights and orders 3 and 4 are computed by the corrected two-pass
+    algorithm: on the CPU each task of rows read twice, the second time
+    from cache; on the GPU in a few passes of array code (``bincount``).
 
     Returns:
         A :class:`Moments` whose shape is ``x``'s with ``axis`` replaced by
@@ -60,6 +63,10 @@ def group_moments(x, by, *, axis=0, ngroups=None, skipna=False, weights=None, or
         w = _weights_for(be, weights, x if axis is None else arr, axis)
         if axis is None:
             w = w.reshape(-1)
+    if hasattr(be, "group_weighted_moments") and not (weights is None and order == 2):
+        fields = be.group_weighted_moments(arr, w, lab, ax, G, bool(skipna), order)
+        if fields is not None:
+            return Moments._wrap(fields)
     fields = _group_weighted(be.xp, arr, lab, ax, G, w, bool(skipna), order, plain=weights is None and order == 2)
     return Moments._wrap(fields)
 

@@ -432,3 +432,176 @@ def test_no_values_along_the_grouped_axis(shape, call):
     np.testing.assert_array_equal(r.count, 0)
     assert np.isnan(r.mean).all()
     np.testing.assert_array_equal(r.m2, 0.0)
+
+
+# -- the CPU's weighted / higher-order grouped kernel (cpu/grouped_weighted.py) -------------
+
+from fractions import Fraction  # noqa: E402
+import sys  # noqa: E402
+
+import fastmoments.grouped as FG  # noqa: E402
+
+
+@pytest.fixture
+def small_tasks(monkeypatch):
+    """Tasks of 7 rows: small data then spans many tasks, merged in the tree."""
+    GK = sys.modules["fastmoments.cpu.grouped"] if "fastmoments.cpu.grouped" in sys.modules else None
+    if GK is None:
+        import fastmoments.cpu.grouped as GK
+    monkeypatch.setattr(GK, "TASK_ROWS", 7)
+
+
+def _exact_weighted(v, w, order):
+    """(count, W, mean, m2..m_order) of values v with weights w, in Fractions."""
+    fv = [Fraction(float(a)) for a in v]
+    fw = [Fraction(float(a)) for a in w]
+    W = sum(fw)
+    mu = sum(a * b for a, b in zip(fw, fv)) / W
+    return W, mu, [sum(b * (a - mu) ** p for a, b in zip(fv, fw)) for p in range(2, order + 1)]
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6, 1e9])
+def test_weighted_order4_exact_far_from_zero(offset, small_tasks):
+    n, G = 600, 5
+    x = RNG.normal(0.0, 1.0, n) + offset
+    w = RNG.random(n) * 3
+    w[::11] = 0.0
+    by = RNG.integers(-1, G, n)
+    m = fm.group_moments(x, by, weights=w, order=4, ngroups=G)
+    for g in range(G):
+        sel = (by == g) & (w > 0)
+        W, mu, ms = _exact_weighted(x[sel], w[sel], 4)
+        assert int(m.count[g]) == sel.sum()
+        assert float(m.sum_weights[g]) == pytest.approx(float(W), rel=1e-14)
+        assert abs(float(m.mean[g]) - float(mu)) <= 1e-15 * max(abs(offset), 1.0) + 1e-14
+        scale2 = float(ms[0])
+        for p, (got, want) in enumerate(zip((m.m2[g], m.m3[g], m.m4[g]), ms), start=2):
+            # relative to the scale of the p-th moment (m3 may cancel to near 0)
+            tol = 1e-10 * scale2 ** (p / 2) * float(W) ** (1 - p / 2)
+            assert abs(float(got) - float(want)) <= tol, (p, float(got), float(want))
+
+
+@pytest.mark.parametrize("case", ["weights", "order3", "order4", "weights_order4_skipna", "nonfinite",
+                                  "rows_2d_axis1", "axis_none", "float32", "int_bool_weights"])
+def test_weighted_kernel_against_numpy_per_group(case, small_tasks):
+    G = 6
+    x = RNG.normal(3.0, 2.0, (400, 3))
+    w = RNG.random((400, 3))
+    kw, axis = {}, 0
+    if case == "weights":
+        kw = dict(weights=w)
+    elif case in ("order3", "order4"):
+        kw = dict(order=int(case[-1]))
+    elif case == "weights_order4_skipna":
+        x[RNG.integers(0, 400, 40), RNG.integers(0, 3, 40)] = np.nan
+        kw = dict(weights=w, order=4, skipna=True)
+    elif case == "nonfinite":
+        w[::5] = 0.0
+        x[::5, :] = np.nan  # weight 0: left out, NaN or not
+        x[1, 0], x[2, 1], x[3, 1] = np.nan, np.inf, -np.inf
+        x[6, 2] = np.inf
+        kw = dict(weights=w, order=4)
+    elif case == "rows_2d_axis1":
+        x, w, axis = x.T.copy(), w.T.copy(), 1
+        kw = dict(weights=w, order=4)
+    elif case == "axis_none":
+        axis = None
+        kw = dict(weights=w, order=3)
+    elif case == "float32":
+        x = x.astype(np.float32)
+        kw = dict(weights=w.astype(np.float32), order=4)
+    elif case == "int_bool_weights":
+        x = RNG.integers(-50, 50, (400, 3)).astype(np.int16)
+        kw = dict(weights=RNG.random((400, 3)) < 0.7, order=4)
+    n_lab = x.size if axis is None else x.shape[axis]
+    by = RNG.integers(-1, G, n_lab)
+    if axis is None:
+        by = by.reshape(x.shape)
+    m = fm.group_moments(x, by, axis=axis, ngroups=G, **kw)
+    xs = np.asarray(x, np.float64)
+    wts = kw.get("weights")
+    wts = np.ones(x.shape) if wts is None else np.broadcast_to(np.asarray(wts, np.float64), x.shape)
+    for g in range(G):
+        if axis is None:
+            sel = by == g
+            want = fm.moments(xs[sel], weights=wts[sel], order=kw.get("order", 2), skipna=kw.get("skipna", False))
+            got = m[g]
+        else:
+            sel = by == g
+            xg = np.take(xs, np.flatnonzero(sel), axis=axis)
+            wg = np.take(wts, np.flatnonzero(sel), axis=axis)
+            want = fm.moments(xg, axis=axis, weights=wg, order=kw.get("order", 2), skipna=kw.get("skipna", False))
+            got = m[(slice(None), g) if axis == 1 else g]
+        for f in want._fields:
+            np.testing.assert_allclose(getattr(got, f), getattr(want, f), rtol=1e-10, atol=1e-11,
+                                       equal_nan=True, err_msg=f"{case} group {g} field {f}")
+    # and the array code the GPU runs (bincount passes) agrees on these tame data
+    be = FG.backend_for(x, by)
+    arr, lab, ax, G2 = FG._prepare(be, x, by, axis, G)
+    wv = None
+    if "weights" in kw:
+        wv = FG._weights_for(be, kw["weights"], x if axis is None else arr, axis)
+        wv = wv.reshape(-1) if axis is None else wv
+    ref = FG._group_weighted(np, arr, lab, ax, G2, wv, kw.get("skipna", False), kw.get("order", 2))
+    for a, b in zip(m.fields, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+@pytest.mark.parametrize("G", [10, 20_000])
+def test_weighted_threads_bit_identical(G):
+    n = 400_000
+    x = RNG.normal(1.0, 2.0, n)
+    w = RNG.random(n)
+    by = RNG.integers(0, G, n)
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = fm.group_moments(x, by, ngroups=G, weights=w, order=4)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = fm.group_moments(x, by, ngroups=G, weights=w, order=4)
+    finally:
+        numba.set_num_threads(old)
+    for a, b in zip(one.fields, two.fields):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_weighted_splits_merge_to_the_whole(small_tasks):
+    n, G = 3000, 9
+    x = RNG.normal(1e6, 3.0, n)
+    w = RNG.random(n)
+    by = RNG.integers(0, G, n)
+    whole = fm.group_moments(x, by, ngroups=G, weights=w, order=4)
+    cut = RNG.integers(1, n)
+    parts = fm.group_moments(x[:cut], by[:cut], ngroups=G, weights=w[:cut], order=4).merge(
+        fm.group_moments(x[cut:], by[cut:], ngroups=G, weights=w[cut:], order=4))
+    np.testing.assert_array_equal(parts.count, whole.count)
+    np.testing.assert_allclose(parts.mean, whole.mean, rtol=1e-14)
+    for f in ("m2", "m3", "m4"):
+        scale = whole.m2 ** (int(f[1]) / 2) / whole.sum_weights ** (int(f[1]) / 2 - 1)
+        assert np.all(np.abs(getattr(parts, f) - getattr(whole, f)) <= 1e-10 * scale), f
+
+
+def test_weighted_kernel_leaves_inputs_alone():
+    x = RNG.normal(size=(50, 2))
+    w = RNG.random((50, 2))
+    by = RNG.integers(0, 3, 50)
+    copies = [a.copy() for a in (x, w, by)]
+    fm.group_moments(x, by, weights=w, order=4)
+    for a, b in zip((x, w, by), copies):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_weighted_many_slots_take_the_array_code(monkeypatch):
+    import fastmoments.cpu.grouped_weighted as GW
+    x = RNG.normal(5.0, 2.0, (3000, 2))
+    w = RNG.random((3000, 2))
+    by = RNG.integers(0, 40, 3000)
+    kernel = fm.group_moments(x, by, weights=w, order=4)
+    monkeypatch.setattr(GW, "MAX_SLOTS", 79)  # 40 groups x 2 columns: one too many
+    calls = []
+    real = FG._group_weighted
+    monkeypatch.setattr(FG, "_group_weighted", lambda *a, **k: calls.append(1) or real(*a, **k))
+    arrays = fm.group_moments(x, by, weights=w, order=4)
+    assert calls == [1]
+    for a, b in zip(kernel.fields, arrays.fields):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)

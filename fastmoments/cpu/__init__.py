@@ -713,3 +713,43 @@ def group_moments(x, labels, axis, ngroups, skipna):
 
 def group_summarize(x, labels, axis, ngroups):
     return _grouped(SUMMARY, x, labels, axis, ngroups)
+
+
+def group_weighted_moments(x, w, labels, axis, ngroups, skipna, order):
+    from . import grouped as GK
+    from . import grouped_weighted as GW
+    from .._inputs import label_error
+
+    m = int(np.prod(np.delete(x.shape, axis), dtype=np.int64))
+    if ngroups * m > GW.MAX_SLOTS:
+        return None
+    x2, lab, rest = _group_layout(x, labels, axis)
+    n, m = x2.shape
+    w2 = None
+    if w is not None:
+        msg = weights_error(w, np)
+        if msg is not None:
+            raise ValueError(msg)
+        w2 = _as_read(np.moveaxis(w, axis, 0).reshape(n, m))
+    slots = ngroups * m
+    rows = GK.task_rows(n, m, ngroups)
+    ntask = max(-(-n // rows), 1)
+    cnt = np.empty((ntask, slots), np.int64)
+    fl = np.empty((order + 2, ntask, slots), np.float64)
+    sh = np.empty((ntask, slots), np.float64)
+    ks = GW.kernels()
+    bad = _pick(ks._group_tasks, ks._group_tasks_serial, x2.size, PARALLEL_MIN_STREAM)(
+        x2, w2, lab, ngroups, rows, order, bool(skipna), cnt, fl, sh)
+    if bad >= 0:
+        raise ValueError(label_error(int(bad), ngroups))
+    # Task means relative to one origin per slot (the shift of its first task
+    # with values), merged, the origin added back: see merge_tasks.
+    first = np.argmax(cnt > 0, axis=0)
+    origin = sh[first, np.arange(slots)]
+    fl[2] += sh - origin
+    count, W, W2, mean, *ms = _reduce_weighted(f"weighted{order}", (cnt,) + tuple(fl), (0,))
+    mean = mean + origin
+    fields = tuple(np.asarray(f).reshape((ngroups,) + rest) for f in (count, W, W2, mean, *ms))
+    if axis != 0:
+        fields = tuple(np.moveaxis(f, 0, axis) for f in fields)
+    return fields
