@@ -45,7 +45,8 @@ def group_moments(x, by, *, axis=0, ngroups=None, skipna=False, weights=None, or
 
     Weights and orders 3 and 4 are computed by the corrected two-pass
     algorithm: on the CPU each task of rows read twice, the second time
-    from cache; on the GPU in a few passes of array code (``bincount``).
+    from cache (up to ``2**16`` groups x columns); beyond that, and on the
+    GPU, in a few passes of array code (``bincount``).
 
     Returns:
         A :class:`Moments` whose shape is ``x``'s with ``axis`` replaced by
