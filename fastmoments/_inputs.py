@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
@@ -105,6 +107,20 @@ def check_labels_dtype(dtype) -> None:
         raise TypeError("by: bool labels are ambiguous; give integer group labels, e.g. by.astype(np.int64)")
     if dtype.kind not in "iu":
         raise TypeError(f"by: group labels must be integers, got dtype {dtype}")
+
+
+def check_ngroups(ngroups) -> int:
+    """``ngroups`` as a non-negative int: TypeError for anything but an
+    integer (bool too), ValueError for a negative one."""
+    if isinstance(ngroups, (bool, np.bool_)):
+        raise TypeError(f"ngroups must be a non-negative int, got {ngroups!r}")
+    try:
+        G = operator.index(ngroups)
+    except TypeError:
+        raise TypeError(f"ngroups must be a non-negative int, got {ngroups!r}") from None
+    if G < 0:
+        raise ValueError(f"ngroups must be non-negative, got {G}")
+    return int(G)
 
 
 def label_error(label, ngroups) -> str:

@@ -13,12 +13,11 @@ backend with NumPy's API runs.
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
 
 from ._dispatch import backend_for
-from ._inputs import check_labels_dtype, check_not_masked, check_weights_dtype, label_error, weights_error
+from ._inputs import check_labels_dtype, check_ngroups, check_not_masked, check_weights_dtype, label_error, weights_error
 from .state import Moments, Summary, _check_order
 
 __all__ = ["group_moments", "group_summarize"]
@@ -125,15 +124,7 @@ def _prepare(be, x, by, axis, ngroups):
 def _ngroups(lab, ngroups):
     if ngroups is None:
         return max(int(lab.max()) + 1, 0) if lab.size else 0
-    if isinstance(ngroups, (bool, np.bool_)):
-        raise TypeError(f"ngroups must be a non-negative int, got {ngroups!r}")
-    try:
-        G = operator.index(ngroups)
-    except TypeError:
-        raise TypeError(f"ngroups must be a non-negative int, got {ngroups!r}") from None
-    if G < 0:
-        raise ValueError(f"ngroups must be non-negative, got {G}")
-    return G
+    return check_ngroups(ngroups)
 
 
 def _weights_for(be, weights, x, axis):

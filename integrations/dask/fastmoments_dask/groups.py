@@ -29,7 +29,6 @@ block's array type).
 
 from __future__ import annotations
 
-import operator
 from numbers import Integral
 
 import dask.array as da
@@ -41,7 +40,7 @@ from dask.highlevelgraph import HighLevelGraph
 import fastmoments
 from fastmoments import Moments
 from fastmoments._dispatch import backend_for, is_gpu_array
-from fastmoments._inputs import check_labels_dtype, check_not_masked
+from fastmoments._inputs import check_labels_dtype, check_ngroups, check_not_masked
 from fastmoments.state import _check_order
 
 from ._checks import as_dask, fan_in, unknown
@@ -109,15 +108,7 @@ def _ngroups(ngroups):
             "ngroups is required for Dask arrays (an int: the number of groups); a lazy graph "
             "cannot know it without a pass over by, e.g. ngroups=int(by.max().compute()) + 1"
         )
-    if isinstance(ngroups, (bool, np.bool_)):
-        raise TypeError(f"ngroups must be a non-negative int, got {ngroups!r}")
-    try:
-        G = operator.index(ngroups)
-    except TypeError:
-        raise TypeError(f"ngroups must be a non-negative int, got {ngroups!r}") from None
-    if G < 0:
-        raise ValueError(f"ngroups must be non-negative, got {G}")
-    return int(G)
+    return check_ngroups(ngroups)
 
 
 def _axis(axis, ndim):
