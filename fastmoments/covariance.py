@@ -20,7 +20,7 @@ hands it to BLAS as ``syrk``; with weights the rows are scaled by
 ``center_rows``) centers the block and sums its deviations; elsewhere (the
 GPU) array code widens the block by a column of ones whose products are the
 sums. Blocks are grouped into at most ``_LEAVES`` runs of consecutive rows
-("leaves") that share one shift, the mean of their first rows, so that a
+("leaves") that share one shift, the median of their first rows, so that a
 leaf's products are summed about a point near its mean: the cancellation in
 ``c2 = P - w * outer(u, u)`` costs a factor of ``1 + |u|**2 / var``, usually
 nothing. Leaf states keep their means relative to an origin (the first
@@ -71,9 +71,10 @@ BLOCK_ROWS_MIN, BLOCK_ROWS_MAX, ROWS_PER_VAR = 256, 16384, 8
 BLOCK_BYTES_MAX = 1 << 24
 #: A GPU block: big enough that one cuBLAS product fills the device.
 BLOCK_BYTES_GPU = 1 << 27
-#: A leaf's shift is the mean of its first this many rows: near enough to
-#: the leaf's mean (the cancellation costs a factor of about 1 + 1/rows), and
-#: cheap: the mean of a whole first block took ~3% of the time.
+#: A leaf's shift is the median of its first this many rows (see ``_shift``):
+#: near enough to the leaf's mean for independent rows (the cancellation
+#: costs a factor of 1 + |mean - shift|**2 / var), and cheap: the mean of a
+#: whole first block took ~3% of the time.
 SHIFT_ROWS = 64
 #: At most this many leaves: enough for load balance over a few threads,
 #: few enough that their shifts see many rows; and, where a d x d array takes
@@ -247,19 +248,39 @@ def _tree(xp, nleaves, leaves):
 # -- one leaf: consecutive blocks about one shift ----------------------------------------
 
 
-def _finite_mean(xp, blk, fallback):
-    """Per-column mean of a block's finite values (``fallback`` where none)."""
-    if blk.shape[0]:
-        with np.errstate(invalid="ignore", over="ignore"):
-            m = blk.mean(axis=0, dtype=np.float64)
-        if bool(xp.isfinite(m).all()):  # the common case: one pass
-            return m
+def _usable(xp, blk, wb, skipna):
+    """The values of a block that may serve as a shift, as float64 with NaN
+    elsewhere: finite, of rows taken (positive weight and, with ``skipna``,
+    no NaN in the row)."""
     v = blk.astype(np.float64)
     ok = xp.isfinite(v)
-    cnt = ok.sum(axis=0)
-    s = xp.where(ok, v, 0.0).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return xp.where(cnt > 0, s / xp.where(cnt > 0, cnt, 1), fallback)
+    if skipna:
+        ok &= ~xp.isnan(v).any(axis=1)[:, None]
+    if wb is not None:
+        ok &= (wb > 0)[:, None]
+    return xp.where(ok, v, np.nan), ok
+
+
+def _shift(xp, x, w, lo, hi, skipna, fallback):
+    """Per variable, a value near the mean of rows lo:hi: the lower median of
+    its usable values (see ``_usable``) among the first SHIFT_ROWS rows;
+    where it has none there, its first usable value further on (looked for
+    in runs growing eightfold); else ``fallback``. One of the values, so it
+    cannot overflow as a mean of values near the float range's end can, and
+    outliers and rows left out do not move it."""
+    stop = min(hi, lo + SHIFT_ROWS)
+    v, ok = _usable(xp, x[lo:stop], None if w is None else w[lo:stop], skipna)
+    k = ok.sum(axis=0)
+    v = xp.sort(v, axis=0)  # NaN last
+    med = xp.take_along_axis(v, xp.maximum(k - 1, 0)[None, :] // 2, axis=0)[0]
+    out = xp.where(k > 0, med, np.nan)
+    run = SHIFT_ROWS
+    while stop < hi and bool(xp.isnan(out).any()):
+        start, stop, run = stop, min(hi, stop + 8 * run), 8 * run
+        v, ok = _usable(xp, x[start:stop], None if w is None else w[start:stop], skipna)
+        first = xp.take_along_axis(v, xp.argmax(ok, axis=0)[None, :], axis=0)[0]
+        out = xp.where(xp.isnan(out) & ok.any(axis=0), first, out)
+    return xp.where(xp.isnan(out), fallback, out)
 
 
 def _leaf(be, x, w, lo, hi, rows, origin, skipna, w_zero, scratch):
@@ -271,7 +292,7 @@ def _leaf(be, x, w, lo, hi, rows, origin, skipna, w_zero, scratch):
     arithmetic a quarter of the time of (2*10**5, 512) on one thread."""
     xp = be.xp
     d = x.shape[1]
-    shift = _finite_mean(xp, x[lo:min(hi, lo + SHIFT_ROWS)], origin)
+    shift = _shift(xp, x, w, lo, hi, skipna, origin)
     center = getattr(be, "center_rows", None)
     if center is None:
         count, W, W2, sums, c2 = _leaf_array_code(xp, x, w, lo, hi, rows, shift, skipna, w_zero)
@@ -289,19 +310,20 @@ def _leaf(be, x, w, lo, hi, rows, origin, skipna, w_zero, scratch):
         sums = xp.zeros(d, np.float64)
         c2 = None
         count, W, W2 = 0, 0.0, 0.0
-        for i in range(lo, hi, rows):
-            wb = None if w is None else w[i:min(hi, i + rows)]
-            nb, Wb, W2b = center(x[i:min(hi, i + rows)], wb, shift, skipna, buf, sums)
-            if nb:
-                b = buf[:nb]
-                if c2 is None:
-                    c2 = xp.matmul(b.T, b)  # the state's own array
-                else:
-                    xp.matmul(b.T, b, out=prod)
-                    c2 += prod
-                count += nb
-                W += Wb
-                W2 += W2b
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN and Inf: see _nan_where_unbounded
+            for i in range(lo, hi, rows):
+                wb = None if w is None else w[i:min(hi, i + rows)]
+                nb, Wb, W2b = center(x[i:min(hi, i + rows)], wb, shift, skipna, buf, sums)
+                if nb:
+                    b = buf[:nb]
+                    if c2 is None:
+                        c2 = xp.matmul(b.T, b)  # the state's own array
+                    else:
+                        xp.matmul(b.T, b, out=prod)
+                        c2 += prod
+                    count += nb
+                    W += Wb
+                    W2 += W2b
         if count == 0:
             return _empty_fields(xp, d)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -365,7 +387,7 @@ def _reduce(be, x, w, skipna, origin=None):
     gpu = xp is not np
     rows = _block_rows(d, gpu)
     if origin is None:
-        origin = _finite_mean(xp, x[:SHIFT_ROWS], 0.0) if n else xp.zeros(d)
+        origin = _shift(xp, x, w, 0, n, skipna, 0.0) if n else xp.zeros(d)
     if n == 0:
         return _empty_fields(xp, d), origin
     w_zero = w is not None and bool((w == 0).any())

@@ -409,6 +409,24 @@ def test_data_offset_by_1e9(shape, axis):
         x, axis=axis, weights=w, order=4).var(weights="reliability"), rtol=1e-10)
 
 
+@pytest.mark.parametrize("shape, axis", [((4001,), None), ((300_001,), None), ((3, 70_001), 1)], ids=str)
+def test_outliers_and_nan_at_the_start_do_not_become_the_origin(shape, axis):
+    """The origin is the median of values spread over the run (as without
+    weights): a first value of 1e15 among values near 1e9 would leave the
+    means rounded at ulps of 1e15 (0.125), against a spread of 1."""
+    rng = np.random.default_rng(22)
+    x = 1e9 + rng.standard_normal(shape)
+    w = rng.random(shape) + 0.1
+    first = (Ellipsis, slice(0, 3)) if axis == 1 else slice(0, 3)
+    x[first] = np.nan
+    w[first] = 0.0  # left out: not the origin either
+    x[(Ellipsis, 3) if axis == 1 else 3] = 1e15
+    got = check(x, w, axis, order=2)
+    want = ref_weighted(x, w, axis, False, 2)
+    np.testing.assert_allclose(got.m2.get(), want[4], rtol=1e-12)
+    np.testing.assert_allclose(got.mean.get(), want[3], rtol=1e-15)
+
+
 # -- weights that are not non-negative and finite ---------------------------------------------------
 
 

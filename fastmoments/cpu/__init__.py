@@ -715,6 +715,24 @@ def group_summarize(x, labels, axis, ngroups):
     return _grouped(SUMMARY, x, labels, axis, ngroups)
 
 
+def _redo_overflowed_weighted(x2, w2, lab, fields, took_nonfinite, m, skipna, order):
+    """Slots of only finite values with a NaN or Inf field (sums that passed
+    float64's range): each reduced again by the ungrouped kernels, which
+    scale such sums. Rare."""
+    count, _, _, mean, *ms = fields
+    with np.errstate(invalid="ignore"):
+        odd = ~np.isfinite(mean)
+        for a in ms:
+            odd |= ~np.isfinite(a)
+    for j in np.flatnonzero(odd & (count > 0) & ~took_nonfinite):
+        g, c = divmod(int(j), m)
+        rows = lab == g
+        vals = np.ascontiguousarray(x2[rows, c])
+        wv = None if w2 is None else np.ascontiguousarray(w2[rows, c])
+        for f, v in zip(fields, weighted_moments(vals, wv, (0,), skipna, order)):
+            f[j] = v
+
+
 def group_weighted_moments(x, w, labels, axis, ngroups, skipna, order):
     from . import grouped as GK
     from . import grouped_weighted as GW
@@ -737,9 +755,10 @@ def group_weighted_moments(x, w, labels, axis, ngroups, skipna, order):
     cnt = np.empty((ntask, slots), np.int64)
     fl = np.empty((order + 2, ntask, slots), np.float64)
     sh = np.empty((ntask, slots), np.float64)
+    nf = np.empty((ntask, slots), np.bool_)
     ks = GW.kernels()
     bad = _pick(ks._group_tasks, ks._group_tasks_serial, x2.size, PARALLEL_MIN_STREAM)(
-        x2, w2, lab, ngroups, rows, order, bool(skipna), cnt, fl, sh)
+        x2, w2, lab, ngroups, rows, order, bool(skipna), cnt, fl, sh, nf)
     if bad >= 0:
         raise ValueError(label_error(int(bad), ngroups))
     # Task means relative to one origin per slot (the shift of its first task
@@ -747,9 +766,11 @@ def group_weighted_moments(x, w, labels, axis, ngroups, skipna, order):
     first = np.argmax(cnt > 0, axis=0)
     origin = sh[first, np.arange(slots)]
     fl[2] += sh - origin
-    count, W, W2, mean, *ms = _reduce_weighted(f"weighted{order}", (cnt,) + tuple(fl), (0,))
-    mean = mean + origin
-    fields = tuple(np.asarray(f).reshape((ngroups,) + rest) for f in (count, W, W2, mean, *ms))
+    with np.errstate(invalid="ignore", over="ignore"):
+        fields = [np.array(f) for f in _reduce_weighted(f"weighted{order}", (cnt,) + tuple(fl), (0,))]
+        fields[3] += origin
+    _redo_overflowed_weighted(x2, w2, lab, fields, nf.any(axis=0), m, skipna, order)
+    fields = tuple(f.reshape((ngroups,) + rest) for f in fields)
     if axis != 0:
         fields = tuple(np.moveaxis(f, 0, axis) for f in fields)
     return fields

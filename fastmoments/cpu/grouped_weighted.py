@@ -14,7 +14,9 @@ merges them in a fixed tree (Pebay's formulas, the weighted kinds' ``reduce``),
 so the result depends only on the data and its shape, not on the threads.
 
 Values of weight 0 are left out whatever they are; with ``skipna`` so is
-NaN. Non-finite values taken count (in ``count`` and the sums of weights)
+NaN. Slots of finite values whose sums overflowed (NaN or Inf fields where
+no NaN or Inf was taken) are redone by the ungrouped kernels, which scale
+such sums (the layer above's ``_redo_overflowed``). Non-finite values taken count (in ``count`` and the sums of weights)
 and follow the order-2 rules: a NaN makes the mean and the m-fields NaN, an
 Inf the mean Inf (NaN for both signs) and the m-fields NaN.
 """
@@ -47,9 +49,10 @@ def _weight(w, i, c):
 
 
 @njit(**_opts)
-def _task(x, w, lab, r0, r1, G, order, skipna, cnt, fl, sh, t):
+def _task(x, w, lab, r0, r1, G, order, skipna, cnt, fl, sh, nf, t):
     """States of rows r0..r1 into ``cnt[t]``, ``fl[:, t]`` (W, W2, mean
-    relative to ``sh[t]``, m2[, m3[, m4]]); returns the largest label >= G or -1."""
+    relative to ``sh[t]``, m2[, m3[, m4]]), and into ``nf[t]`` whether the
+    slot took NaN or Inf values; returns the largest label >= G or -1."""
     m = x.shape[1]
     slots = G * m
     a = np.zeros((slots, 9))
@@ -115,6 +118,7 @@ def _task(x, w, lab, r0, r1, G, order, skipna, cnt, fl, sh, t):
         fl[0, t, j] = a[j, _W]
         fl[1, t, j] = a[j, _W2]
         sh[t, j] = a[j, _K]
+        nf[t, j] = False
         if n == 0:
             fl[2, t, j] = np.nan
             for f in range(3, fl.shape[0]):
@@ -133,7 +137,8 @@ def _task(x, w, lab, r0, r1, G, order, skipna, cnt, fl, sh, t):
             m3 = s3 - 3.0 * dl * s2 + 2.0 * wf * dl * dl * dl
             m4 = max(s4 - 4.0 * dl * s3 + 6.0 * dl * dl * s2 - 3.0 * wf * dl * dl * dl * dl, 0.0)
         nan, pinf, ninf = a[j, _NAN], a[j, _PINF], a[j, _NINF]
-        if nan + pinf + ninf > 0.0:
+        nf[t, j] = nan + pinf + ninf > 0.0
+        if nf[t, j]:
             m2 = m3 = m4 = np.nan
             if nan > 0.0 or (pinf > 0.0 and ninf > 0.0):
                 mean = np.nan
@@ -150,7 +155,7 @@ def _task(x, w, lab, r0, r1, G, order, skipna, cnt, fl, sh, t):
     return bad
 
 
-def _group_tasks(x, w, lab, G, rows, order, skipna, cnt, fl, sh):
+def _group_tasks(x, w, lab, G, rows, order, skipna, cnt, fl, sh, nf):
     """Task states of the (n, m) array ``x`` (weights ``w`` of its shape, or
     None) by the labels ``lab``: task t holds rows [t*rows, (t+1)*rows).
     Returns the largest label >= G, or -1."""
@@ -158,7 +163,7 @@ def _group_tasks(x, w, lab, G, rows, order, skipna, cnt, fl, sh):
     ntask = cnt.shape[0]
     bads = np.empty(ntask, np.int64)
     for t in prange(ntask):
-        bads[t] = _task(x, w, lab, t * rows, min(n, (t + 1) * rows), G, order, skipna, cnt, fl, sh, t)
+        bads[t] = _task(x, w, lab, t * rows, min(n, (t + 1) * rows), G, order, skipna, cnt, fl, sh, nf, t)
     return bads.max()
 
 

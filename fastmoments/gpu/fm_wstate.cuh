@@ -210,24 +210,38 @@ __device__ __forceinline__ void fm_waccumulate(const T* x, long long xs, const T
     }
 }
 
-// The origin of a reduced run: its first value of positive weight among the
-// first FM_ORIGIN_SCAN, if finite and far enough from the range's end that
-// no value less it overflows (|origin| < 2**969: |v - origin| rounds to at
-// most the largest double); else 0. Deterministic, so every thread and block
-// of one output finds the same.
+// The origin of a reduced run, as fm_origin: the median of the usable values
+// (finite, |v| < 2**969 so that no value less it overflows) of positive
+// weight among FM_ORIGIN_SAMPLES spread over the run, so that an outlier or a
+// run of NaN at the start does not become it; where none is usable, the
+// first such value among the first FM_ORIGIN_SCAN; else 0. Deterministic, so
+// every thread and block of one output finds the same.
 #ifndef FM_ORIGIN_SCAN  // also in fm_state.cuh
 #define FM_ORIGIN_SCAN 16
 #endif
 template <typename T, typename TW>
+__device__ __forceinline__ bool fm_worigin_take(const T* x, long long xs, const TW* w, long long ws, long long k,
+                                                double& v) {
+    double wt = fm_weight_at(w, k * ws);
+    if (!(wt > 0.0) || fm_weight_bad(wt)) return false;
+    v = fm_to_double(x[k * xs]);
+    return fm_origin_usable(v);
+}
+
+template <typename T, typename TW>
 __device__ __forceinline__ double fm_worigin(const T* x, long long xs, const TW* w, long long ws, long long K) {
-    long long scan = K < FM_ORIGIN_SCAN ? K : FM_ORIGIN_SCAN;
-    for (long long k = 0; k < scan; ++k) {
-        double wt = fm_weight_at(w, k * ws);
-        if (wt > 0.0 && !fm_weight_bad(wt)) {
-            double v = fm_to_double(x[k * xs]);
-            if (fabs(v) < 0x1p969) return v;  // 2**969: v - origin cannot overflow
-        }
+    double c[FM_ORIGIN_SAMPLES];
+    int n = 0;
+    double v;
+    if (K > 0) {
+#pragma unroll
+        for (int j = 0; j < FM_ORIGIN_SAMPLES; ++j)
+            if (fm_worigin_take(x, xs, w, ws, (K - 1) * j / (FM_ORIGIN_SAMPLES - 1), v)) c[n++] = v;
     }
+    if (n) return fm_median_small(c, n);
+    long long scan = K < FM_ORIGIN_SCAN ? K : FM_ORIGIN_SCAN;
+    for (long long k = 0; k < scan; ++k)
+        if (fm_worigin_take(x, xs, w, ws, k, v)) return v;
     return 0.0;
 }
 
