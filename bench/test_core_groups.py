@@ -87,3 +87,54 @@ def test_groups(benchmark, kit, data, variant):
         target=TARGET_BOUND if role == "fastmoments" and G <= 1000 else None,
         primary=role == "fastmoments", var_rel_err=err,
     )
+
+
+# -- weights and order 4 (cpu/grouped_weighted.py) ------------------------------------
+
+def _weighted_reference(x, w, by, G):
+    """Per group: sum of weights and the weighted m2, m4 about the weighted mean (bincount two-pass)."""
+    W = np.bincount(by, w, minlength=G)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(by, w * x, minlength=G) / W
+        d = x - mean[by]
+        return W, mean, np.bincount(by, w * d**2, minlength=G), np.bincount(by, w * d**4, minlength=G)
+
+
+def _bincount_passes(x, w, by, G):
+    """What group_moments computed for weights and orders 3/4 before its kernel
+    (and still does on the GPU and beyond 2**16 groups x columns)."""
+    from fastmoments import grouped as FG
+
+    return FG._group_weighted(np, x, by, 0, G, w, False, 4)
+
+
+WEIGHTED_VARIANTS = {
+    "fastmoments.group_moments(weights, order=4)": (
+        "fastmoments", lambda x, w, by, G: fm.group_moments(x, by, ngroups=G, weights=w, order=4)),
+    "bincount passes (array code)": ("baseline", _bincount_passes),
+}
+
+
+@pytest.mark.parametrize("variant", list(WEIGHTED_VARIANTS))
+def test_groups_weighted_order4(benchmark, kit, data, variant):
+    name, G, x, by, _ = data
+    if G > 1000:
+        pytest.skip("above 2**16 groups the kernel hands over to the bincount passes: nothing to compare")
+    w = np.random.default_rng(8).random(x.size)
+    role, call = WEIGHTED_VARIANTS[variant]
+    result, bound_s = kit.run_big(benchmark, call, x, w, by, G,
+                                  bound=(lambda x, w, by: kit.stream_sum(x) + kit.stream_sum(w) + kit.stream_sum(by),
+                                         (x, w, by)))
+    W, mean, m2, m4 = _weighted_reference(x, w, by, G)
+    fields = result.fields if role == "fastmoments" else result
+    have = W > 0
+    np.testing.assert_allclose(fields[1][have], W[have], rtol=1e-12)
+    np.testing.assert_allclose(fields[3][have], mean[have], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fields[4][have], m2[have], rtol=1e-9)
+    np.testing.assert_allclose(fields[6][have], m4[have], rtol=1e-9)
+    err = float(np.max(np.abs(fields[4][have] / m2[have] - 1)))
+    kit.recorder.record(
+        benchmark, workload=f"groups weighted order 4 n={x.size:.0e} {name}", variant=variant, role=role,
+        nbytes=x.nbytes + w.nbytes + by.nbytes, bound_s=bound_s, elements=x.size,
+        target=None, primary=role == "fastmoments", var_rel_err=err,
+    )
