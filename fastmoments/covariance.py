@@ -64,8 +64,8 @@ BLOCK_BYTES_CPU = 1 << 21
 #: d x d result, which leaves the L2 from d ~ 400: single-threaded dsyrk of
 #: (rows, 512) ran at 24 / 29 / 31 / 38 / 40 GFLOP/s for 256 / 512 / 1024 /
 #: 2048 / 4096 rows, the whole (10**5, 512) at 33; comoments of (2*10**5,
-#: 512) at 0.80 / 0.81-0.82 / 0.89-0.93 of the per-core bound with 2 / 4 / 8
-#: d rows, medians of 7 pairs, 2026-12-06), at most BLOCK_ROWS_MAX rows and
+#: 512) at 0.80-0.83 / 0.81-0.87 / 0.86-0.93 of the per-core bound with 2 /
+#: 4 / 8 d rows, medians of 7 pairs in 2-4 runs, 2026-12-06), at most BLOCK_ROWS_MAX rows and
 #: BLOCK_BYTES_MAX bytes.
 BLOCK_ROWS_MIN, BLOCK_ROWS_MAX, ROWS_PER_VAR = 256, 16384, 8
 BLOCK_BYTES_MAX = 1 << 24
@@ -80,7 +80,7 @@ SHIFT_ROWS = 64
 #: few enough that their shifts see many rows; and, where a d x d array takes
 #: LEAF_BLOCKS_FROM bytes or more, at least LEAF_BLOCKS blocks a leaf (where
 #: there are enough): each leaf and merge makes d x d arrays, which malloc
-#: then maps afresh and whose pages cost their faults. (2*10**5, 512) on one
+#: then maps afresh and whose pages cost their faults. (10**5, 512) on one
 #: thread, 32 leaves: 33,000 faults, 0.99-1.07 s against 0.67-0.79 for the
 #: product bound; 6 leaves: 6,700 faults, 0.81-0.90 s.
 _LEAVES = 32
@@ -289,7 +289,7 @@ def _leaf(be, x, w, lo, hi, rows, origin, skipna, w_zero, scratch):
     ``scratch`` (a ``threading.local``) keeps the calling thread's buffers
     (the centered block, a d x d product) from one leaf to the next: fresh
     ones per leaf cost their page faults, with the temporaries of the d x d
-    arithmetic a quarter of the time of (2*10**5, 512) on one thread."""
+    arithmetic a quarter of the time of (10**5, 512) on one thread."""
     xp = be.xp
     d = x.shape[1]
     shift = _shift(xp, x, w, lo, hi, skipna, origin)
