@@ -157,36 +157,54 @@ def _acc_one(acc, j, v):
         acc[j, _NZ] += 1.0 if v == 0.0 else 0.0
 
 
-def _first_pass(x, lab, r0, r1, G, lanes, acc):
-    """Shifted sums of rows r0..r1; returns (non-finite values met, largest label >= G or -1)."""
-    m = x.shape[1]
+def _scan_column(xs, ls, i0, G, L, acc):
+    """One column's values ``xs`` (rows i0, i0+1, ...) into their slots, lane
+    (i0 + i) % L of group ``ls[i]``; returns (non-finite values met, largest
+    label >= G or -1). Inlined with ``L`` a constant. The loops run over
+    slices from 0 and the slot index is unsigned: Numba then adds no
+    negative-index wraparound to each access (a third of the time)."""
     nonfinite = 0
     bad = -1
-    if m == 1:
-        mask = lanes - 1
-        for i in range(r0, r1):
-            g = lab[i]
-            if g < 0 or g >= G:
-                if g >= G:
-                    bad = max(bad, np.int64(g))
-                continue
-            v = np.float64(x[i, 0])
-            if abs(v) <= _MAXF:
-                _acc_one(acc, (i & mask) * G + g, v)
-            else:
-                nonfinite += 1
-        return nonfinite, bad
-    for i in range(r0, r1):
-        g = lab[i]
-        if g < 0 or g >= G:
+    for i in range(ls.size):
+        g = ls[i]
+        if np.uint64(g) >= np.uint64(G):  # a negative label too
             if g >= G:
                 bad = max(bad, np.int64(g))
             continue
-        base = g * m
+        v = np.float64(xs[i])
+        if abs(v) <= _MAXF:
+            if L == 1:
+                j = np.uint64(g)
+            else:
+                j = np.uint64(((i0 + i) & (L - 1)) * G + g)
+            _acc_one(acc, j, v)
+        else:
+            nonfinite += 1
+    return nonfinite, bad
+
+
+def _first_pass(x, lab, r0, r1, G, lanes, acc):
+    """Shifted sums of rows r0..r1; returns (non-finite values met, largest label >= G or -1)."""
+    m = x.shape[1]
+    ls = lab[r0:r1]
+    if m == 1:
+        if lanes == 1:
+            return _scan_column(x[r0:r1, 0], ls, r0, G, 1, acc)
+        return _scan_column(x[r0:r1, 0], ls, r0, G, LANES, acc)
+    xs = x[r0:r1]
+    nonfinite = 0
+    bad = -1
+    for i in range(ls.size):
+        g = ls[i]
+        if np.uint64(g) >= np.uint64(G):
+            if g >= G:
+                bad = max(bad, np.int64(g))
+            continue
+        base = np.uint64(g * m)
         for c in range(m):
-            v = np.float64(x[i, c])
+            v = np.float64(xs[i, c])
             if abs(v) <= _MAXF:
-                _acc_one(acc, base + c, v)
+                _acc_one(acc, base + np.uint64(c), v)
             else:
                 nonfinite += 1
     return nonfinite, bad
@@ -196,15 +214,17 @@ def _second_pass(x, lab, r0, r1, G, lanes, acc):
     """Sums around the first-pass means of the slots marked by a negative count."""
     m = x.shape[1]
     mask = lanes - 1
-    for i in range(r0, r1):
-        g = lab[i]
-        if g < 0 or g >= G:
+    ls = lab[r0:r1]
+    xs = x[r0:r1]
+    for i in range(ls.size):
+        g = ls[i]
+        if np.uint64(g) >= np.uint64(G):
             continue
-        base = ((i & mask) * G + g) if m == 1 else g * m
+        base = (((r0 + i) & mask) * G + g) if m == 1 else g * m
         for c in range(m):
-            j = base + c
+            j = np.uint64(base + c)
             if acc[j, _C] < 0.0:
-                v = np.float64(x[i, c])
+                v = np.float64(xs[i, c])
                 if abs(v) <= _MAXF:
                     d = v - acc[j, _K]
                     acc[j, _S] += d
@@ -467,6 +487,7 @@ def bucket_tasks(vals, loc, starts, G, si, sf, sh):
 # name: (fastmath, inlined, parallel); compiled in this order, callees first.
 _SPEC = {
     "_acc_one": (False, True, False),
+    "_scan_column": (False, True, False),
     "_first_pass": (False, False, False),
     "_second_pass": (False, False, False),
     "_count_nonfinite": (False, False, False),
