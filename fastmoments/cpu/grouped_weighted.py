@@ -52,14 +52,23 @@ def _weight(w, i, c):
 def _task(x, w, lab, r0, r1, G, order, skipna, cnt, fl, sh, nf, t):
     """States of rows r0..r1 into ``cnt[t]``, ``fl[:, t]`` (W, W2, mean
     relative to ``sh[t]``, m2[, m3[, m4]]), and into ``nf[t]`` whether the
-    slot took NaN or Inf values; returns the largest label >= G or -1."""
+    slot took NaN or Inf values; returns the largest label >= G or -1.
+    The rows are taken as slices, so that the loops run from 0 and, with
+    unsigned slot indices, carry no negative-index wraparound."""
+    if w is None:
+        return _task_rows(x[r0:r1], None, lab[r0:r1], G, order, skipna, cnt, fl, sh, nf, t)
+    return _task_rows(x[r0:r1], w[r0:r1], lab[r0:r1], G, order, skipna, cnt, fl, sh, nf, t)
+
+
+@njit(**_opts)
+def _task_rows(x, w, lab, G, order, skipna, cnt, fl, sh, nf, t):
     m = x.shape[1]
     slots = G * m
     a = np.zeros((slots, 9))
     bad = -1
-    for i in range(r0, r1):
+    for i in range(lab.size):
         g = lab[i]
-        if g < 0 or g >= G:
+        if np.uint64(g) >= np.uint64(G):  # a negative label too
             if g >= G:
                 bad = max(bad, np.int64(g))
             continue
@@ -68,7 +77,7 @@ def _task(x, w, lab, r0, r1, G, order, skipna, cnt, fl, sh, nf, t):
             if wi == 0.0:
                 continue
             v = np.float64(x[i, c])
-            j = g * m + c
+            j = np.uint64(g * m + c)
             if v != v:
                 if skipna:
                     continue
@@ -90,9 +99,9 @@ def _task(x, w, lab, r0, r1, G, order, skipna, cnt, fl, sh, nf, t):
     for j in range(slots):
         mu[j] = a[j, _S] / a[j, _WF] if a[j, _WF] > 0.0 else 0.0
     p = np.zeros((slots, 4))  # sum w*d, w*d**2, w*d**3, w*d**4
-    for i in range(r0, r1):
+    for i in range(lab.size):
         g = lab[i]
-        if g < 0 or g >= G:
+        if np.uint64(g) >= np.uint64(G):
             continue
         for c in range(m):
             wi = _weight(w, i, c)
@@ -101,7 +110,7 @@ def _task(x, w, lab, r0, r1, G, order, skipna, cnt, fl, sh, nf, t):
             v = np.float64(x[i, c])
             if not (abs(v) <= _MAXF):
                 continue
-            j = g * m + c
+            j = np.uint64(g * m + c)
             d = (v - a[j, _K]) - mu[j]
             wd = wi * d
             p[j, 0] += wd
