@@ -83,6 +83,16 @@ def _put_summary(si, sf, j, n, mean, m2, lo, hi, nnf, nz):
 
 
 @njit(**_opts)
+def nonfinite_mean(nnan, npinf, nninf):
+    """The mean of values of which some are NaN or infinite (the counts of
+    each, one of them > 0): NaN where a NaN or both infinities are among
+    them, else that infinity. The rule of every kernel that keeps NaN."""
+    if nnan > 0 or (npinf > 0 and nninf > 0):
+        return np.nan
+    return np.inf if npinf > 0 else -np.inf
+
+
+@njit(**_opts)
 def n_fields(kind):
     """(int fields, float fields) of an output state array of this kind."""
     return (N_INT, N_FLOAT) if kind == SUMMARY else (1, 2)

@@ -44,7 +44,7 @@ import functools
 import numpy as np
 from numba import prange
 
-from .base import _MAXF, MOMENTS, MOMENTS_SKIPNA, SUMMARY, compile_variant
+from .base import _MAXF, MOMENTS, MOMENTS_SKIPNA, SUMMARY, compile_variant, nonfinite_mean
 from .merges import _fmax, _fmin, merge_moments
 
 # Rows per task with few slots: 2**16 values of one column, 512 KiB of
@@ -352,12 +352,7 @@ def _task(x, lab, r0, r1, G, lanes, si, sf, sh, t):
             if nnan + pinf + ninf > 0:
                 n += nnan + pinf + ninf
                 m2 = np.nan
-                if nnan > 0 or (pinf > 0 and ninf > 0):
-                    mean = np.nan
-                elif pinf > 0:
-                    mean = np.inf
-                else:
-                    mean = -np.inf
+                mean = nonfinite_mean(nnan, pinf, ninf)
         si[0, t, j] = n
         sf[0, t, j] = mean
         sf[1, t, j] = m2

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .base import _MAXF, _opts, compile_variant
+from .base import _MAXF, _opts, compile_variant, nonfinite_mean
 
 # Slots (groups x columns) up to which this kernel runs; with more, its
 # accumulators (13 float64 a slot, per task) leave the caches and the layer
@@ -149,12 +149,7 @@ def _task_rows(x, w, lab, G, order, skipna, cnt, fl, sh, nf, t):
         nf[t, j] = nan + pinf + ninf > 0.0
         if nf[t, j]:
             m2 = m3 = m4 = np.nan
-            if nan > 0.0 or (pinf > 0.0 and ninf > 0.0):
-                mean = np.nan
-            elif pinf > 0.0:
-                mean = np.inf
-            else:
-                mean = -np.inf
+            mean = nonfinite_mean(nan, pinf, ninf)
         fl[2, t, j] = mean
         fl[3, t, j] = m2
         if order >= 3:
