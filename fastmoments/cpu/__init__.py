@@ -621,7 +621,8 @@ def _group_layout(x, labels, axis):
     rest = x2.shape[1:]
     m = int(np.prod(rest, dtype=np.int64))  # not -1: no values along axis leaves -1 undefined
     x2 = _readable(x2.reshape(x2.shape[0], m)) if x2.size else x2.reshape(x2.shape[0], m).astype(np.float64)
-    lab = labels if labels.dtype.char in "il" or labels.dtype == np.int64 else labels.astype(np.int64)
+    native = labels.dtype.isnative and (labels.dtype.char in "il" or labels.dtype == np.int64)
+    lab = labels if native else labels.astype(np.int64)  # big-endian labels too: the kernels read native ints
     return x2, np.ascontiguousarray(lab), rest
 
 
