@@ -430,13 +430,13 @@ def part_counts(lab, G, hist):
     bads = np.full(nch, -1, np.int64)
     for ch in prange(nch):
         bad = -1
-        for i in range(ch * PART_CHUNK, min(n, (ch + 1) * PART_CHUNK)):
-            g = lab[i]
-            if g >= 0:
-                if g < G:
-                    hist[ch, g >> PART_BITS] += 1
-                else:
-                    bad = max(bad, np.int64(g))
+        ls = lab[ch * PART_CHUNK:min(n, (ch + 1) * PART_CHUNK)]
+        for i in range(ls.size):
+            g = ls[i]
+            if np.uint64(g) < np.uint64(G):
+                hist[ch, np.uint64(g) >> np.uint64(PART_BITS)] += 1
+            elif g >= G:
+                bad = max(bad, np.int64(g))
         bads[ch] = bad
     bad = -1
     for ch in range(nch):
@@ -453,14 +453,17 @@ def part_scatter(x, lab, G, off, vals, loc):
     mask = (1 << PART_BITS) - 1
     for ch in prange(off.shape[0]):
         at = off[ch].copy()
-        for i in range(ch * PART_CHUNK, min(n, (ch + 1) * PART_CHUNK)):
-            g = lab[i]
-            if g >= 0 and g < G:
-                b = g >> PART_BITS
-                k = at[b]
-                vals[k, 0] = x[i, 0]
+        r0 = ch * PART_CHUNK
+        ls = lab[r0:min(n, r0 + PART_CHUNK)]
+        xs = x[r0:r0 + ls.size, 0]
+        for i in range(ls.size):
+            g = ls[i]
+            if np.uint64(g) < np.uint64(G):
+                b = np.uint64(g) >> np.uint64(PART_BITS)
+                k = np.uint64(at[b])
+                vals[k, 0] = xs[i]
                 loc[k] = g & mask
-                at[b] = k + 1
+                at[b] = k + np.uint64(1)
 
 
 def bucket_tasks(vals, loc, starts, G, si, sf, sh):
