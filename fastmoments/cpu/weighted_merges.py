@@ -132,7 +132,8 @@ def merge_arrays(na, Wa, W2a, ma, M2a, M3a, M4a, nb, Wb, W2b, mb, M2b, M3b, M4b,
         lo = t * MERGE_TASK
         hi = min(size, lo + MERGE_TASK)
         z = 0
-        for i in range(lo, hi):
+        for k in range(hi - lo):
+            i = np.uint64(lo + k)  # unsigned: no negative-index wraparound on the 21 accesses
             r = _merge_values(
                 na[i], Wa[i], W2a[i], ma[i], M2a[i], M3a[i] if ORDER >= 3 else 0.0, M4a[i] if ORDER >= 4 else 0.0,
                 nb[i], Wb[i], W2b[i], mb[i], M2b[i], M3b[i] if ORDER >= 3 else 0.0, M4b[i] if ORDER >= 4 else 0.0)
