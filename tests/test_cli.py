@@ -345,6 +345,8 @@ def test_usage_errors_exit_2(capsys):
 
 def test_scheduler_without_fastmoments_dask(tmp_path, capsys, monkeypatch):
     np.save(tmp_path / "x.npy", np.ones((4, 2)))
+    for m in [m for m in sys.modules if m.startswith("fastmoments_dask.")]:
+        monkeypatch.setitem(sys.modules, m, None)  # submodules an earlier test imported, too
     monkeypatch.setitem(sys.modules, "fastmoments_dask", None)  # import fails
     _bad(capsys, tmp_path / "x.npy", "--scheduler", "tcp://127.0.0.1:8786", match="needs the fastmoments-dask package")
     # the core finds the cluster path through an entry point, never by importing the integration

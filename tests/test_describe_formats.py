@@ -433,6 +433,27 @@ def test_memory_bound_on_a_large_parquet(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("compression", [None, "zstd"])
+def test_memory_bound_on_a_large_feather(tmp_path, compression):
+    """Feather is read through a memory map, each chunk's pages dropped once summarized."""
+    p = tmp_path / "big.feather"
+    schema = pa.schema([(f"c{j}", pa.float64()) for j in range(COLS)])
+    total = np.zeros(COLS)
+    opts = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.OSFile(str(p), "wb") as sink, pa.ipc.new_file(sink, schema, options=opts) as w:
+        for block in _big():
+            total += block.sum(axis=0)
+            w.write_table(pa.table({f"c{j}": block[:, j] for j in range(COLS)}), max_chunksize=1 << 16)
+    small = tmp_path / "small.feather"
+    import pyarrow.feather as feather
+
+    feather.write_feather(pa.table({f"c{j}": RNG.normal(size=300_000) for j in range(COLS)}), small,
+                          compression=compression or "uncompressed")
+    got = _check_bound(tmp_path, p, small, [f"c{j}" for j in range(COLS)])
+    np.testing.assert_allclose([got[f"c{j}"]["mean"] for j in range(COLS)], total / ROWS, rtol=1e-12)
+
+
+@pytest.mark.slow
 def test_memory_bound_on_a_large_zarr(tmp_path):
     a = zarr.open_array(tmp_path / "big.zarr", mode="w", shape=(ROWS, COLS), chunks=(100_000, COLS), dtype="f8")
     total = np.zeros(COLS)

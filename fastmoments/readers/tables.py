@@ -9,6 +9,7 @@ even converted where the format lets us leave them out (every format here).
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import sys
@@ -16,6 +17,7 @@ import sys
 import numpy as np
 
 from ..reductions import summarize_each
+from ..state import Summary
 from ._base import InputError, TableStats, require
 from .detect import compression_of, inner_name
 
@@ -45,23 +47,36 @@ class _Columns:
 
     def add(self, batch):
         """Fold in a record batch whose columns are ours, in order."""
-        self.nrows += batch.num_rows
+        self.add_group([batch])
+
+    def add_group(self, batches, keep=None):
+        """Fold in record batches whose columns are ours, in order (or those
+        of indices ``keep``, in that order): one
+        ``summarize_each`` over all their columns, merged per column. All
+        columns in one call: one parallel pass over the batches, not one per
+        column or batch (on a busy 2-core machine each parallel region can
+        wait a time slice for its second thread: 8 columns took 6x the time
+        of one call)."""
         values = []
-        for j in range(batch.num_columns):
-            col = batch.column(j)
-            if self.pa.types.is_null(col.type):  # a column with no value at all
-                self.missing[j] += len(col)
-                values.append(np.empty(0))
-                continue
-            if col.null_count:
-                self.missing[j] += col.null_count
-                col = col.drop_null()
-            # zero-copy for numbers without nulls; booleans are unpacked from bits
-            values.append(col.to_numpy(zero_copy_only=False))
-        # All columns in one call: one parallel pass over the batch, not one per
-        # column (on a busy 2-core machine each parallel region can wait a time
-        # slice for its second thread: 8 columns took 6x the time of one call).
+        for batch in batches:
+            self.nrows += batch.num_rows
+            for j, i in enumerate(range(batch.num_columns) if keep is None else keep):
+                col = batch.column(i)
+                if self.pa.types.is_null(col.type):  # a column with no value at all
+                    self.missing[j] += len(col)
+                    values.append(np.empty(0))
+                    continue
+                if col.null_count:
+                    self.missing[j] += col.null_count
+                    col = col.drop_null()
+                # zero-copy for numbers without nulls; booleans are unpacked from bits
+                values.append(col.to_numpy(zero_copy_only=False))
+        if not values:
+            return
         s = summarize_each(values)
+        if len(batches) > 1:
+            k = len(batches)
+            s = Summary._wrap(tuple(f.reshape((k, len(self.names)) + f.shape[1:]) for f in s.fields)).reduce(0)
         self.state = s if self.state is None else self.state.merge(s)
 
     def result(self, kind, notes):
@@ -271,13 +286,30 @@ def read_parquet(path, args, bar) -> TableStats:
 # -- Arrow IPC / Feather ---------------------------------------------------------------------------
 
 
+def _mapped(path):
+    """The file as a read-only shared memory map whose pages can be dropped
+    (``MADV_DONTNEED``), or None where this platform or file has none."""
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    try:
+        with open(path, "rb") as f:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+
+
 def read_arrow(path, args, bar) -> TableStats:
     """Numeric columns of an Arrow IPC file or stream (Feather v2), batch by batch.
 
-    Read through plain file reads, not a memory map: mapped pages would stay
-    in the process's resident set until the file is closed. A batch is read
-    whole, so memory follows the writer's batch size (Feather's default is
-    64 Ki rows).
+    Read through a memory map: Arrow's batches of an uncompressed file are
+    then views of the page cache, summarized where they lie, with no copy
+    (a copy cost as long as the summary: 0.51 of the plain read against 0.81,
+    2026-12-07). The batches are gathered to about one chunk per summary, and
+    after each the map's pages are dropped from the process (they stay in the
+    page cache), so memory follows the chunk, not the file. Compressed
+    batches are decompressed by Arrow into memory of its own. Without a map
+    (no ``madvise`` on this platform, or a file that cannot be mapped), plain
+    file reads, a copy of each batch.
     """
     pa = require("pyarrow", "Arrow IPC / Feather files")
     with open(path, "rb") as fp:
@@ -287,9 +319,10 @@ def read_arrow(path, args, bar) -> TableStats:
     if head.startswith(b"FEA1"):
         raise InputError(f"{path} is a Feather version 1 file; rewrite it as version 2 (pyarrow.feather.write_feather)")
     stream = not head.startswith(b"ARROW1")
+    mm = _mapped(path)
 
     def open_reader(options=None):
-        src = pa.OSFile(path)
+        src = pa.BufferReader(pa.py_buffer(mm)) if mm is not None else pa.OSFile(path)
         try:
             if stream:
                 return src, pa.ipc.open_stream(src, options=options)
@@ -300,28 +333,54 @@ def read_arrow(path, args, bar) -> TableStats:
 
     notes = []
     try:
-        src, reader = open_reader()
-        schema = reader.schema
-        src.close()
-        keep = _numeric_fields(pa, schema, notes)
-        if not keep:
-            _no_numeric(path, notes)
-        acc = _Columns(pa, [schema.field(i).name for i in keep], [schema.field(i).type for i in keep])
-        src, reader = open_reader(pa.ipc.IpcReadOptions(included_fields=keep))
-        size = os.path.getsize(path)
         try:
-            if stream:
-                for batch in reader:
-                    acc.add(batch)
-            else:
-                n = reader.num_record_batches
-                for i in range(n):
-                    acc.add(reader.get_batch(i))
-                    if bar is not None:
-                        bar.update(size / n)
-        finally:
+            src, reader = open_reader()
+            schema = reader.schema
             src.close()
-    except (pa.ArrowException, OSError, EOFError) as e:
-        raise InputError(f"{path}: not a readable Arrow IPC / Feather file ({_msg(e)})") from None
+            keep = _numeric_fields(pa, schema, notes)
+            if not keep:
+                _no_numeric(path, notes)
+            acc = _Columns(pa, [schema.field(i).name for i in keep], [schema.field(i).type for i in keep])
+            # Without a map, Arrow reads only our columns (included_fields). With
+            # one it would copy them (36 ms against 0.6 for the views of a
+            # 400 MB file): the batches are taken whole, our columns picked out.
+            src, reader = open_reader(None if mm is not None else pa.ipc.IpcReadOptions(included_fields=keep))
+            try:
+                _read_batches(reader, stream, acc, mm, keep if mm is not None else None,
+                              args.chunk_size, bar, os.path.getsize(path))
+            finally:
+                src.close()
+                del src, reader
+        except (pa.ArrowException, OSError, EOFError) as e:
+            raise InputError(f"{path}: not a readable Arrow IPC / Feather file ({_msg(e)})") from None
+    finally:
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:  # a view still held (an error's traceback): unmapped when collected
+                pass
     kind = "Arrow IPC stream" if stream else "Arrow IPC / Feather"
     return acc.result(kind, notes)
+
+
+def _read_batches(reader, stream, acc, mm, keep, chunk, bar, size):
+    if stream:
+        batches, n = iter(reader), None
+    else:
+        n = reader.num_record_batches
+        batches = (reader.get_batch(i) for i in range(n))
+    group, nbytes = [], 0
+    for batch in batches:
+        group.append(batch)
+        nbytes += batch.nbytes if keep is None else sum(batch.column(i).nbytes for i in keep)
+        if bar is not None and n:
+            bar.update(size / n)
+        if nbytes >= chunk:
+            acc.add_group(group, keep)
+            group, nbytes = [], 0
+            if mm is not None:
+                # Every page read so far, whatever the batch layout or compression:
+                # a page still needed comes back from the page cache on its next read.
+                mm.madvise(mmap.MADV_DONTNEED)
+    if group:
+        acc.add_group(group, keep)
