@@ -454,6 +454,22 @@ def test_memory_bound_on_a_large_feather(tmp_path, compression):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("chunks", [None, (100_000, COLS)])
+def test_memory_bound_on_a_large_hdf5(tmp_path, chunks):
+    """HDF5 stored as is is read through a memory map, each slice's pages dropped once summarized."""
+    total = np.zeros(COLS)
+    with h5py.File(tmp_path / "big.h5", "w") as f:
+        ds = f.create_dataset("x", shape=(ROWS, COLS), chunks=chunks, dtype="f8")
+        for i, block in zip(range(0, ROWS, 1_000_000), _big()):
+            ds[i : i + len(block)] = block
+            total += block.sum(axis=0)
+    with h5py.File(tmp_path / "small.h5", "w") as f:
+        f.create_dataset("x", data=RNG.normal(size=(300_000, COLS)), chunks=chunks)
+    got = _check_bound(tmp_path, tmp_path / "big.h5", tmp_path / "small.h5", [str(j) for j in range(COLS)])
+    np.testing.assert_allclose([got[str(j)]["mean"] for j in range(COLS)], total / ROWS, rtol=1e-12)
+
+
+@pytest.mark.slow
 def test_memory_bound_on_a_large_zarr(tmp_path):
     a = zarr.open_array(tmp_path / "big.zarr", mode="w", shape=(ROWS, COLS), chunks=(100_000, COLS), dtype="f8")
     total = np.zeros(COLS)

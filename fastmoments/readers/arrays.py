@@ -1,12 +1,16 @@
 """Arrays through their own libraries: Zarr stores (zarr) and HDF5 datasets (h5py).
 
 Both are read in slices along the first axis, whole stored chunks at a time
-(:func:`..reduce.reduce_rows`), never whole. A group is no array: the member
+(:func:`..reduce.reduce_rows`), never whole. An HDF5 dataset stored as is
+(no filters, native byte order, contiguous or in chunks of whole rows) is
+read in place through a memory map (:class:`_MappedRows`). A group is no array: the member
 is named after a colon, ``store.zarr:group/array`` or ``file.h5:/group/data``.
 """
 
 from __future__ import annotations
 
+import math
+import mmap
 import os
 
 import numpy as np
@@ -136,10 +140,15 @@ def hdf5_sources(path, member):
     row_step = int(node.chunks[0]) if node.chunks and shape else 1
     dtype = np.dtype(node.dtype)
     buf = []
+    mapped = _MappedRows.of(h5py, path, node, shape, dtype)
 
     def read(a, b):
         if a is None:
             return node[()]
+        if mapped is not None:
+            view = mapped.rows(a, b)
+            if view is not None:
+                return view
         # into one reused buffer: a fresh array per slice costs its page faults
         # again (glibc maps and unmaps allocations this large), about as long as the read
         if not buf or buf[0].shape[0] < b - a:
@@ -150,5 +159,105 @@ def hdf5_sources(path, member):
 
     return [ArraySource(
         "", shape, dtype, "rows", read_rows=_guarded(read, where), row_step=row_step,
-        cluster={"kind": "hdf5", "path": os.path.abspath(path), "name": node.name}, close=f.close,
+        cluster={"kind": "hdf5", "path": os.path.abspath(path), "name": node.name},
+        close=f.close if mapped is None else lambda: (mapped.close(), f.close()),
     )]
+
+
+class _MappedRows:
+    """Rows of an HDF5 dataset stored as is, as views of a memory map of the file.
+
+    HDF5 copies every slice it reads out of the page cache; a dataset stored
+    without filters, in native byte order, contiguously or in chunks of whole
+    rows, lies in the file as the rows themselves, so the summary can read
+    them there (the file is mapped whole; after each slice its pages are let
+    go, so the resident memory follows the slice). Slices whose stored chunks
+    do not follow each other in the file are copied from the map into one
+    buffer; a chunk never written (no storage) goes back to HDF5.
+    """
+
+    @classmethod
+    def of(cls, h5py, path, node, shape, dtype):
+        """The mapped rows of ``node``, or None where it is not stored as is."""
+        if not hasattr(mmap, "MADV_DONTNEED") or not shape or 0 in shape or not dtype.isnative:
+            return None
+        try:
+            dcpl = node.id.get_create_plist()
+            layout = dcpl.get_layout()
+            if dcpl.get_external_count() or dcpl.get_nfilters():
+                return None
+            if layout == h5py.h5d.CONTIGUOUS:
+                start = node.id.get_offset()
+                if start is None:  # no storage yet: every value the fill value
+                    return None
+                chunk = None
+            elif layout == h5py.h5d.CHUNKED and tuple(node.chunks[1:]) == tuple(shape[1:]):
+                start, chunk = None, int(node.chunks[0])
+            else:
+                return None
+            with open(path, "rb") as fp:
+                mm = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
+        except Exception:  # noqa: BLE001 - an older h5py/HDF5 without these calls, a file we cannot map: HDF5 reads it
+            return None
+        self = cls(node, shape, dtype, mm, start, chunk)
+        # Offsets are the library's; one look at both ends confirms them.
+        n = shape[0]
+        try:
+            for a in (0, n - 1):
+                view = self.rows(a, a + 1)
+                if view is None or view.tobytes() != np.ascontiguousarray(node[a : a + 1]).tobytes():
+                    self.close()
+                    return None
+        except Exception:  # noqa: BLE001 - see above
+            self.close()
+            return None
+        return self
+
+    def __init__(self, node, shape, dtype, mm, start, chunk):
+        self.node, self.shape, self.dtype, self.mm = node, shape, dtype, mm
+        self.start, self.chunk = start, chunk
+        self.row = math.prod(shape[1:]) * dtype.itemsize
+        self.buf = None
+
+    def _piece(self, a):
+        """(file offset of row ``a``, rows stored from it on in one run), or None."""
+        if self.chunk is None:
+            return self.start + a * self.row, self.shape[0] - a
+        c = self.chunk
+        info = self.node.id.get_chunk_info_by_coord((a - a % c,) + (0,) * (len(self.shape) - 1))
+        if info.byte_offset is None or info.size != c * self.row:
+            return None
+        return info.byte_offset + (a % c) * self.row, c - a % c
+
+    def rows(self, a, b):
+        """Rows a..b: a view of the map, a copy from it, or None (HDF5 reads them)."""
+        self.mm.madvise(mmap.MADV_DONTNEED)  # the last slice's pages: summarized by now
+        runs = []
+        pos = a
+        while pos < b:
+            piece = self._piece(pos)
+            if piece is None:
+                return None
+            off, avail = piece
+            k = min(avail, b - pos)
+            if off + k * self.row > len(self.mm):
+                return None
+            if runs and runs[-1][0] + runs[-1][1] * self.row == off:
+                runs[-1][1] += k
+            else:
+                runs.append([off, k])
+            pos += k
+        items = math.prod(self.shape[1:])
+        views = [np.frombuffer(self.mm, self.dtype, count=k * items, offset=off).reshape((k,) + self.shape[1:])
+                 for off, k in runs]
+        if len(views) == 1:
+            return views[0]
+        if self.buf is None or self.buf.shape[0] < b - a:
+            self.buf = np.empty((b - a,) + self.shape[1:], self.dtype)
+        return np.concatenate(views, out=self.buf[: b - a])
+
+    def close(self):
+        try:
+            self.mm.close()
+        except BufferError:  # a view still held: unmapped when collected
+            pass
