@@ -25,7 +25,7 @@ from .base import (
     set_empty,
 )
 from .merges import _fmax, _fmin, _fold_chunks, merge_moments
-from .tiles import _shifted_tile_state, _tile_moments, _tile_moments_dense, _tile_summary
+from .tiles import _shifted_tile_state, _shifted_tile_summary, _tile_moments, _tile_moments_dense, _tile_summary, next_shift
 
 
 # -- columns: reduce the first axis of a C-contiguous (k, m) array ----------------
@@ -120,12 +120,19 @@ def _col_chunk(kind, x, t0, t1, rows_per_tile, c0, w, si_out, sf_out, o, org):
     si = np.empty((N_INT, STACK, w), np.int64)
     sf = np.empty((N_FLOAT, STACK, w), np.float64)
     ws = np.empty((5, w))
+    shift = np.empty(w)
     top = 0
     for t in range(t0, t1):
         r0 = t * rows_per_tile
         r1 = min(k, r0 + rows_per_tile)
         if kind == SUMMARY:
-            _tile_summary(x, r0, r1, c0, w, ws, si, sf, top, org)
+            # As for moments (_col_chunk_dense): two passes give the first
+            # tile's means, which shift the one pass over each later tile.
+            if t == t0:
+                _tile_summary(x, r0, r1, c0, w, ws, si, sf, top, org)
+                next_shift(shift, sf[0, top], org, w)
+            else:
+                _shifted_tile_summary(x, r0, r1, c0, w, shift, ws, si, sf, top, org)
         else:
             _tile_moments(kind, x, r0, r1, c0, w, ws, si, sf, top, org)
         top += 1
