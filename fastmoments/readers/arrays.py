@@ -200,12 +200,15 @@ class _MappedRows:
         except Exception:  # noqa: BLE001 - an older h5py/HDF5 without these calls, a file we cannot map: HDF5 reads it
             return None
         self = cls(node, shape, dtype, mm, start, chunk)
-        # Offsets are the library's; one look at both ends confirms them.
+        # Offsets are the library's; a look at both ends confirms them (the
+        # start of the first and last rows: a row may be large).
         n = shape[0]
+        part = (0,) * (len(shape) - 2) + (slice(0, min(shape[-1], 4096)),) if len(shape) > 1 else ()
         try:
             for a in (0, n - 1):
                 view = self.rows(a, a + 1)
-                if view is None or view.tobytes() != np.ascontiguousarray(node[a : a + 1]).tobytes():
+                ours = view[(0,) + part] if view is not None else None
+                if ours is None or ours.tobytes() != np.ascontiguousarray(node[(a,) + part]).tobytes():
                     self.close()
                     return None
         except Exception:  # noqa: BLE001 - see above
@@ -218,6 +221,7 @@ class _MappedRows:
         self.start, self.chunk = start, chunk
         self.row = math.prod(shape[1:]) * dtype.itemsize
         self.buf = None
+        self.held = []  # the file ranges of the last slice
 
     def _piece(self, a):
         """(file offset of row ``a``, rows stored from it on in one run), or None."""
@@ -231,7 +235,7 @@ class _MappedRows:
 
     def rows(self, a, b):
         """Rows a..b: a view of the map, a copy from it, or None (HDF5 reads them)."""
-        self.mm.madvise(mmap.MADV_DONTNEED)  # the last slice's pages: summarized by now
+        self._let_go()
         runs = []
         pos = a
         while pos < b:
@@ -247,6 +251,7 @@ class _MappedRows:
             else:
                 runs.append([off, k])
             pos += k
+        self.held = runs
         items = math.prod(self.shape[1:])
         views = [np.frombuffer(self.mm, self.dtype, count=k * items, offset=off).reshape((k,) + self.shape[1:])
                  for off, k in runs]
@@ -255,6 +260,15 @@ class _MappedRows:
         if self.buf is None or self.buf.shape[0] < b - a:
             self.buf = np.empty((b - a,) + self.shape[1:], self.dtype)
         return np.concatenate(views, out=self.buf[: b - a])
+
+    def _let_go(self):
+        """Drop the last slice's pages from the process (summarized by now; they
+        stay in the page cache): the resident memory follows the slice."""
+        page = mmap.PAGESIZE
+        for off, k in self.held:
+            a = off - off % page
+            self.mm.madvise(mmap.MADV_DONTNEED, a, min(off + k * self.row, len(self.mm)) - a)
+        self.held = []
 
     def close(self):
         try:
