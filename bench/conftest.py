@@ -324,13 +324,31 @@ def resnet50_param_shapes():
 # -- the one fixture the test modules use ------------------------------------------------
 
 
+class Clock:
+    """Wraps a callable and adds up the seconds spent in it and the calls
+    (the overhead benchmarks: where a monitor's time goes)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+
+
 @pytest.fixture(scope="session")
 def kit(timing):
     """Helpers of this file, handed out as a fixture (no ``import conftest``).
 
     Attributes: timing, recorder, run_big, normal, reference_moments,
     check_moments, check_var, check_sum, stream_sum, stream_merge9, stream_read_write,
-    bound_of_array, resnet50_param_shapes, N_1D, BYTES_2D, ROUNDS_BIG.
+    bound_of_array, resnet50_param_shapes, N_1D, BYTES_2D, ROUNDS_BIG, Clock.
     """
     return types.SimpleNamespace(
         timing=timing,
@@ -349,4 +367,5 @@ def kit(timing):
         N_1D=N_1D,
         BYTES_2D=BYTES_2D,
         ROUNDS_BIG=ROUNDS_BIG,
+        Clock=Clock,
     )

@@ -149,12 +149,6 @@ class Harness:
         self.stream.close()
 
 
-@pytest.fixture(scope="module")
-def timing(request):
-    cfg = request.config
-    return not (cfg.getoption("benchmark_disable", False) or cfg.getoption("benchmark_skip", False))
-
-
 _MEDIANS: dict[str, float] = {}
 
 
@@ -216,35 +210,19 @@ def interleaved(blocks, block_iters, full=True, variants=VARIANTS):
             h.close()
 
 
-class _Clock:
-    """Wraps a callable and adds up the seconds spent in it."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.seconds = 0.0
-        self.calls = 0
-
-    def __call__(self, *args, **kwargs):
-        t0 = time.perf_counter()
-        try:
-            return self.fn(*args, **kwargs)
-        finally:
-            self.seconds += time.perf_counter() - t0
-            self.calls += 1
-
-
 class _Timed:
-    """A module whose ``summarize_each`` is a :class:`_Clock`; everything else passes through."""
+    """A module whose ``summarize_each`` is timed (``clock``, the ``kit.Clock``
+    of conftest.py); everything else passes through."""
 
-    def __init__(self, module):
+    def __init__(self, module, clock):
         self._module = module
-        self.summarize_each = _Clock(module.summarize_each)
+        self.summarize_each = clock(module.summarize_each)
 
     def __getattr__(self, name):
         return getattr(self._module, name)
 
 
-def monitor_overhead(rounds, block_iters, full=True, histogram=False):
+def monitor_overhead(kit, rounds, block_iters, full=True, histogram=False):
     """GradientMonitor against no monitoring on *one* model, interleaved ABBA in
     blocks of one report interval, and where the monitor's time goes
     (``histogram``: the monitor with ``histogram=True, histogram_every=10``).
@@ -277,9 +255,9 @@ def monitor_overhead(rounds, block_iters, full=True, histogram=False):
     exts = h.exts
     try:
         h.run(2 * block_iters)
-        hook = monitor.observe = _Clock(monitor.observe)
-        report = monitor.report = _Clock(monitor.report)
-        kernel = pool.fastmoments = _Timed(fastmoments)  # the pool's view of fastmoments, timed
+        hook = monitor.observe = kit.Clock(monitor.observe)
+        report = monitor.report = kit.Clock(monitor.report)
+        kernel = pool.fastmoments = _Timed(fastmoments, kit.Clock)  # the pool's view of fastmoments, timed
 
         def monitored(on):
             if on:
@@ -317,12 +295,13 @@ def monitor_overhead(rounds, block_iters, full=True, histogram=False):
         h.close()
 
 
-def _monitor_overhead_test(benchmark, timing, histogram):
+def _monitor_overhead_test(benchmark, kit, histogram):
+    timing = kit.timing
     rounds, block_iters = (24, EPOCH_ITERS) if timing else (2, 2)
     target = TARGET_HISTOGRAM if histogram else TARGET
     result = {}
     benchmark.group = "chainer 8x512 MLP, monitor vs none"
-    benchmark.pedantic(lambda: result.update(monitor_overhead(rounds, block_iters, timing, histogram)),
+    benchmark.pedantic(lambda: result.update(monitor_overhead(kit, rounds, block_iters, timing, histogram)),
                        rounds=1, iterations=1)
     benchmark.extra_info.update({k: v for k, v in result.items()}, target_ratio=target,
                                 histogram_every=HISTOGRAM_EVERY if histogram else 0)
@@ -337,14 +316,14 @@ def _monitor_overhead_test(benchmark, timing, histogram):
     assert r["kernel_s"] <= r["hook_s"] + r["report_s"]
 
 
-def test_monitor_overhead(benchmark, timing):
+def test_monitor_overhead(benchmark, kit):
     """The issue's figure: the monitor's cost per iteration and where it goes."""
-    _monitor_overhead_test(benchmark, timing, histogram=False)
+    _monitor_overhead_test(benchmark, kit, histogram=False)
 
 
-def test_monitor_overhead_histogram(benchmark, timing):
+def test_monitor_overhead_histogram(benchmark, kit):
     """The same with magnitude histograms every 10 iterations (issue 21: at most +7%)."""
-    _monitor_overhead_test(benchmark, timing, histogram=True)
+    _monitor_overhead_test(benchmark, kit, histogram=True)
 
 
 def test_overhead_ratios(benchmark, timing):

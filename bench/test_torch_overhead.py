@@ -137,19 +137,6 @@ def read_bounds(h, kit, repeats=30):
     return statistics.median(per), statistics.median(whole), flat.nbytes
 
 
-class _Clock:
-    def __init__(self, fn):
-        self.fn, self.seconds, self.calls = fn, 0.0, 0
-
-    def __call__(self, *a, **k):
-        t0 = time.perf_counter()
-        try:
-            return self.fn(*a, **k)
-        finally:
-            self.seconds += time.perf_counter() - t0
-            self.calls += 1
-
-
 def overhead(kit, rounds, block=BLOCK, full=True):
     """All variants on one model, interleaved in blocks (order rotated each round).
 
@@ -160,7 +147,7 @@ def overhead(kit, rounds, block=BLOCK, full=True):
     """
     load0 = os.getloadavg()
     h = Harness(full, report_every=block)
-    hook = _Clock(h.monitor._pre_step)
+    hook = kit.Clock(h.monitor._pre_step)
     h.monitor._pre_step = hook  # attach() registers this bound clock
     for v in VARIANTS:
         h.run(2 * block, v)  # warm: JIT, allocations, a report
