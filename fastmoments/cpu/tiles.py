@@ -171,8 +171,9 @@ def _shifted_tile_state(x, r0, r1, c0, w, shift, ws, mean_out, m2_out, org):
     far = False
     for j in range(w):
         # Also where the squares overflowed (q inf), which about the true
-        # mean they may not.
-        far |= (s[j] * s[j] > 0.5 * n * q[j]) | (q[j] > _MAXF)
+        # mean they may not, and where s*s does (inf > inf is false).
+        ss = s[j] * s[j]
+        far |= (ss > 0.5 * n * q[j]) | (q[j] > _MAXF) | (ss > _MAXF)
     if far:
         _tile_moments_dense(x, r0, r1, c0, w, ws[0], ws[1], ws[2], mean_out, m2_out, org)
     else:
@@ -319,7 +320,8 @@ def _shifted_tile_summary(x, r0, r1, c0, w, shift, ws, si, sf, top, org):
     _tile_summary_sums(x, r0, r1, c0, w, shift, s, q, cnt, nz, lo, hi)
     far = False
     for j in range(w):
-        far |= (s[j] * s[j] > 0.5 * cnt[j] * q[j]) | (q[j] > _MAXF)
+        ss = s[j] * s[j]  # as in _shifted_tile_state
+        far |= (ss > 0.5 * cnt[j] * q[j]) | (q[j] > _MAXF) | (ss > _MAXF)
     if far:
         _tile_summary(x, r0, r1, c0, w, ws, si, sf, top, org)
     else:

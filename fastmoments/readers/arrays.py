@@ -164,6 +164,26 @@ def hdf5_sources(path, member):
     )]
 
 
+#: Stored chunks up to which a dataset is mapped: their index is a dict (~200 B a chunk).
+MAX_CHUNKS = 1 << 17
+
+
+def _chunk_index(node):
+    """{first row: (file offset, stored size)} of every stored chunk, from one
+    walk of HDF5's chunk index (``chunk_iter``; a lookup per chunk walks the
+    index each time: quadratic), or None where there are too many chunks or
+    no such call."""
+    if node.id.get_num_chunks() > MAX_CHUNKS or not hasattr(node.id, "chunk_iter"):
+        return None
+    index = {}
+
+    def note(info):
+        index[int(info.chunk_offset[0])] = (info.byte_offset, info.size)
+
+    node.id.chunk_iter(note)
+    return index
+
+
 class _MappedRows:
     """Rows of an HDF5 dataset stored as is, as views of a memory map of the file.
 
@@ -186,6 +206,12 @@ class _MappedRows:
             layout = dcpl.get_layout()
             if dcpl.get_external_count() or dcpl.get_nfilters():
                 return None
+            # The file's type must be NumPy's, bit for bit: an integer type of
+            # other precision or offset is reported as the NumPy integer that
+            # holds it, and its bytes are not that integer's.
+            if not node.id.get_type().equal(h5py.h5t.py_create(dtype)):
+                return None
+            index = None
             if layout == h5py.h5d.CONTIGUOUS:
                 start = node.id.get_offset()
                 if start is None:  # no storage yet: every value the fill value
@@ -193,13 +219,16 @@ class _MappedRows:
                 chunk = None
             elif layout == h5py.h5d.CHUNKED and tuple(node.chunks[1:]) == tuple(shape[1:]):
                 start, chunk = None, int(node.chunks[0])
+                index = _chunk_index(node)
+                if index is None:
+                    return None
             else:
                 return None
             with open(path, "rb") as fp:
                 mm = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
         except Exception:  # noqa: BLE001 - an older h5py/HDF5 without these calls, a file we cannot map: HDF5 reads it
             return None
-        self = cls(node, shape, dtype, mm, start, chunk)
+        self = cls(node, shape, dtype, mm, start, chunk, index, path)
         # Offsets are the library's; a look at both ends confirms them (the
         # start of the first and last rows: a row may be large).
         n = shape[0]
@@ -216,9 +245,9 @@ class _MappedRows:
             return None
         return self
 
-    def __init__(self, node, shape, dtype, mm, start, chunk):
+    def __init__(self, node, shape, dtype, mm, start, chunk, index, path):
         self.node, self.shape, self.dtype, self.mm = node, shape, dtype, mm
-        self.start, self.chunk = start, chunk
+        self.start, self.chunk, self.index, self.path = start, chunk, index, path
         self.row = math.prod(shape[1:]) * dtype.itemsize
         self.buf = None
         self.held = []  # the file ranges of the last slice
@@ -228,14 +257,18 @@ class _MappedRows:
         if self.chunk is None:
             return self.start + a * self.row, self.shape[0] - a
         c = self.chunk
-        info = self.node.id.get_chunk_info_by_coord((a - a % c,) + (0,) * (len(self.shape) - 1))
-        if info.byte_offset is None or info.size != c * self.row:
+        where = self.index.get(a - a % c)
+        if where is None or where[1] != c * self.row:  # never written, or not stored as is
             return None
-        return info.byte_offset + (a % c) * self.row, c - a % c
+        return where[0] + (a % c) * self.row, c - a % c
 
     def rows(self, a, b):
         """Rows a..b: a view of the map, a copy from it, or None (HDF5 reads them)."""
         self._let_go()
+        # A mapped file that shrank would kill the process (SIGBUS) on a read
+        # past its new end.
+        if self.mm.size() < len(self.mm):
+            raise InputError(f"{self.path} shrank while it was read")
         runs = []
         pos = a
         while pos < b:

@@ -49,9 +49,8 @@ class _Columns:
         """Fold in a record batch whose columns are ours, in order."""
         self.add_group([batch])
 
-    def add_group(self, batches, keep=None):
-        """Fold in record batches whose columns are ours, in order (or those
-        of indices ``keep``, in that order): one
+    def add_group(self, batches):
+        """Fold in record batches whose columns are ours, in order: one
         ``summarize_each`` over all their columns, merged per column. All
         columns in one call: one parallel pass over the batches, not one per
         column or batch (on a busy 2-core machine each parallel region can
@@ -60,8 +59,8 @@ class _Columns:
         values = []
         for batch in batches:
             self.nrows += batch.num_rows
-            for j, i in enumerate(range(batch.num_columns) if keep is None else keep):
-                col = batch.column(i)
+            for j in range(batch.num_columns):
+                col = batch.column(j)
                 if self.pa.types.is_null(col.type):  # a column with no value at all
                     self.missing[j] += len(col)
                     values.append(np.empty(0))
@@ -301,15 +300,19 @@ def _mapped(path):
 def read_arrow(path, args, bar) -> TableStats:
     """Numeric columns of an Arrow IPC file or stream (Feather v2), batch by batch.
 
-    Read through a memory map: Arrow's batches of an uncompressed file are
-    then views of the page cache, summarized where they lie, with no copy
-    (a copy cost as long as the summary: 0.51 of the plain read against 0.81,
-    2026-12-07). The batches are gathered to about one chunk per summary, and
-    after each the map's pages are dropped from the process (they stay in the
-    page cache), so memory follows the chunk, not the file. Compressed
-    batches are decompressed by Arrow into memory of its own. Without a map
-    (no ``madvise`` on this platform, or a file that cannot be mapped), plain
-    file reads, a copy of each batch.
+    A file whose columns are all numeric is read through a memory map:
+    Arrow's batches of an uncompressed file are then views of the page
+    cache, summarized where they lie, with no copy (a copy cost as long as
+    the summary: 0.51 of the plain read against 0.81, 2026-12-07). The
+    batches are gathered to about one chunk (counted as NumPy holds them:
+    booleans a byte each) or GROUP_BATCHES batches per summary, and after
+    each the map's pages are dropped from the process (they stay in the page
+    cache), so memory follows the chunk, not the file. Compressed batches
+    are decompressed by Arrow into memory of its own. With columns to skip,
+    plain file reads of our columns only (``included_fields``, which on a
+    map would copy them anyway, and whose skipped columns a map would
+    decompress): a copy of each batch. So too without a map (no ``madvise``
+    on this platform, or a file that cannot be mapped).
     """
     pa = require("pyarrow", "Arrow IPC / Feather files")
     with open(path, "rb") as fp:
@@ -337,17 +340,17 @@ def read_arrow(path, args, bar) -> TableStats:
             src, reader = open_reader()
             schema = reader.schema
             src.close()
+            del src, reader
             keep = _numeric_fields(pa, schema, notes)
             if not keep:
                 _no_numeric(path, notes)
-            acc = _Columns(pa, [schema.field(i).name for i in keep], [schema.field(i).type for i in keep])
-            # Without a map, Arrow reads only our columns (included_fields). With
-            # one it would copy them (36 ms against 0.6 for the views of a
-            # 400 MB file): the batches are taken whole, our columns picked out.
+            types = [schema.field(i).type for i in keep]
+            acc = _Columns(pa, [schema.field(i).name for i in keep], types)
+            if mm is not None and len(keep) < len(schema):
+                mm = _unmap(mm)
             src, reader = open_reader(None if mm is not None else pa.ipc.IpcReadOptions(included_fields=keep))
             try:
-                _read_batches(reader, stream, acc, mm, keep if mm is not None else None,
-                              args.chunk_size, bar, os.path.getsize(path))
+                _read_batches(reader, stream, acc, mm, _row_bytes(pa, types), args.chunk_size, bar, path)
             finally:
                 src.close()
                 del src, reader
@@ -355,32 +358,54 @@ def read_arrow(path, args, bar) -> TableStats:
             raise InputError(f"{path}: not a readable Arrow IPC / Feather file ({_msg(e)})") from None
     finally:
         if mm is not None:
-            try:
-                mm.close()
-            except BufferError:  # a view still held (an error's traceback): unmapped when collected
-                pass
+            _unmap(mm)
     kind = "Arrow IPC stream" if stream else "Arrow IPC / Feather"
     return acc.result(kind, notes)
 
 
-def _read_batches(reader, stream, acc, mm, keep, chunk, bar, size):
+#: Batches per summary at most: each batch object holds ~1.6 kB beside its data.
+GROUP_BATCHES = 256
+
+
+def _unmap(mm):
+    try:
+        mm.close()
+    except BufferError:  # a view still held (an error's traceback): unmapped when collected
+        pass
+
+
+def _still_whole(mm, path):
+    """A mapped file that shrank would kill the process (SIGBUS) on the next
+    read of a page past its new end: checked before each batch and summary."""
+    if mm is not None and mm.size() < len(mm):
+        raise InputError(f"{path} shrank while it was read")
+
+
+def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path):
+    size = os.path.getsize(path)
     if stream:
         batches, n = iter(reader), None
     else:
         n = reader.num_record_batches
         batches = (reader.get_batch(i) for i in range(n))
     group, nbytes = [], 0
-    for batch in batches:
+    while True:
+        _still_whole(mm, path)
+        batch = next(batches, None)
+        if batch is None:
+            break
         group.append(batch)
-        nbytes += batch.nbytes if keep is None else sum(batch.column(i).nbytes for i in keep)
+        nbytes += batch.num_rows * row_bytes
         if bar is not None and n:
             bar.update(size / n)
-        if nbytes >= chunk:
-            acc.add_group(group, keep)
+        if nbytes >= chunk or len(group) >= GROUP_BATCHES:
+            _still_whole(mm, path)
+            acc.add_group(group)
             group, nbytes = [], 0
             if mm is not None:
                 # Every page read so far, whatever the batch layout or compression:
                 # a page still needed comes back from the page cache on its next read.
                 mm.madvise(mmap.MADV_DONTNEED)
     if group:
-        acc.add_group(group, keep)
+        _still_whole(mm, path)
+        acc.add_group(group)
