@@ -76,10 +76,14 @@ def _pick(parallel_kernel, serial_kernel, size, threshold=PARALLEL_MIN):
 
 
 def _may_go_parallel():
-    """Whether this thread may start a parallel region. Numba's workqueue
+    """Whether this thread may start a parallel region. Not where it has asked
+    Numba for one thread (``numba.set_num_threads(1)``, a per-thread setting):
+    the serial kernel does the same work without a region. Numba's workqueue
     layer, its fallback where neither TBB nor OpenMP is installed, aborts the
     whole process when two threads are in parallel regions at once, as under
     dask's threaded scheduler; with it, only the main thread goes parallel."""
+    if numba.get_num_threads() < 2:
+        return False
     return threading.current_thread() is threading.main_thread() or _threadsafe_layer()
 
 

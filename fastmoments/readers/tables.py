@@ -83,6 +83,52 @@ class _Columns:
         return TableStats(self.names, state, self.missing, self.integral, kind, self.nrows, notes)
 
 
+def _one_core():
+    """Numba's thread count is per thread: this one runs serial kernels."""
+    import numba
+
+    numba.set_num_threads(1)
+
+
+class _Behind:
+    """Summarizes each batch on a thread of its own, on one core, while the
+    reader decodes the next on its own threads.
+
+    Arrow decodes a Parquet batch on both cores and waits for us meanwhile;
+    summarized in turn, the summary's parallel region also left its OpenMP
+    worker spinning for ~10 ms (libgomp's default wait), on a core Arrow's
+    next decode needed (bench/README, "Parquet"). One batch at a time: the
+    reader waits for the previous summary before handing over the next, so
+    memory holds the batch summarized and the one being read, as in turn.
+    """
+
+    def __init__(self, acc):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.acc = acc
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastmoments-describe", initializer=_one_core)
+        self._pending = None
+
+    def add(self, batch):
+        self.wait()
+        self._pending = self._pool.submit(self.acc.add, batch)
+
+    def wait(self):
+        if self._pending is not None:
+            self._pending.result()  # re-raises what the summary raised
+            self._pending = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if exc[0] is None:
+                self.wait()
+        finally:
+            self._pool.shutdown(wait=True)  # at most one summary to finish
+
+
 def _numeric_fields(pa, schema, notes, what="column"):
     """Indices of the numeric/boolean top-level fields; a note for each other one."""
     keep = []
@@ -273,10 +319,11 @@ def read_parquet(path, args, bar) -> TableStats:
     total = max(pf.metadata.num_rows, 1)
     size = os.path.getsize(path)
     try:
-        for batch in pf.iter_batches(batch_size=rows, columns=[schema.field(i).name for i in keep], use_threads=True):
-            acc.add(batch)
-            if bar is not None:
-                bar.update(batch.num_rows * size / total)
+        with _Behind(acc) as behind:
+            for batch in pf.iter_batches(batch_size=rows, columns=[schema.field(i).name for i in keep], use_threads=True):
+                behind.add(batch)
+                if bar is not None:
+                    bar.update(batch.num_rows * size / total)
     except (pa.ArrowException, OSError, EOFError) as e:
         raise InputError(f"{path}: unreadable Parquet data ({_msg(e)})") from None
     return acc.result(f"Parquet ({pf.num_row_groups} row group{'s' * (pf.num_row_groups != 1)})", notes)

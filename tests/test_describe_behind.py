@@ -1,0 +1,131 @@
+"""The Parquet reader's summaries on a thread of their own (readers/tables.py::_Behind),
+and the CPU wing's serial kernels for a thread that asked Numba for one thread."""
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+import fastmoments
+import fastmoments.cpu as cpu
+from fastmoments.readers.tables import _Behind
+
+
+def _describe_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("fastmoments-describe")]
+
+
+class _Recorder:
+    """Stands for _Columns: records what it was given, and when."""
+
+    def __init__(self, fail_at=None):
+        self.seen, self.fail_at, self.threads = [], fail_at, set()
+
+    def add(self, batch):
+        self.threads.add(threading.get_ident())
+        if batch == self.fail_at:
+            raise ValueError(f"bad batch {batch}")
+        self.seen.append(batch)
+
+
+def test_summaries_in_order_at_most_one_batch_behind_the_reader():
+    acc = _Recorder()
+    lag = []
+
+    def batches():
+        for i in range(40):
+            lag.append(i - len(acc.seen))  # batches read but not yet summarized, before reading batch i
+            yield i
+
+    with _Behind(acc) as behind:
+        for b in batches():
+            behind.add(b)
+    assert acc.seen == list(range(40))
+    assert max(lag) <= 1, lag  # memory holds the batch summarized and the one being read
+    assert acc.threads and threading.get_ident() not in acc.threads
+    assert not _describe_threads()
+
+
+def test_a_failing_summary_is_raised_and_its_thread_ends():
+    acc = _Recorder(fail_at=5)
+    with pytest.raises(ValueError, match="bad batch 5"):
+        with _Behind(acc) as behind:
+            for b in range(20):
+                behind.add(b)
+    assert acc.seen == [0, 1, 2, 3, 4]
+    assert not _describe_threads()
+
+
+def test_a_failing_reader_stops_the_summaries():
+    acc = _Recorder()
+
+    def batches():
+        yield from range(3)
+        raise OSError("truncated")
+
+    with pytest.raises(OSError, match="truncated"):
+        with _Behind(acc) as behind:
+            for b in batches():
+                behind.add(b)
+    assert acc.seen == [0, 1, 2]  # what was handed over is finished, nothing after
+    assert not _describe_threads()
+
+
+def test_the_last_summary_is_waited_for():
+    acc = _Recorder()
+    go = threading.Event()
+    slow_add = acc.add
+
+    def add(batch):
+        go.wait(5)
+        slow_add(batch)
+
+    acc.add = add
+    with _Behind(acc) as behind:
+        behind.add("only")
+        assert acc.seen == []
+        go.set()
+    assert acc.seen == ["only"]
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs Numba with 2 threads")
+def test_a_one_thread_numba_thread_runs_the_serial_kernel(monkeypatch):
+    """numba.set_num_threads is per thread: where a thread asked for one, no
+    parallel region starts (a region left libgomp's worker spinning ~10 ms on
+    a core the caller's other threads needed), and the result is the same."""
+    calls = []
+    parallel = cpu.reduce_table
+
+    def spy(*args):
+        calls.append(threading.get_ident())
+        return parallel(*args)
+
+    monkeypatch.setattr(cpu, "reduce_table", spy)
+    rng = np.random.default_rng(3)
+    arrays = [rng.normal(size=cpu.PARALLEL_MIN_EACH // 4) * 10**k + k for k in range(4)]
+    copies = [a.copy() for a in arrays]
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        main = fastmoments.summarize_each(arrays)
+    finally:
+        numba.set_num_threads(before)
+    assert calls == [threading.get_ident()]
+
+    out = {}
+
+    def one_thread():
+        numba.set_num_threads(1)
+        out["s"] = fastmoments.summarize_each(arrays)
+
+    t = threading.Thread(target=one_thread)
+    t.start()
+    t.join()
+    assert calls == [threading.get_ident()]  # the thread took the serial kernel
+    for f, g in zip(main.fields, out["s"].fields):
+        np.testing.assert_array_equal(f, g)  # the serial twin splits each array as the parallel kernel does
+    ref = np.array([np.mean(a) for a in arrays])
+    np.testing.assert_allclose(out["s"].mean, ref, rtol=1e-13)
+    for a, c in zip(arrays, copies):
+        np.testing.assert_array_equal(a, c)
