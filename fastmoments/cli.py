@@ -75,6 +75,10 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     return value
 
 
+#: --axis not given: axis 0 (one result per column), or all axes of a 0-d array.
+_PER_COLUMN = ("per column",)  # not a str: argparse would parse a str default with _parse_axis
+
+
 def _parse_axis(text: str):
     t = text.strip().lower()
     if t in ("all", "none"):
@@ -102,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("file", metavar="FILE")
     d.add_argument("--format", choices=FORMATS, help="file format (default: from the name or the first bytes)")
-    d.add_argument("--axis", type=_parse_axis, default=(0,), help="axis or axes to reduce, comma separated, or 'all' (default: 0, one result per column)")
+    d.add_argument("--axis", type=_parse_axis, default=_PER_COLUMN, help="axis or axes to reduce, comma separated, or 'all' (default: 0, one result per column; all of a 0-d array)")
     d.add_argument("--json", action="store_true", help="print JSON: one object per column with count, mean, std, min, max, nonfinite, missing")
     d.add_argument("--chunk-size", type=_parse_size, default=DEFAULT_CHUNK, metavar="SIZE", help="bytes read at a time (default: 64MB; accepts k, M, G suffixes)")
     d.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom of std (default: 0, as NumPy)")
@@ -258,7 +262,7 @@ def _describe_table(path, fmt, args, bar):
 
     if args.scheduler:
         raise InputError("--scheduler works with .npy, raw binary, Zarr and HDF5 arrays, not tables")
-    if args.axis not in ((0,), (-2,)):
+    if args.axis is not _PER_COLUMN and args.axis not in ((0,), (-2,)):
         raise InputError("tables are described per column: --axis must be 0")
     read = {"csv": tables.read_csv, "parquet": tables.read_parquet, "arrow": tables.read_arrow}[fmt]
     t = read(path, args, bar)
@@ -298,7 +302,9 @@ def _describe(args):
                 plugin = _scheduler_plugin(args.scheduler)
             for arr in arrays:
                 where = f"{path}[{arr.label}]" if arr.label else args.file
-                axes = normalize_axes(args.axis, len(arr.shape), where)
+                # By default one result per column, and a 0-d array (a scalar) is its own column.
+                axis = args.axis if args.axis is not _PER_COLUMN else ((0,) if arr.shape else None)
+                axes = normalize_axes(axis, len(arr.shape), where)
                 if plugin is not None:
                     state = plugin.summarize(arr.cluster, axes, args.chunk_size)
                     if bar is not None:

@@ -492,3 +492,34 @@ def test_console_script_reads_parquet(tmp_path):
     r = subprocess.run([*_exe(), "describe", str(tmp_path / "t.parquet"), "--json"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["a"] == {"count": 2, "mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0, "nonfinite": 0, "missing": 1}
+
+
+# -- 0-d arrays: one value, described without --axis -------------------------------------------
+
+
+def test_a_scalar_is_described_whole_by_default(tmp_path, capsys):
+    """Without --axis a 0-d array is its own column (the default axis 0 does
+    not exist there; it said "--axis 0 is out of range"); --axis 0 given by
+    the user is still an error."""
+    import h5py
+    import zarr
+
+    v = float(RNG.normal())
+    np.save(tmp_path / "s.npy", np.float64(v))
+    np.array(v).tofile(tmp_path / "s.bin")
+    np.savez(tmp_path / "s.npz", a=np.float32(v), b=np.arange(4.0))
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f.create_dataset("/v", data=v)
+    z = zarr.open_array(tmp_path / "s.zarr", mode="w", shape=(), dtype="f8")
+    z[...] = v
+    one = {"count": 1, "mean": v, "std": 0.0, "min": v, "max": v, "nonfinite": 0, "missing": 0}
+    for argv in ([tmp_path / "s.npy"], [tmp_path / "s.bin", "--dtype", "f8", "--shape=()"],
+                 [f"{tmp_path / 's.h5'}:/v"], [tmp_path / "s.zarr"]):
+        got, _ = run_json(capsys, *argv)
+        assert got == {"all": one}, argv
+        _bad(capsys, *argv, "--axis", "0", match="--axis 0 is out of range")
+    got, _ = run_json(capsys, tmp_path / "s.npz")
+    v32 = float(np.float32(v))
+    assert got["a"] == {**one, "mean": v32, "min": v32, "max": v32}
+    b = np.arange(4.0)  # a 1-D member beside it: over its axis 0 as before
+    assert got["b"] == {"count": 4, "mean": b.mean(), "std": b.std(), "min": 0.0, "max": 3.0, "nonfinite": 0, "missing": 0}

@@ -132,12 +132,20 @@ def test_arrow_truncated_anywhere_is_one_error_line(tmp_path, capsys, kind):
         assert len(lines) == 1 and lines[0].startswith("fastmoments: error: "), (n, err)
 
 
-@pytest.mark.xfail(strict=True, reason="pre-existing (also before be04f84): a non-UTF-8 field name exits 1 with a UnicodeDecodeError line")
 def test_arrow_non_utf8_field_name_is_exit_2(tmp_path, capsys):
     p = tmp_path / "t.feather"
     feather.write_feather(pa.table({"fcol": RNG.normal(size=100)}), p, compression="uncompressed")
     p.write_bytes(p.read_bytes().replace(b"fcol", b"\xff\xfe\xfd\xfc"))
-    _bad(capsys, p, match="not a readable Arrow IPC")
+    _bad(capsys, p, match="the name of column 1 is not UTF-8")
+
+
+def test_parquet_non_utf8_column_name_is_exit_2(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"ok": RNG.normal(size=100), "fcol": RNG.normal(size=100)}), p)
+    p.write_bytes(p.read_bytes().replace(b"fcol", b"\xff\xfe\xfd\xfc"))
+    _bad(capsys, p, match="a column name is not UTF-8")
 
 
 def _bounded(small, big, chunk=CHUNK):

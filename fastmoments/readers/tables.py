@@ -129,10 +129,14 @@ class _Behind:
             self._pool.shutdown(wait=True)  # at most one summary to finish
 
 
-def _numeric_fields(pa, schema, notes, what="column"):
+def _numeric_fields(pa, schema, notes, path, what="column"):
     """Indices of the numeric/boolean top-level fields; a note for each other one."""
     keep = []
     for i, f in enumerate(schema):
+        try:
+            f.name  # Arrow decodes names when asked: a name that is not UTF-8 raises there
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: the name of {what} {i + 1} is not UTF-8") from None
         if _is_numeric(pa, f.type):
             keep.append(i)
         else:
@@ -308,9 +312,11 @@ def read_parquet(path, args, bar) -> TableStats:
         pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
     except (pa.ArrowException, OSError) as e:
         raise InputError(f"{path}: not a readable Parquet file ({_msg(e)})") from None
+    except UnicodeDecodeError:  # Arrow decodes the column paths as it opens the file
+        raise InputError(f"{path}: a column name is not UTF-8") from None
     notes = []
     schema = pf.schema_arrow
-    keep = _numeric_fields(pa, schema, notes)
+    keep = _numeric_fields(pa, schema, notes, path)
     if not keep:
         _no_numeric(path, notes)
     types = [schema.field(i).type for i in keep]
@@ -388,7 +394,7 @@ def read_arrow(path, args, bar) -> TableStats:
             schema = reader.schema
             src.close()
             del src, reader
-            keep = _numeric_fields(pa, schema, notes)
+            keep = _numeric_fields(pa, schema, notes, path)
             if not keep:
                 _no_numeric(path, notes)
             types = [schema.field(i).type for i in keep]
