@@ -53,8 +53,12 @@ def _one_decode_thread(zarr):
     own heap, which keeps up to about twice the largest freed block: with the
     default pool (cores + 4 threads) a read of many chunks held 40-70 MB more
     than a read of three, growing with cores and chunk size, against the bound
-    of two slices. One thread was as fast on 2 cores (the reduction, not the
-    decoding, runs in parallel); ``ZARR_THREADING__MAX_WORKERS=N`` overrides.
+    of two slices. The cost, on 2 cores (2026-12-07): as fast with 8 MB
+    chunks (a 320 MB store, 1.69-1.71 s a process against 1.74 with the pool,
+    which held 33 MiB more), slower with 64 MB ones (a 400 MB store, 0.54-0.58
+    s against 0.38-0.44; zarr's own read 0.51-0.58). A fixed glibc mmap
+    threshold bounds the pool's heaps too (12 MiB) but made each chunk fresh
+    pages (2.06-2.23 s). ``ZARR_THREADING__MAX_WORKERS=N`` overrides.
     The pool is made once per process, so this counts only before first use.
     """
     if zarr.config.get("threading.max_workers", None) is None:
