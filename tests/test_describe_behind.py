@@ -129,3 +129,22 @@ def test_a_one_thread_numba_thread_runs_the_serial_kernel(monkeypatch):
     np.testing.assert_allclose(out["s"].mean, ref, rtol=1e-13)
     for a, c in zip(arrays, copies):
         np.testing.assert_array_equal(a, c)
+
+
+def test_an_error_setting_the_thread_count_is_raised_as_is(monkeypatch):
+    """A Numba whose threading layer cannot load raises on set_num_threads;
+    that error must reach the caller as it is (the CLI's one line), not as
+    a broken pool with a printed traceback."""
+    import fastmoments.readers.tables as tables
+
+    def no_layer():
+        raise ValueError("No threading layer could be loaded")
+
+    monkeypatch.setattr(tables, "_one_core", no_layer)
+    acc = _Recorder()
+    with pytest.raises(ValueError, match="No threading layer"):
+        with _Behind(acc) as behind:
+            behind.add(0)
+            behind.add(1)
+    assert acc.seen == []
+    assert not _describe_threads()

@@ -106,12 +106,16 @@ class _Behind:
         from concurrent.futures import ThreadPoolExecutor
 
         self.acc = acc
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastmoments-describe", initializer=_one_core)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastmoments-describe")
         self._pending = None
+
+    def _add(self, batch):
+        _one_core()  # in the task, not an initializer: its errors then reach result() (an initializer's break the pool)
+        self.acc.add(batch)
 
     def add(self, batch):
         self.wait()
-        self._pending = self._pool.submit(self.acc.add, batch)
+        self._pending = self._pool.submit(self._add, batch)
 
     def wait(self):
         if self._pending is not None:
