@@ -97,7 +97,8 @@ class _Behind:
     Arrow decodes a Parquet batch on both cores and waits for us meanwhile;
     summarized in turn, the summary's parallel region also left its OpenMP
     worker spinning for ~10 ms (libgomp's default wait), on a core Arrow's
-    next decode needed (bench/README, "Parquet"). One batch at a time: the
+    next decode needed (bench/README, "OpenMP workers spin after each
+    parallel region"). One batch at a time: the
     reader waits for the previous summary before handing over the next, so
     memory holds the batch summarized and the one being read, as in turn.
     """
