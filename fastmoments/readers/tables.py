@@ -9,10 +9,12 @@ even converted where the format lets us leave them out (every format here).
 
 from __future__ import annotations
 
+import concurrent.futures
 import mmap
 import os
 import re
 import sys
+import threading
 
 import numpy as np
 
@@ -44,6 +46,8 @@ class _Columns:
         self.state = None
         self.missing = np.zeros(len(names), np.int64)
         self.nrows = 0
+        self._parts = []  # per batch states (fields of shape (batches, columns)) not yet merged
+        self._batches = 0
 
     def add(self, batch):
         """Fold in a record batch whose columns are ours, in order."""
@@ -51,11 +55,13 @@ class _Columns:
 
     def add_group(self, batches):
         """Fold in record batches whose columns are ours, in order: one
-        ``summarize_each`` over all their columns, merged per column. All
-        columns in one call: one parallel pass over the batches, not one per
-        column or batch (on a busy 2-core machine each parallel region can
-        wait a time slice for its second thread: 8 columns took 6x the time
-        of one call)."""
+        ``summarize_each`` over all their columns. All columns in one call:
+        one parallel pass over the batches, not one per column or batch (on
+        a busy 2-core machine each parallel region can wait a time slice for
+        its second thread: 8 columns took 6x the time of one call). The
+        batches' states are merged FOLD_BATCHES at a time, in one call, not
+        one merge per call (~20 us each, as long as a sixth of the summary
+        of a 4 MB batch)."""
         values = []
         for batch in batches:
             self.nrows += batch.num_rows
@@ -72,15 +78,29 @@ class _Columns:
                 values.append(col.to_numpy(zero_copy_only=False))
         if not values:
             return
+        k = len(batches)
         s = summarize_each(values)
-        if len(batches) > 1:
-            k = len(batches)
-            s = Summary._wrap(tuple(f.reshape((k, len(self.names)) + f.shape[1:]) for f in s.fields)).reduce(0)
+        self._parts.append(tuple(f.reshape((k, len(self.names)) + f.shape[1:]) for f in s.fields))
+        self._batches += k
+        if self._batches >= FOLD_BATCHES:
+            self._fold()
+
+    def _fold(self):
+        if not self._parts:
+            return
+        fields = tuple(np.concatenate([p[i] for p in self._parts]) for i in range(len(self._parts[0])))
+        s = Summary._wrap(fields).reduce(0)
         self.state = s if self.state is None else self.state.merge(s)
+        self._parts, self._batches = [], 0
 
     def result(self, kind, notes):
+        self._fold()
         state = self.state if self.state is not None else summarize_each([np.empty(0)] * len(self.names))
         return TableStats(self.names, state, self.missing, self.integral, kind, self.nrows, notes)
+
+
+#: Batch states kept before they are merged (see _Columns.add_group).
+FOLD_BATCHES = 256
 
 
 def _one_core():
@@ -90,48 +110,71 @@ def _one_core():
     numba.set_num_threads(1)
 
 
+_WORKER = None  # (pid, executor) of the thread that summarizes behind the readers
+_WORKER_LOCK = threading.Lock()
+
+
+def _worker():
+    """The one thread that summarizes behind the readers (_Behind), started
+    on first use and kept: a thread started per file cost ~1.5 ms a file
+    (its start, and Numba's first call on it), 7% of reading a 400 MB
+    Feather file. A forked child starts its own (the parent's thread is not
+    there). Concurrent readers share it: their summaries take turns."""
+    global _WORKER
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _WORKER_LOCK:
+        if _WORKER is None or _WORKER[0] != os.getpid():
+            _WORKER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="fastmoments-describe"))
+        return _WORKER[1]
+
+
 class _Behind:
-    """Summarizes each batch on a thread of its own, on one core, while the
-    reader decodes the next on its own threads.
+    """Summarizes batches on a thread of its own (_worker), on one core,
+    while the reader reads or decodes the next on its own threads.
 
     Arrow decodes a Parquet batch on both cores and waits for us meanwhile;
     summarized in turn, the summary's parallel region also left its OpenMP
     worker spinning for ~10 ms (libgomp's default wait), on a core Arrow's
     next decode needed (bench/README, "OpenMP workers spin after each
-    parallel region"). One batch at a time: the
+    parallel region"). An uncompressed Feather batch is copied from the
+    page cache while the one before is summarized. One group at a time: the
     reader waits for the previous summary before handing over the next, so
-    memory holds the batch summarized and the one being read, as in turn.
+    memory holds the batches summarized and those being read, as in turn.
     """
 
     def __init__(self, acc):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.acc = acc
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastmoments-describe")
+        self._pool = _worker()
         self._pending = None
 
-    def _add(self, batch):
-        _one_core()  # in the task, not an initializer: its errors then reach result() (an initializer's break the pool)
-        self.acc.add(batch)
+    def _add(self, batches):
+        _one_core()  # in the task: its errors then reach result() as they are
+        self.acc.add_group(batches)
 
     def add(self, batch):
+        self.add_group([batch])
+
+    def add_group(self, batches):
+        """Summarize ``batches`` together (see _Columns.add_group), behind."""
         self.wait()
-        self._pending = self._pool.submit(self._add, batch)
+        self._pending = self._pool.submit(self._add, batches)
 
     def wait(self):
         if self._pending is not None:
-            self._pending.result()  # re-raises what the summary raised
-            self._pending = None
+            pending, self._pending = self._pending, None
+            pending.result()  # re-raises what the summary raised
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        try:
+        pending, self._pending = self._pending, None
+        if pending is not None:
             if exc[0] is None:
-                self.wait()
-        finally:
-            self._pool.shutdown(wait=True)  # at most one summary to finish
+                pending.result()
+            else:  # the reader failed: what was handed over is finished, not left running on acc
+                concurrent.futures.wait([pending])
 
 
 def _numeric_fields(pa, schema, notes, path, what="column"):
@@ -358,19 +401,25 @@ def _mapped(path):
 def read_arrow(path, args, bar) -> TableStats:
     """Numeric columns of an Arrow IPC file or stream (Feather v2), batch by batch.
 
-    A file whose columns are all numeric is read through a memory map:
-    Arrow's batches of an uncompressed file are then views of the page
-    cache, summarized where they lie, with no copy (a copy cost as long as
-    the summary: 0.51 of the plain read against 0.81, 2026-12-07). The
-    batches are gathered to about one chunk (counted as NumPy holds them:
-    booleans a byte each) or GROUP_BATCHES batches per summary, and after
-    each the map's pages are dropped from the process (they stay in the page
-    cache), so memory follows the chunk, not the file. Compressed batches
-    are decompressed by Arrow into memory of its own. With columns to skip,
-    plain file reads of our columns only (``included_fields``, which on a
-    map would copy them anyway, and whose skipped columns a map would
-    decompress): a copy of each batch. So too without a map (no ``madvise``
-    on this platform, or a file that cannot be mapped).
+    A file whose columns are all numeric is opened through a memory map,
+    where Arrow's batches of an uncompressed file are views of the page
+    cache that cost nothing to open: each tells its size and whether it is
+    compressed before any of its data is read. Batches of at most half a
+    chunk of an uncompressed file are then read again by plain file reads,
+    a copy summarized behind the copy of the next (see _read_batches):
+    copying pages from the page cache is faster than a map's first touch
+    of them (400 MB, 2026-12-07: a read 17-19 ms, touching the mapped pages
+    31-35 ms). Larger batches, compressed ones (decompressed by Arrow into
+    memory of its own), and a stream's (which has no index to read a batch
+    again by) are summarized in turn, gathered to about one
+    chunk (counted as NumPy holds them: booleans a byte each) or
+    GROUP_BATCHES batches, and after each group the map's pages are dropped
+    from the process (they stay in the page cache), so memory follows the
+    chunk, not the file. With columns to skip, plain file reads of our
+    columns only (``included_fields``, which on a map would copy them
+    anyway, and whose skipped columns a map would decompress): a copy of
+    each batch. So too without a map (no ``madvise`` on this platform, or a
+    file that cannot be mapped).
     """
     pa = require("pyarrow", "Arrow IPC / Feather files")
     with open(path, "rb") as fp:
@@ -407,11 +456,17 @@ def read_arrow(path, args, bar) -> TableStats:
             if mm is not None and len(keep) < len(schema):
                 mm = _unmap(mm)
             src, reader = open_reader(None if mm is not None else pa.ipc.IpcReadOptions(included_fields=keep))
+            copy_src = copier = None
             try:
-                _read_batches(reader, stream, acc, mm, _row_bytes(pa, types), args.chunk_size, bar, path)
+                if mm is not None and not stream:
+                    copy_src = pa.OSFile(path)
+                    copier = pa.ipc.open_file(copy_src)
+                _read_batches(reader, stream, acc, mm, _row_bytes(pa, types), args.chunk_size, bar, path, copier)
             finally:
                 src.close()
-                del src, reader
+                if copy_src is not None:
+                    copy_src.close()
+                del src, reader, copier
         except (pa.ArrowException, OSError, EOFError) as e:
             raise InputError(f"{path}: not a readable Arrow IPC / Feather file ({_msg(e)})") from None
     finally:
@@ -423,6 +478,8 @@ def read_arrow(path, args, bar) -> TableStats:
 
 #: Batches per summary at most: each batch object holds ~1.6 kB beside its data.
 GROUP_BATCHES = 256
+#: Bytes of copied batches per summary behind the reads (see _read_batches).
+COPY_GROUP = 4 << 20
 
 
 def _unmap(mm):
@@ -439,24 +496,59 @@ def _still_whole(mm, path):
         raise InputError(f"{path} shrank while it was read")
 
 
-def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path):
+def _span(mm):
+    """The addresses [start, end) of the map ``mm``, or None."""
+    if mm is None:
+        return None
+    import pyarrow as pa
+
+    view = pa.py_buffer(mm)
+    span = (view.address, view.address + view.size)
+    del view  # its export would keep mm from closing
+    return span
+
+
+def _within(batch, span):
+    """Whether ``batch`` is a view of the map at ``span``, not Arrow's
+    decompressed copy (a batch is compressed whole or not at all: its first
+    buffer with data tells)."""
+    lo, hi = span
+    for col in batch.columns:
+        for buf in col.buffers():
+            if buf is not None and buf.size:
+                return lo <= buf.address and buf.address + buf.size <= hi
+    return False
+
+
+def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=None):
+    """Summarize the batches of ``reader`` into ``acc``.
+
+    A batch that is a copy (``mm`` None), or one of the map that ``copier``,
+    a reader of the same file by plain reads, copies (an uncompressed file:
+    reading pages already in the page cache is faster than a map's first
+    touch of them), is summarized behind the read of the next (_Behind),
+    gathered to about COPY_GROUP bytes, so that each group is still in the
+    cache when it is summarized. Only batches of at most half a chunk:
+    larger ones, and batches of the map that are not copied (compressed,
+    or a stream), are summarized in turn, gathered to about a chunk, the
+    map's pages dropped after each group.
+    """
     size = os.path.getsize(path)
     if stream:
         batches, n = iter(reader), None
     else:
         n = reader.num_record_batches
         batches = (reader.get_batch(i) for i in range(n))
-    group, nbytes = [], 0
-    while True:
-        _still_whole(mm, path)
-        batch = next(batches, None)
-        if batch is None:
-            break
-        group.append(batch)
-        nbytes += batch.num_rows * row_bytes
-        if bar is not None and n:
-            bar.update(size / n)
-        if nbytes >= chunk or len(group) >= GROUP_BATCHES:
+    span = _span(mm)
+    copy_max = chunk // 2
+    copy_group = min(COPY_GROUP, copy_max)
+    group, nbytes = [], 0  # summarized in turn
+    copies, cbytes = [], 0  # summarized behind
+
+    def in_turn():
+        nonlocal group, nbytes
+        if group:
+            behind.wait()  # one running state: the copies before these first
             _still_whole(mm, path)
             acc.add_group(group)
             group, nbytes = [], 0
@@ -464,6 +556,42 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path):
                 # Every page read so far, whatever the batch layout or compression:
                 # a page still needed comes back from the page cache on its next read.
                 mm.madvise(mmap.MADV_DONTNEED)
-    if group:
-        _still_whole(mm, path)
-        acc.add_group(group)
+
+    def behind_next():
+        nonlocal copies, cbytes
+        if copies:
+            behind.add_group(copies)
+            copies, cbytes = [], 0
+
+    with _Behind(acc) as behind:
+        i = 0
+        while True:
+            _still_whole(mm, path)
+            batch = next(batches, None)
+            if batch is None:
+                break
+            k = batch.num_rows * row_bytes
+            if bar is not None and n:
+                bar.update(size / n)
+            copy = None
+            if k <= copy_max:
+                if mm is None:
+                    copy = batch
+                elif copier is not None and _within(batch, span):
+                    copy = copier.get_batch(i)
+            i += 1
+            if copy is not None:
+                del batch
+                in_turn()
+                copies.append(copy)
+                cbytes += k
+                if cbytes >= copy_group or len(copies) >= GROUP_BATCHES:
+                    behind_next()
+                continue
+            behind_next()
+            group.append(batch)
+            nbytes += k
+            if nbytes >= chunk or len(group) >= GROUP_BATCHES:
+                in_turn()
+        behind_next()
+        in_turn()

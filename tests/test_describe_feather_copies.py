@@ -1,0 +1,176 @@
+"""Arrow IPC / Feather files read as copies summarized behind the reads
+(readers/tables.py::_read_batches): which batches are copied, and that every
+path gives NumPy's statistics of the data, in order, in bounded memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastmoments.readers import tables
+from test_cli import assert_matches, reference, run_json
+
+pa = pytest.importorskip("pyarrow")
+
+RNG = np.random.default_rng(4321)
+ROW_BYTES = 3 * 8 + 1  # two float64 columns, one int64, one bool (a byte as NumPy holds it)
+
+
+def _write(path, sizes, compression=None, stream=False):
+    """A file of batches of ``sizes`` rows: (data per column, file)."""
+    parts = []
+    for k, n in enumerate(sizes):
+        # each batch far from the others: a batch summarized twice, or left
+        # out, or merged out of place, moves the statistics
+        parts.append({
+            "a": RNG.normal(10.0 * k, 1 + k, n),
+            "b": RNG.normal(-5.0, 0.1, n) * (1e6 if k % 3 == 0 else 1),
+            "i": RNG.integers(-50, 50 + k, n),
+            "t": RNG.random(n) < 0.25,
+        })
+    schema = pa.schema([("a", pa.float64()), ("b", pa.float64()), ("i", pa.int64()), ("t", pa.bool_())])
+    opts = pa.ipc.IpcWriteOptions(compression=compression)
+    new = pa.ipc.new_stream if stream else pa.ipc.new_file
+    with pa.OSFile(str(path), "wb") as sink, new(sink, schema, options=opts) as w:
+        for part in parts:
+            w.write_batch(pa.record_batch([pa.array(part[c]) for c in "abit"], schema=schema))
+    return {c: np.concatenate([p[c] for p in parts]) for c in "abit"}
+
+
+def _check(got, data):
+    names = list("abit")
+    ref = {k: np.array([np.asarray(reference(data[c])[k]) for c in names]) for k in reference(data["a"])}
+    assert_matches(got, ref, names)
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Counts the batches summarized behind (copies) and in turn (on the reader's thread)."""
+    seen = {"behind": 0, "in_turn": 0}
+    behind_add = tables._Behind.add_group
+    columns_add = tables._Columns.add_group
+
+    def add_behind(self, batches):
+        seen["behind"] += len(batches)
+        return behind_add(self, batches)
+
+    def add_columns(self, batches):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            seen["in_turn"] += len(batches)
+        return columns_add(self, batches)
+
+    monkeypatch.setattr(tables._Behind, "add_group", add_behind)
+    monkeypatch.setattr(tables._Columns, "add_group", add_columns)
+    return seen
+
+
+SIZES = [100, 5000, 20, 3000, 40000, 1, 2600, 9000, 700, 2500]
+CHUNK = 160_000  # copied: batches of at most 80,000 bytes, 3200 rows
+
+
+def test_small_batches_are_copied_and_large_ones_summarized_in_turn(tmp_path, capsys, spy):
+    p = tmp_path / "t.arrow"
+    data = _write(p, SIZES)
+    got, _ = run_json(capsys, p, "--chunk-size", CHUNK)
+    _check(got, data)
+    small = sum(1 for n in SIZES if n * ROW_BYTES <= CHUNK // 2)
+    assert spy == {"behind": small, "in_turn": len(SIZES) - small}
+
+
+def test_all_copied_with_the_default_chunk(tmp_path, capsys, spy):
+    p = tmp_path / "t.arrow"
+    data = _write(p, SIZES)
+    got, _ = run_json(capsys, p)
+    _check(got, data)
+    assert spy == {"behind": len(SIZES), "in_turn": 0}
+
+
+@pytest.mark.parametrize("compression", ["zstd", "lz4"])
+def test_compressed_batches_are_not_read_twice(tmp_path, capsys, spy, compression):
+    """Arrow decompresses a compressed batch of the map into memory of its
+    own: that copy is summarized, not a second read of the file."""
+    p = tmp_path / "t.arrow"
+    data = _write(p, SIZES, compression=compression)
+    got, _ = run_json(capsys, p)
+    _check(got, data)
+    assert spy == {"behind": 0, "in_turn": len(SIZES)}
+
+
+def test_a_stream_is_summarized_in_place(tmp_path, capsys, spy):
+    p = tmp_path / "t.arrows"
+    data = _write(p, SIZES, stream=True)
+    got, _ = run_json(capsys, p)
+    _check(got, data)
+    assert spy == {"behind": 0, "in_turn": len(SIZES)}
+
+
+@pytest.mark.parametrize("chunk", [CHUNK, None])
+def test_without_a_map_copies_go_behind_too(tmp_path, capsys, spy, monkeypatch, chunk):
+    monkeypatch.setattr(tables, "_mapped", lambda path: None)
+    p = tmp_path / "t.arrow"
+    data = _write(p, SIZES)
+    got, _ = run_json(capsys, p, *(["--chunk-size", chunk] if chunk else []))
+    _check(got, data)
+    small = sum(1 for n in SIZES if n * ROW_BYTES <= (chunk or 64 << 20) // 2)
+    assert spy == {"behind": small, "in_turn": len(SIZES) - small}
+
+
+def test_the_copies_agree_with_the_map(tmp_path, capsys):
+    """The same file summarized from copies (default chunk) and from the map
+    (a chunk below every batch): the same statistics, but for the order of
+    the merges."""
+    p = tmp_path / "t.arrow"
+    _write(p, [30_000] * 8)
+    copies, _ = run_json(capsys, p)
+    mapped, _ = run_json(capsys, p, "--chunk-size", 4096)
+    for c in "abit":
+        for k in ("count", "nonfinite", "missing", "min", "max"):
+            assert copies[c][k] == mapped[c][k]
+        for k in ("mean", "std"):
+            assert copies[c][k] == pytest.approx(mapped[c][k], rel=1e-13, abs=1e-13)
+
+
+_SHRINK = """
+import os, sys
+import numpy as np, pyarrow as pa, pyarrow.feather as feather
+from fastmoments.readers import tables
+from fastmoments.cli import main
+p = sys.argv[1]
+feather.write_feather(pa.table({"f": np.random.default_rng(0).normal(size=400_000)}), p,
+                      compression="uncompressed", chunksize=1000)
+orig = tables._Columns.add_group
+calls = []
+def add_group(self, *a, **k):
+    orig(self, *a, **k)
+    calls.append(1)
+    if len(calls) == 1:
+        os.truncate(p, 100_000)  # the file is rewritten by someone else meanwhile
+tables._Columns.add_group = add_group
+sys.exit(main(["describe", p, "--no-progress", "--chunk-size", "64k"]))
+"""
+
+
+def test_a_file_cut_while_copies_are_read_is_one_error_line(tmp_path):
+    """Batches of 8 kB, copied (64 kB chunks): the cut is met by the reads of
+    the copies or by the map's check, never a crash or a wrong result."""
+    r = subprocess.run([sys.executable, "-c", _SHRINK, str(tmp_path / "t.feather")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, (r.returncode, r.stderr[-500:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastmoments: error: "), r.stderr
+
+
+@pytest.mark.parametrize("chunk", [None, 4096])
+def test_many_batches_are_merged_in_folds(tmp_path, capsys, chunk):
+    """More batch states than one fold holds (FOLD_BATCHES): merged in
+    several folds, each batch once, copied or in place."""
+    sizes = list(RNG.integers(1, 40, 2 * tables.FOLD_BATCHES + 37))
+    p = tmp_path / "t.arrow"
+    data = _write(p, sizes)
+    got, _ = run_json(capsys, p, *(["--chunk-size", chunk] if chunk else []))
+    _check(got, data)
