@@ -47,7 +47,7 @@ class _Columns:
         self.missing = np.zeros(len(names), np.int64)
         self.nrows = 0
         self._parts = []  # per batch states (fields of shape (batches, columns)) not yet merged
-        self._batches = 0
+        self._held = 0  # column states in _parts
 
     def add(self, batch):
         """Fold in a record batch whose columns are ours, in order."""
@@ -59,9 +59,9 @@ class _Columns:
         one parallel pass over the batches, not one per column or batch (on
         a busy 2-core machine each parallel region can wait a time slice for
         its second thread: 8 columns took 6x the time of one call). The
-        batches' states are merged FOLD_BATCHES at a time, in one call, not
-        one merge per call (~20 us each, as long as a sixth of the summary
-        of a 4 MB batch)."""
+        batches' states are merged about FOLD_STATES column states at a
+        time, in one call, not one merge per call (~20 us each, as long as
+        a sixth of the summary of a 4 MB batch)."""
         values = []
         for batch in batches:
             self.nrows += batch.num_rows
@@ -80,9 +80,11 @@ class _Columns:
             return
         k = len(batches)
         s = summarize_each(values)
-        self._parts.append(tuple(f.reshape((k, len(self.names)) + f.shape[1:]) for f in s.fields))
-        self._batches += k
-        if self._batches >= FOLD_BATCHES:
+        # copies: the fields are views of the kernel's larger output, which
+        # kept alive by hundreds of states cost 3-4 times their size
+        self._parts.append(tuple(f.reshape((k, len(self.names)) + f.shape[1:]).copy() for f in s.fields))
+        self._held += k * len(self.names)
+        if self._held >= FOLD_STATES:
             self._fold()
 
     def _fold(self):
@@ -91,7 +93,7 @@ class _Columns:
         fields = tuple(np.concatenate([p[i] for p in self._parts]) for i in range(len(self._parts[0])))
         s = Summary._wrap(fields).reduce(0)
         self.state = s if self.state is None else self.state.merge(s)
-        self._parts, self._batches = [], 0
+        self._parts, self._held = [], 0
 
     def result(self, kind, notes):
         self._fold()
@@ -99,8 +101,9 @@ class _Columns:
         return TableStats(self.names, state, self.missing, self.integral, kind, self.nrows, notes)
 
 
-#: Batch states kept before they are merged (see _Columns.add_group).
-FOLD_BATCHES = 256
+#: Column states kept before they are merged (see _Columns.add_group):
+#: 256 batches of 16 columns, ~230 kB.
+FOLD_STATES = 4096
 
 
 def _one_core():
@@ -110,7 +113,7 @@ def _one_core():
     numba.set_num_threads(1)
 
 
-_WORKER = None  # (pid, executor) of the thread that summarizes behind the readers
+_WORKER = None  # the executor of the thread that summarizes behind the readers
 _WORKER_LOCK = threading.Lock()
 
 
@@ -118,15 +121,25 @@ def _worker():
     """The one thread that summarizes behind the readers (_Behind), started
     on first use and kept: a thread started per file cost ~1.5 ms a file
     (its start, and Numba's first call on it), 7% of reading a 400 MB
-    Feather file. A forked child starts its own (the parent's thread is not
-    there). Concurrent readers share it: their summaries take turns."""
+    Feather file. Concurrent readers share it: their summaries take turns."""
     global _WORKER
     from concurrent.futures import ThreadPoolExecutor
 
     with _WORKER_LOCK:
-        if _WORKER is None or _WORKER[0] != os.getpid():
-            _WORKER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="fastmoments-describe"))
-        return _WORKER[1]
+        if _WORKER is None:
+            _WORKER = ThreadPoolExecutor(1, thread_name_prefix="fastmoments-describe")
+        return _WORKER
+
+
+def _forget_worker():
+    """In a forked child: the parent's thread is not there, and the lock may
+    have been held by another of its threads at the fork."""
+    global _WORKER, _WORKER_LOCK
+    _WORKER, _WORKER_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_worker)
 
 
 class _Behind:
@@ -158,12 +171,15 @@ class _Behind:
     def add_group(self, batches):
         """Summarize ``batches`` together (see _Columns.add_group), behind."""
         self.wait()
-        self._pending = self._pool.submit(self._add, batches)
+        try:
+            self._pending = self._pool.submit(self._add, batches)
+        except RuntimeError:  # the interpreter is shutting down (an atexit handler): in turn
+            self.acc.add_group(batches)
 
     def wait(self):
         if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()  # re-raises what the summary raised
+            self._pending.result()  # re-raises what the summary raised
+            self._pending = None  # only once done: interrupted, __exit__ still waits for it
 
     def __enter__(self):
         return self
@@ -388,14 +404,42 @@ def read_parquet(path, args, bar) -> TableStats:
 
 def _mapped(path):
     """The file as a read-only shared memory map whose pages can be dropped
-    (``MADV_DONTNEED``), or None where this platform or file has none."""
+    (``MADV_DONTNEED``) and the (device, inode) it maps, or (None, None)
+    where this platform or file has none."""
     if not hasattr(mmap, "MADV_DONTNEED"):
-        return None
+        return None, None
     try:
         with open(path, "rb") as f:
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            st = os.fstat(f.fileno())
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), (st.st_dev, st.st_ino)
     except (OSError, ValueError):
-        return None
+        return None, None
+
+
+class _Copier:
+    """Batch ``i`` of the mapped Arrow IPC file read again by plain file
+    reads (a copy), through a reader opened on first use: a file whose
+    batches are all compressed or large never opens it. It must be the file
+    the map holds: one replaced since (a new file renamed over the path) is
+    an error, not a mix of the two."""
+
+    def __init__(self, pa, path, ident, nbatches):
+        self.pa, self.path, self.ident, self.nbatches = pa, path, ident, nbatches
+        self._src = self._reader = None
+
+    def get_batch(self, i):
+        if self._reader is None:
+            self._src = self.pa.OSFile(self.path)
+            st = os.fstat(self._src.fileno())
+            self._reader = self.pa.ipc.open_file(self._src)
+            if (st.st_dev, st.st_ino) != self.ident or self._reader.num_record_batches != self.nbatches:
+                raise InputError(f"{self.path} was replaced while it was read")
+        return self._reader.get_batch(i)
+
+    def close(self):
+        if self._src is not None:
+            self._src.close()
+        self._src = self._reader = None
 
 
 def read_arrow(path, args, bar) -> TableStats:
@@ -429,7 +473,7 @@ def read_arrow(path, args, bar) -> TableStats:
     if head.startswith(b"FEA1"):
         raise InputError(f"{path} is a Feather version 1 file; rewrite it as version 2 (pyarrow.feather.write_feather)")
     stream = not head.startswith(b"ARROW1")
-    mm = _mapped(path)
+    mm, ident = _mapped(path)
 
     def open_reader(options=None):
         src = pa.BufferReader(pa.py_buffer(mm)) if mm is not None else pa.OSFile(path)
@@ -456,16 +500,13 @@ def read_arrow(path, args, bar) -> TableStats:
             if mm is not None and len(keep) < len(schema):
                 mm = _unmap(mm)
             src, reader = open_reader(None if mm is not None else pa.ipc.IpcReadOptions(included_fields=keep))
-            copy_src = copier = None
+            copier = None if mm is None or stream else _Copier(pa, path, ident, reader.num_record_batches)
             try:
-                if mm is not None and not stream:
-                    copy_src = pa.OSFile(path)
-                    copier = pa.ipc.open_file(copy_src)
                 _read_batches(reader, stream, acc, mm, _row_bytes(pa, types), args.chunk_size, bar, path, copier)
             finally:
                 src.close()
-                if copy_src is not None:
-                    copy_src.close()
+                if copier is not None:
+                    copier.close()
                 del src, reader, copier
         except (pa.ArrowException, OSError, EOFError) as e:
             raise InputError(f"{path}: not a readable Arrow IPC / Feather file ({_msg(e)})") from None
@@ -523,15 +564,18 @@ def _within(batch, span):
 def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=None):
     """Summarize the batches of ``reader`` into ``acc``.
 
-    A batch that is a copy (``mm`` None), or one of the map that ``copier``,
-    a reader of the same file by plain reads, copies (an uncompressed file:
-    reading pages already in the page cache is faster than a map's first
-    touch of them), is summarized behind the read of the next (_Behind),
-    gathered to about COPY_GROUP bytes, so that each group is still in the
-    cache when it is summarized. Only batches of at most half a chunk:
-    larger ones, and batches of the map that are not copied (compressed,
-    or a stream), are summarized in turn, gathered to about a chunk, the
-    map's pages dropped after each group.
+    A batch that is a copy (``mm`` None), or one of the map that ``copier``
+    copies by plain reads (an uncompressed file: reading pages already in
+    the page cache is faster than a map's first touch of them), is
+    summarized behind the read of the next (_Behind), gathered to about
+    COPY_GROUP bytes, so that each group is still in the cache when it is
+    summarized. Only batches of at most half a chunk: larger ones, and
+    batches of the map that are not copied (compressed, or a stream's), are
+    summarized in turn, gathered to about a chunk; a batch of the map larger
+    than a chunk is summarized a chunk of rows at a time. The map's pages
+    are dropped after each chunk's worth of batches, copied or not (opening
+    a batch of the map reads its metadata, and the kernel maps the pages
+    around it too).
     """
     size = os.path.getsize(path)
     if stream:
@@ -544,6 +588,15 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=N
     copy_group = min(COPY_GROUP, copy_max)
     group, nbytes = [], 0  # summarized in turn
     copies, cbytes = [], 0  # summarized behind
+    mapped = 0  # bytes of batches opened on the map since its pages were last dropped
+
+    def drop_pages():
+        nonlocal mapped
+        if mm is not None:
+            # Every page read so far, whatever the batch layout or compression:
+            # a page still needed comes back from the page cache on its next read.
+            mm.madvise(mmap.MADV_DONTNEED)
+        mapped = 0
 
     def in_turn():
         nonlocal group, nbytes
@@ -552,10 +605,7 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=N
             _still_whole(mm, path)
             acc.add_group(group)
             group, nbytes = [], 0
-            if mm is not None:
-                # Every page read so far, whatever the batch layout or compression:
-                # a page still needed comes back from the page cache on its next read.
-                mm.madvise(mmap.MADV_DONTNEED)
+            drop_pages()
 
     def behind_next():
         nonlocal copies, cbytes
@@ -585,10 +635,20 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=N
                 in_turn()
                 copies.append(copy)
                 cbytes += k
+                mapped += k
                 if cbytes >= copy_group or len(copies) >= GROUP_BATCHES:
                     behind_next()
+                if mapped >= chunk:
+                    drop_pages()
                 continue
             behind_next()
+            if k > chunk and mm is not None:
+                in_turn()
+                rows = max(1, chunk // row_bytes)
+                for start in range(0, batch.num_rows, rows):
+                    group, nbytes = [batch.slice(start, rows)], 1
+                    in_turn()
+                continue
             group.append(batch)
             nbytes += k
             if nbytes >= chunk or len(group) >= GROUP_BATCHES:
