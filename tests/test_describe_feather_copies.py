@@ -140,30 +140,12 @@ def test_the_copies_agree_with_the_map(tmp_path, capsys):
             assert copies[c][k] == pytest.approx(mapped[c][k], rel=1e-13, abs=1e-13)
 
 
-_SHRINK = """
-import os, sys
-import numpy as np, pyarrow as pa, pyarrow.feather as feather
-from fastmoments.readers import tables
-from fastmoments.cli import main
-p = sys.argv[1]
-feather.write_feather(pa.table({"f": np.random.default_rng(0).normal(size=400_000)}), p,
-                      compression="uncompressed", chunksize=1000)
-orig = tables._Columns.add_group
-calls = []
-def add_group(self, *a, **k):
-    orig(self, *a, **k)
-    calls.append(1)
-    if len(calls) == 1:
-        os.truncate(p, 100_000)  # the file is rewritten by someone else meanwhile
-tables._Columns.add_group = add_group
-sys.exit(main(["describe", p, "--no-progress", "--chunk-size", "64k"]))
-"""
-
-
 def test_a_file_cut_while_copies_are_read_is_one_error_line(tmp_path):
     """Batches of 8 kB, copied (64 kB chunks): the cut is met by the reads of
     the copies or by the map's check, never a crash or a wrong result."""
-    r = subprocess.run([sys.executable, "-c", _SHRINK, str(tmp_path / "t.feather")],
+    from test_review_mapped_readers import _SHRINK_ARROW
+
+    r = subprocess.run([sys.executable, "-c", _SHRINK_ARROW, str(tmp_path / "t.feather"), "1000"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, (r.returncode, r.stderr[-500:])
     lines = r.stderr.strip().splitlines()

@@ -203,8 +203,9 @@ import numpy as np, pyarrow as pa, pyarrow.feather as feather
 from fastmoments.readers import tables
 from fastmoments.cli import main
 p = sys.argv[1]
+rows = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000  # rows per batch
 feather.write_feather(pa.table({"f": np.random.default_rng(0).normal(size=400_000)}), p,
-                      compression="uncompressed", chunksize=10_000)
+                      compression="uncompressed", chunksize=rows)
 orig = tables._Columns.add_group
 calls = []
 def add_group(self, *a, **k):
