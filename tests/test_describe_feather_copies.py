@@ -290,3 +290,45 @@ def test_a_fork_while_the_worker_lock_is_held(tmp_path):
         assert pool.apply_async(_in_child).get(timeout=60) == list(range(5))
     finally:
         pool.terminate()
+
+
+def test_a_batch_index_past_the_footer_is_an_input_error(tmp_path):
+    """Review: a file rewritten in place (same inode) while it was read,
+    with fewer batches, gave Arrow's ValueError 'Batch number N out of
+    range' as a traceback and exit 1 (before the copies too)."""
+    from fastmoments.readers import InputError
+
+    p = tmp_path / "t.arrow"
+    _write(p, [10, 20])
+    with pa.OSFile(str(p)) as src:
+        reader = pa.ipc.open_file(src)
+        assert tables._batch(reader, 1, p).num_rows == 20
+        with pytest.raises(InputError, match="changed while it was read"):
+            tables._batch(reader, 2, p)
+
+
+_REWRITE = """
+import sys
+import numpy as np, pyarrow as pa, pyarrow.feather as feather
+from fastmoments.readers import tables
+from fastmoments.cli import main
+p = sys.argv[1]
+feather.write_feather(pa.table({"f": np.arange(400_000.0)}), p, compression="uncompressed", chunksize=1000)
+orig = tables._Columns.add_group
+def add_group(self, *a, **k):
+    orig(self, *a, **k)
+    tables._Columns.add_group = orig
+    # the same inode, rewritten with fewer, larger batches
+    feather.write_feather(pa.table({"f": np.arange(300_000.0)}), p, compression="uncompressed", chunksize=7777)
+tables._Columns.add_group = add_group
+sys.exit(main(["describe", p, "--no-progress", "--json", "--chunk-size", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize("chunk", ["64k", "8M"])
+def test_a_file_rewritten_in_place_while_read(tmp_path, chunk):
+    r = subprocess.run([sys.executable, "-c", _REWRITE, str(tmp_path / "t.feather"), chunk],
+                       capture_output=True, text=True, timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 0 or (r.returncode == 2 and len(lines) == 1 and lines[0].startswith("fastmoments: error: ")), (
+        r.returncode, r.stderr[-500:])

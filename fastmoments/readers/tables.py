@@ -434,7 +434,7 @@ class _Copier:
             self._reader = self.pa.ipc.open_file(self._src)
             if (st.st_dev, st.st_ino) != self.ident or self._reader.num_record_batches != self.nbatches:
                 raise InputError(f"{self.path} was replaced while it was read")
-        return self._reader.get_batch(i)
+        return _batch(self._reader, i, self.path)
 
     def close(self):
         if self._src is not None:
@@ -537,6 +537,16 @@ def _still_whole(mm, path):
         raise InputError(f"{path} shrank while it was read")
 
 
+def _batch(reader, i, path):
+    """Batch ``i`` of an IPC file reader. Arrow raises ValueError for an index
+    past the batches its footer lists, as where the file was rewritten in
+    place (same inode) since it was opened."""
+    try:
+        return reader.get_batch(i)
+    except ValueError as e:
+        raise InputError(f"{path} changed while it was read ({_msg(e)})") from None
+
+
 def _span(mm):
     """The addresses [start, end) of the map ``mm``, or None."""
     if mm is None:
@@ -582,7 +592,7 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=N
         batches, n = iter(reader), None
     else:
         n = reader.num_record_batches
-        batches = (reader.get_batch(i) for i in range(n))
+        batches = (_batch(reader, i, path) for i in range(n))
     span = _span(mm)
     copy_max = chunk // 2
     copy_group = min(COPY_GROUP, copy_max)
