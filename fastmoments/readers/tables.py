@@ -404,16 +404,20 @@ def read_parquet(path, args, bar) -> TableStats:
 
 def _mapped(path):
     """The file as a read-only shared memory map whose pages can be dropped
-    (``MADV_DONTNEED``) and the (device, inode) it maps, or (None, None)
-    where this platform or file has none."""
+    (``MADV_DONTNEED``) and the (device, inode, size, mtime) of what it
+    maps, or (None, None) where this platform or file has none."""
     if not hasattr(mmap, "MADV_DONTNEED"):
         return None, None
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), (st.st_dev, st.st_ino)
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), _identity(st)
     except (OSError, ValueError):
         return None, None
+
+
+def _identity(st):
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class _Copier:
@@ -432,7 +436,7 @@ class _Copier:
             self._src = self.pa.OSFile(self.path)
             st = os.fstat(self._src.fileno())
             self._reader = self.pa.ipc.open_file(self._src)
-            if (st.st_dev, st.st_ino) != self.ident or self._reader.num_record_batches != self.nbatches:
+            if _identity(st)[:2] != self.ident[:2] or self._reader.num_record_batches != self.nbatches:
                 raise InputError(f"{self.path} was replaced while it was read")
         return _batch(self._reader, i, self.path)
 
@@ -449,8 +453,9 @@ def read_arrow(path, args, bar) -> TableStats:
     where Arrow's batches of an uncompressed file are views of the page
     cache that cost nothing to open: each tells its size and whether it is
     compressed before any of its data is read. Batches of at most half a
-    chunk of an uncompressed file are then read again by plain file reads,
-    a copy summarized behind the copy of the next (see _read_batches):
+    chunk of an uncompressed file, with at least COPY_MIN_COLUMN bytes a
+    column, are then read again by plain file reads, a copy summarized
+    behind the copy of the next (see _read_batches):
     copying pages from the page cache is faster than a map's first touch
     of them (400 MB, 2026-12-07: a read 17-19 ms, touching the mapped pages
     31-35 ms). Larger batches, compressed ones (decompressed by Arrow into
@@ -463,7 +468,9 @@ def read_arrow(path, args, bar) -> TableStats:
     columns only (``included_fields``, which on a map would copy them
     anyway, and whose skipped columns a map would decompress): a copy of
     each batch. So too without a map (no ``madvise`` on this platform, or a
-    file that cannot be mapped).
+    file that cannot be mapped). A mapped file whose size, inode or
+    modification time differ at the end from when it was mapped is an
+    error: what was read may mix old and new data.
     """
     pa = require("pyarrow", "Arrow IPC / Feather files")
     with open(path, "rb") as fp:
@@ -503,6 +510,9 @@ def read_arrow(path, args, bar) -> TableStats:
             copier = None if mm is None or stream else _Copier(pa, path, ident, reader.num_record_batches)
             try:
                 _read_batches(reader, stream, acc, mm, _row_bytes(pa, types), args.chunk_size, bar, path, copier)
+                if mm is not None and _identity(os.stat(path)) != ident:
+                    # written meanwhile: what the map and the copies read may mix old and new data
+                    raise InputError(f"{path} changed while it was read")
             finally:
                 src.close()
                 if copier is not None:
@@ -517,8 +527,15 @@ def read_arrow(path, args, bar) -> TableStats:
     return acc.result(kind, notes)
 
 
-#: Batches per summary at most: each batch object holds ~1.6 kB beside its data.
+#: Batches per summary at most: each batch object holds ~1.6 kB beside its data;
+#: and column arrays (batches x columns), each an Arrow array, a NumPy view and
+#: a kernel input of its own, and at least 64 bytes of buffer in the file.
 GROUP_BATCHES = 256
+GROUP_ARRAYS = 4096
+#: Bytes per column a batch of the map has at least to be copied (see
+#: _read_batches): 5000 one-row columns a batch took 17.4-18.1 s copied,
+#: 14.2-14.6 s without the copies (600 batches, 2026-12-07 review).
+COPY_MIN_COLUMN = 4096
 #: Bytes of copied batches per summary behind the reads (see _read_batches).
 COPY_GROUP = 4 << 20
 
@@ -564,8 +581,8 @@ def _within(batch, span):
     decompressed copy (a batch is compressed whole or not at all: its first
     buffer with data tells)."""
     lo, hi = span
-    for col in batch.columns:
-        for buf in col.buffers():
+    for j in range(batch.num_columns):  # not batch.columns: that wraps every column first
+        for buf in batch.column(j).buffers():
             if buf is not None and buf.size:
                 return lo <= buf.address and buf.address + buf.size <= hi
     return False
@@ -579,7 +596,9 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=N
     the page cache is faster than a map's first touch of them), is
     summarized behind the read of the next (_Behind), gathered to about
     COPY_GROUP bytes, so that each group is still in the cache when it is
-    summarized. Only batches of at most half a chunk: larger ones, and
+    summarized. Only batches of at most half a chunk, and of the map only
+    those with a page's worth a column (COPY_MIN_COLUMN; for less, Arrow's
+    per-column work of a second read outweighs the pages it saves): larger ones, and
     batches of the map that are not copied (compressed, or a stream's), are
     summarized in turn, gathered to about a chunk; a batch of the map larger
     than a chunk is summarized a chunk of rows at a time. The map's pages
@@ -633,11 +652,12 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=N
             k = batch.num_rows * row_bytes
             if bar is not None and n:
                 bar.update(size / n)
+            cols = max(batch.num_columns, 1)
             copy = None
             if k <= copy_max:
                 if mm is None:
                     copy = batch
-                elif copier is not None and _within(batch, span):
+                elif copier is not None and k >= COPY_MIN_COLUMN * cols and _within(batch, span):
                     copy = copier.get_batch(i)
             i += 1
             if copy is not None:
@@ -646,7 +666,7 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=N
                 copies.append(copy)
                 cbytes += k
                 mapped += k
-                if cbytes >= copy_group or len(copies) >= GROUP_BATCHES:
+                if cbytes >= copy_group or len(copies) >= min(GROUP_BATCHES, GROUP_ARRAYS // cols):
                     behind_next()
                 if mapped >= chunk:
                     drop_pages()
@@ -661,7 +681,7 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=N
                 continue
             group.append(batch)
             nbytes += k
-            if nbytes >= chunk or len(group) >= GROUP_BATCHES:
+            if nbytes >= chunk or len(group) >= min(GROUP_BATCHES, GROUP_ARRAYS // cols):
                 in_turn()
         behind_next()
         in_turn()
