@@ -598,13 +598,13 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=N
     COPY_GROUP bytes, so that each group is still in the cache when it is
     summarized. Only batches of at most half a chunk, and of the map only
     those with a page's worth a column (COPY_MIN_COLUMN; for less, Arrow's
-    per-column work of a second read outweighs the pages it saves): larger ones, and
-    batches of the map that are not copied (compressed, or a stream's), are
-    summarized in turn, gathered to about a chunk; a batch of the map larger
-    than a chunk is summarized a chunk of rows at a time. The map's pages
-    are dropped after each chunk's worth of batches, copied or not (opening
-    a batch of the map reads its metadata, and the kernel maps the pages
-    around it too).
+    per-column work of a second read outweighs the pages it saves). Larger
+    batches, and batches of the map that are not copied (compressed, or a
+    stream's), are summarized in turn, gathered to about a chunk; a batch
+    of the map larger than a chunk is summarized a chunk of rows at a time.
+    The map's pages are dropped after each chunk's worth of batches, copied
+    or not (opening a batch of the map reads its metadata, and the kernel
+    maps the pages around it too).
     """
     size = os.path.getsize(path)
     if stream:
