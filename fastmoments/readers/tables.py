@@ -123,11 +123,9 @@ def _worker():
     (its start, and Numba's first call on it), 7% of reading a 400 MB
     Feather file. Concurrent readers share it: their summaries take turns."""
     global _WORKER
-    from concurrent.futures import ThreadPoolExecutor
-
     with _WORKER_LOCK:
         if _WORKER is None:
-            _WORKER = ThreadPoolExecutor(1, thread_name_prefix="fastmoments-describe")
+            _WORKER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fastmoments-describe")
         return _WORKER
 
 
@@ -455,16 +453,15 @@ def read_arrow(path, args, bar) -> TableStats:
     compressed before any of its data is read. Batches of at most half a
     chunk of an uncompressed file, with at least COPY_MIN_COLUMN bytes a
     column, are then read again by plain file reads, a copy summarized
-    behind the copy of the next (see _read_batches):
-    copying pages from the page cache is faster than a map's first touch
-    of them (400 MB, 2026-12-07: a read 17-19 ms, touching the mapped pages
-    31-35 ms). Larger batches, compressed ones (decompressed by Arrow into
-    memory of its own), and a stream's (which has no index to read a batch
-    again by) are summarized in turn, gathered to about one
-    chunk (counted as NumPy holds them: booleans a byte each) or
-    GROUP_BATCHES batches, and after each group the map's pages are dropped
-    from the process (they stay in the page cache), so memory follows the
-    chunk, not the file. With columns to skip, plain file reads of our
+    behind the copy of the next (see _read_batches): copying pages from the
+    page cache is faster than a map's first touch of them (400 MB,
+    2026-12-07: a read 17-19 ms, touching the mapped pages 31-35 ms).
+    Larger batches, compressed ones (decompressed by Arrow into memory of
+    its own), and a stream's (which has no index to read a batch again by)
+    are summarized in turn, gathered to about one chunk (counted as NumPy
+    holds them: booleans a byte each) or GROUP_BATCHES batches, and after
+    each group the map's pages are dropped from the process (they stay in
+    the page cache), so memory follows the chunk, not the file. With columns to skip, plain file reads of our
     columns only (``included_fields``, which on a map would copy them
     anyway, and whose skipped columns a map would decompress): a copy of
     each batch. So too without a map (no ``madvise`` on this platform, or a
@@ -676,7 +673,7 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=N
                 in_turn()
                 rows = max(1, chunk // row_bytes)
                 for start in range(0, batch.num_rows, rows):
-                    group, nbytes = [batch.slice(start, rows)], 1
+                    group = [batch.slice(start, rows)]
                     in_turn()
                 continue
             group.append(batch)
