@@ -61,6 +61,11 @@ FEW_SLOTS = 4096
 LANES = 8
 LANE_GROUPS = 2048
 LANE_ROWS = 16
+# Values per block summed at once where a block's labels are all one
+# (_scan_column); labels whose runs average at least LONG_RUNS values take
+# these blocks instead of lanes.
+RUN = 64
+LONG_RUNS = 2 * RUN
 
 # One column in more than PART_GROUPS groups: the values are first
 # partitioned by label into buckets of 2**PART_BITS groups (chunks of
@@ -81,11 +86,11 @@ KIND = MOMENTS  # bound per variant by kernels_for
 def lanes_for(lab, m, G):
     """Lanes per group (1 or LANES) for ``m`` columns in ``G`` groups by the
     labels ``lab``: LANES for one column in few groups where neighbouring
-    labels are often equal (runs, sorted labels; a sample of 8 windows
+    labels are often equal but their runs are short (a sample of 8 windows
     tells), where one slot's chain of sums would set the pace. Random
     labels do not need them (the lanes would only spread the sums over more
-    cache), nor do rows of several columns (a row's columns are independent
-    slots)."""
+    cache), nor do long runs (summed a block at a time, see _scan_column),
+    nor rows of several columns (a row's columns are independent slots)."""
     n = lab.shape[0]
     if m != 1 or G > LANE_GROUPS or n < 2:
         return 1
@@ -94,7 +99,10 @@ def lanes_for(lab, m, G):
     for start in np.linspace(0, n - w, 8).astype(np.int64):
         win = lab[start:start + w]
         same += int(np.count_nonzero(win[1:] == win[:-1]))
-    return LANES if same > 8 * (w - 1) // 4 else 1
+    pairs = 8 * (w - 1)
+    if (pairs - same) * LONG_RUNS <= pairs:
+        return 1
+    return LANES if same > pairs // 4 else 1
 
 
 def partitioned(m, G):
@@ -116,6 +124,25 @@ def task_rows(n, m, G, lanes=1):
     return max(min(per, n), 1)
 
 
+def _recenter(c, k, s, q):
+    """The sums of a slot of ``c`` values moved to the shift ``k`` plus their
+    mean (see _acc_one); returns (k, s, q)."""
+    # The shift moves to the mean of the slot's first values, so that the
+    # sums rarely cancel and the task is seldom read again; what this
+    # subtraction rounds off is at most ~c ulps of the final m2 (a first
+    # value lies within the m2 of the values it was one of). The new shift
+    # is rounded (to ulps of the data's offset): the sums stay those around
+    # it, s = c * (mu - dk) and q = m2 + s*s/c, else that rounding would
+    # enter m2 times the later values' offset.
+    mu = s / c
+    kn = k + mu
+    dk = kn - k
+    q = max(q - s * mu, 0.0)
+    s -= c * dk
+    q += s * (s / c)
+    return kn, s, q
+
+
 def _acc_one(acc, j, v):
     """Take the finite value ``v`` into slot ``j``'s sums. Every field is
     written back, selected rather than branched on, so that the row is read
@@ -131,20 +158,7 @@ def _acc_one(acc, j, v):
     s += d
     q += d * d
     if c == RECENTER:
-        # The shift moves to the mean of the slot's first values, so that the
-        # sums rarely cancel and the task is seldom read again; what this
-        # subtraction rounds off is at most ~RECENTER ulps of the final m2
-        # (a first value lies within the m2 of the values it was one of).
-        # The new shift is rounded (to ulps of the data's offset): the sums
-        # stay those around it, s = c * (mu - dk) and q = m2 + s*s/c, else
-        # that rounding would enter m2 times the later values' offset.
-        mu = s / c
-        kn = k + mu
-        dk = kn - k
-        q = max(q - s * mu, 0.0)
-        s -= c * dk
-        q += s * (s / c)
-        k = kn
+        k, s, q = _recenter(c, k, s, q)
     acc[j, _C] = c
     acc[j, _K] = k
     acc[j, _S] = s
@@ -157,11 +171,74 @@ def _acc_one(acc, j, v):
         acc[j, _NZ] += 1.0 if v == 0.0 else 0.0
 
 
-def _scan_column(xs, ls, i0, G, L, acc):
-    """One column's values ``xs`` (rows i0, i0+1, ...) into their slots, lane
-    (i0 + i) % L of group ``ls[i]``; returns (non-finite values met, largest
-    label >= G or -1). Inlined with ``L`` a constant. The loops run over
-    slices from 0 and the slot index is unsigned: Numba then adds no
+def _same(ls, g):
+    """Whether every label of ``ls`` is ``g``: one OR of XORs, which LLVM
+    vectorizes (no early exit)."""
+    a = ls[0] ^ g
+    for i in range(ls.size):
+        a |= ls[i] ^ g
+    return a == 0
+
+
+def _run_sums(xs, k):
+    """The sums of ``xs - k`` and of its squares, reassociated (fast-math:
+    vectorized) and without tests: a non-finite value, or a deviation past
+    the range, leaves a sum non-finite, which the caller checks."""
+    s = 0.0
+    q = 0.0
+    for i in range(xs.size):
+        d = np.float64(xs[i]) - k
+        s += d
+        q += d * d
+    return s, q
+
+
+def _run_extremes(xs):
+    """(min, max, zeros) of finite values ``xs``."""
+    lo = np.float64(xs[0])
+    hi = lo
+    nz = 0.0
+    for i in range(xs.size):
+        v = np.float64(xs[i])
+        lo = min(lo, v)
+        hi = max(hi, v)
+        nz += 1.0 if v == 0.0 else 0.0
+    return lo, hi, nz
+
+
+def _acc_run(acc, j, xs):
+    """Take the block ``xs``, all of slot ``j``, into its sums at once (see
+    _scan_column); returns False, with nothing taken, where the block holds a
+    non-finite value or a deviation past the range (then its values go one
+    by one)."""
+    c = acc[j, _C]
+    first = c == 0.0
+    k = np.float64(xs[0]) if first else acc[j, _K]
+    s, q = _run_sums(xs, k)
+    if not (abs(s) <= _MAXF and q <= _MAXF):
+        return False
+    n = c + xs.size
+    s += acc[j, _S]
+    q += acc[j, _Q]
+    if c < RECENTER and n >= RECENTER:
+        k, s, q = _recenter(n, k, s, q)
+    acc[j, _C] = n
+    acc[j, _K] = k
+    acc[j, _S] = s
+    acc[j, _Q] = q
+    if KIND == SUMMARY:
+        lo, hi, nz = _run_extremes(xs)
+        acc[j, _LO] = lo if first else min(acc[j, _LO], lo)
+        acc[j, _HI] = hi if first else max(acc[j, _HI], hi)
+        acc[j, _NZ] += nz
+    return True
+
+
+def _scan_values(xs, ls, i0, G, L, acc):
+    """The values ``xs`` (rows i0, i0+1, ...) into their slots one at a time,
+    lane (i0 + i) % L of group ``ls[i]``; returns (non-finite values met,
+    largest label >= G or -1). Inlined with ``L`` a constant. The loop runs
+    over slices from 0 and the slot index is unsigned: Numba then adds no
     negative-index wraparound to each access (a third of the time)."""
     nonfinite = 0
     bad = -1
@@ -180,6 +257,48 @@ def _scan_column(xs, ls, i0, G, L, acc):
             _acc_one(acc, j, v)
         else:
             nonfinite += 1
+    return nonfinite, bad
+
+
+def _scan_column(xs, ls, i0, G, L, acc):
+    """One column's values ``xs`` (rows i0, i0+1, ...) into their slots (see
+    _scan_values); returns (non-finite values met, largest label >= G or
+    -1). Without lanes, the values go in blocks of RUN: a block of one label
+    (labels in long runs, sorted labels) is summed at once, vectorized,
+    where a value at a time would wait on its slot's previous sums; other
+    blocks, and blocks with a non-finite value, a value at a time (the loop
+    written out here: as a call to _scan_values, random labels took 10% more
+    time)."""
+    if L != 1:
+        return _scan_values(xs, ls, i0, G, L, acc)
+    nonfinite = 0
+    bad = -1
+    n = ls.size
+    b0 = 0
+    while b0 < n:
+        b1 = min(n, b0 + RUN)
+        lb = ls[b0:b1]
+        xb = xs[b0:b1]
+        b0 = b1
+        if lb.size == RUN and lb[0] == lb[RUN - 1] and _same(lb, lb[0]):
+            g = lb[0]
+            if np.uint64(g) >= np.uint64(G):
+                if g >= G:
+                    bad = max(bad, np.int64(g))
+                continue
+            if _acc_run(acc, np.uint64(g), xb):
+                continue
+        for i in range(lb.size):
+            g = lb[i]
+            if np.uint64(g) >= np.uint64(G):  # a negative label too
+                if g >= G:
+                    bad = max(bad, np.int64(g))
+                continue
+            v = np.float64(xb[i])
+            if abs(v) <= _MAXF:
+                _acc_one(acc, np.uint64(g), v)
+            else:
+                nonfinite += 1
     return nonfinite, bad
 
 
@@ -484,7 +603,13 @@ def bucket_tasks(vals, loc, starts, G, si, sf, sh):
 
 # name: (fastmath, inlined, parallel); compiled in this order, callees first.
 _SPEC = {
+    "_recenter": (False, True, False),
     "_acc_one": (False, True, False),
+    "_same": (False, True, False),
+    "_run_sums": (True, True, False),
+    "_run_extremes": (False, True, False),
+    "_acc_run": (False, True, False),
+    "_scan_values": (False, True, False),
     "_scan_column": (False, True, False),
     "_first_pass": (False, False, False),
     "_second_pass": (False, False, False),
