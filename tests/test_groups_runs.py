@@ -1,5 +1,5 @@
 """Grouped kernels on labels in long runs: blocks of RUN values of one label
-summed at once (``fastmoments.cpu.grouped._scan_column``), each checked
+summed at once (``fastmoments.cpu.grouped._scan_runs``), each checked
 against an independent per-group reference (``math.fsum`` two passes, or
 NumPy in float64)."""
 

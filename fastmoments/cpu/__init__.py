@@ -644,13 +644,14 @@ def _grouped(kind, x, labels, axis, ngroups):
         si, sf, sh, over = _grouped_partitioned(ks, x2, lab, ngroups, ni, nf)
     else:
         lanes = GK.lanes_for(lab, m, ngroups)
+        runs = GK.long_runs(lab, m, ngroups)
         rows = GK.task_rows(n, m, ngroups, lanes)
         ntask = max(-(-n // rows), 1)
         si = np.empty((ni, ntask, slots), np.int64)
         sf = np.empty((nf, ntask, slots), np.float64)
         sh = np.empty((ntask, slots), np.float64)
         bad, over = _pick(ks.group_tasks, ks.group_tasks_serial, size, PARALLEL_MIN_STREAM)(
-            x2, lab, ngroups, rows, lanes, si, sf, sh)
+            x2, lab, ngroups, rows, lanes, runs, si, sf, sh)
         if bad >= 0:
             raise ValueError(label_error(int(bad), ngroups))
     if si.shape[1] == 1:  # one task (the partitioned path): its states are the result
