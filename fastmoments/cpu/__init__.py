@@ -644,14 +644,14 @@ def _grouped(kind, x, labels, axis, ngroups):
         si, sf, sh, over = _grouped_partitioned(ks, x2, lab, ngroups, ni, nf)
     else:
         lanes = GK.lanes_for(lab, m, ngroups)
-        runs = GK.long_runs(lab, m, ngroups)
+        mode = GK.scan_mode(lab, m, ngroups)
         rows = GK.task_rows(n, m, ngroups, lanes)
         ntask = max(-(-n // rows), 1)
         si = np.empty((ni, ntask, slots), np.int64)
         sf = np.empty((nf, ntask, slots), np.float64)
         sh = np.empty((ntask, slots), np.float64)
         bad, over = _pick(ks.group_tasks, ks.group_tasks_serial, size, PARALLEL_MIN_STREAM)(
-            x2, lab, ngroups, rows, lanes, runs, si, sf, sh)
+            x2, lab, ngroups, rows, lanes, mode, si, sf, sh)
         if bad >= 0:
             raise ValueError(label_error(int(bad), ngroups))
     if si.shape[1] == 1:  # one task (the partitioned path): its states are the result
@@ -698,18 +698,19 @@ def _grouped_partitioned(ks, x2, lab, G, ni, nf):
 
 
 def _redo_overflowed_groups(kind, x2, lab, si, sf, m):
-    """Slots of only finite values whose sums passed float64's range: each
-    reduced again by the ungrouped kernels, which scale such sums. Rare."""
+    """Slots whose finite values' sums passed float64's range (not their
+    non-finite values' rules): each reduced again by the ungrouped kernels,
+    which scale such sums. Rare."""
     with np.errstate(invalid="ignore"):
         finite = (np.abs(sf[0]) <= np.finfo(np.float64).max) & (sf[1] <= np.finfo(np.float64).max)
     for j in np.flatnonzero(~finite & (si[0] > 0)):
         g, c = divmod(int(j), m)
         vals = np.ascontiguousarray(x2[lab == g, c])
         fields = _reduce_data(kind, vals, (0,))
-        if kind == SUMMARY:
-            if si[1, j] == 0:  # no non-finite value: the sums overflowed
-                sf[0, j], sf[1, j] = fields[1], fields[2]
-        elif np.isfinite(vals).all():
+        # A summary's mean and m2 are of its finite values, so where they are
+        # not finite its sums overflowed, non-finite values or not; so did
+        # those of moments skipping NaN with no Inf among the values.
+        if kind == SUMMARY or (not np.isinf(vals).any() if kind == MOMENTS_SKIPNA else np.isfinite(vals).all()):
             sf[0, j], sf[1, j] = fields[1], fields[2]
 
 

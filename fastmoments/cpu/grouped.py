@@ -20,12 +20,14 @@ in blocks of RUN values instead: a block of one label is summed at once.
 
 The shift of a slot is its first value, and moves to the mean of its first
 RECENTER values once it has that many. One column of random labels in up to
-FEW_SLOTS groups instead takes, before its pass, per slot the value nearest
+FAST_GROUPS groups instead takes, before its pass, per slot the value nearest
 the mean of its first values in the task (_preshift), which saves each
-value the test of its slot's first value and count (_acc_fast). Either way
-the sums cancel at most log2(RECENTER + 1) bits where they are kept
-(CANCEL); where they would cancel more, the task is read again for those
-slots around their first-pass means: the corrected two-pass algorithm.
+value the test of its slot's first value and count (_acc_fast); a block of
+one label takes the mean of its first 8 values (_acc_run). Up to RECENTER
+values the sums cancel at most a few bits (the shift lies within the
+values). Past it, where they would cancel more than two bits (CANCEL), the
+task is read again for those slots around their first-pass means: the
+corrected two-pass algorithm.
 
 Non-finite values are left out of the sums; a task that met any is read
 again to count them per slot, and its states then follow the rules of the
@@ -81,17 +83,27 @@ PART_CHUNK = 1 << 18
 
 # The count of a slot at which its shift moves to its running mean (_acc_one).
 RECENTER = 16.0
-# A task's shifted sums of a slot are kept where q - s*s/c cancels at most
-# log2(RECENTER + 1) bits: s*s <= CANCEL * c * q (then q <= (RECENTER + 1) *
-# m2), the most that a slot of up to RECENTER values, shifted by one of
-# them, can cancel. Otherwise the task is read again (_second_pass).
-CANCEL = RECENTER / (RECENTER + 1.0)
+# A task's shifted sums of a slot of more than RECENTER values are kept
+# where q - s*s/c cancels at most two bits: s*s <= CANCEL * c * q.
+# Otherwise the task is read again (_second_pass). One bit (0.5, the test
+# of the block kernels) sent a task of 1,000 random groups to a second read
+# nearly every time (a slot's shift from 8 values lies over one standard
+# deviation from its mean for ~0.5% of the slots): 22 -> 28 ms. Four bits
+# (16/17) cost 5-20x the error in ulps for steps and trends within a task
+# (review, 12-07).
+CANCEL = 0.75
 # One column's random labels: the shift of a slot is the value nearest the
 # mean of its first PRESHIFT values among the task's first PRESHIFT * G (at
 # most PRESCAN) values (_preshift), or its first value where it has none
 # there.
 PRESHIFT = 16
 PRESCAN = 1 << 13
+# Groups up to which random labels take the preset shifts: their first
+# PRESCAN values give each slot ~PRESHIFT. With fewer (1,000 groups, ~8 a
+# slot), some slot's shift lay over two standard deviations from its mean
+# in most tasks, each then read again: 43 -> 47 ms on one thread, where
+# 10 groups went 51 -> 29.
+FAST_GROUPS = PRESCAN // PRESHIFT
 
 # Accumulator columns (one row of ``acc`` per slot); summaries pad to 8.
 _C, _K, _S, _Q, _LO, _HI, _NZ = 0, 1, 2, 3, 4, 5, 6
@@ -109,14 +121,32 @@ def _sampled_pairs(lab):
     return same, 8 * (w - 1)
 
 
+# How one column's values are scanned (scan_mode): a value at a time with
+# the shift tests of _acc_one (PLAIN), around shifts set beforehand
+# (FAST), or in blocks of one label (RUNS). Lanes are apart (lanes_for).
+PLAIN, FAST, RUNS = 0, 1, 2
+
+
 def long_runs(lab, m, G):
     """Whether one column's labels ``lab`` come in runs of LONG_RUNS values
     or more on average (sorted labels): then summed a block at a time (see
     _scan_runs)."""
-    if m != 1 or G > LANE_GROUPS or lab.shape[0] < 2:
+    if m != 1 or G > PART_GROUPS or lab.shape[0] < 2:
         return False
     same, pairs = _sampled_pairs(lab)
     return (pairs - same) * LONG_RUNS <= pairs
+
+
+def scan_mode(lab, m, G):
+    """RUNS for long runs; FAST for one column of labels that look random
+    (neighbours rarely equal: the first values of a task then hold nearly
+    every group, see _preshift) in up to FAST_GROUPS groups; else PLAIN."""
+    if long_runs(lab, m, G):
+        return RUNS
+    if m != 1 or G > FAST_GROUPS or lab.shape[0] < 2:
+        return PLAIN
+    same, pairs = _sampled_pairs(lab)
+    return FAST if same <= pairs // 4 else PLAIN
 
 
 def lanes_for(lab, m, G):
@@ -206,8 +236,8 @@ def _acc_fast(acc, j, v):
     to recenter at. ``acc`` is the accumulators as one flat array, row j at
     j * width, a shift: the 2-D index took a multiply by the row length and
     left the loop short of a register for the labels' address. A whole
-    group_moments of 10**7 values on one thread, against _acc_one: 1.8-1.9x
-    faster with 10 random groups, 1.1-1.2x with 1,000 (Intel VM)."""
+    group_moments of 10**7 values in 10 random groups on one thread: 27-30
+    ms against 32-36 with _acc_one (Intel VM, 12-07)."""
     r = j << np.uint64(3 if KIND == SUMMARY else 2)
     d = v - acc[r + np.uint64(_K)]
     if d != d:
@@ -306,6 +336,16 @@ def _run_extremes(xs):
     return lo, hi, nz
 
 
+def _block_shift(xs):
+    """The mean of the first 8 values of ``xs``: the first plus the mean of
+    the others' deviations from it (see blocks._shift)."""
+    y0 = np.float64(xs[0])
+    d = 0.0
+    for i in range(1, 8):
+        d += np.float64(xs[i]) - y0
+    return y0 + d / 8.0
+
+
 def _acc_run(acc, j, xs):
     """Take the block ``xs``, all of slot ``j``, into its sums at once (see
     _scan_runs); returns False, with nothing taken, where the block holds a
@@ -313,15 +353,27 @@ def _acc_run(acc, j, xs):
     by one)."""
     c = acc[j, _C]
     first = c == 0.0
-    k = acc[j, _K] if c > 0.0 else np.float64(xs[0])
+    k = acc[j, _K]
+    s0 = acc[j, _S]
+    q0 = acc[j, _Q]
+    if c < RECENTER:
+        # A young slot's shift moves to the mean of the block's first 8
+        # values (exactly the value where they are equal), and its few sums
+        # with it (they may cancel log2(c + 1) bits, as at RECENTER): summed
+        # around its first value and recentered after, a block's own m2
+        # could cancel log2(RUN + 1) bits, which no later test sees.
+        kn = _block_shift(xs)
+        if c > 0.0:
+            dk = kn - k
+            q0 = max(q0 - dk * (2.0 * s0 - c * dk), 0.0)
+            s0 -= c * dk
+        k = kn
     s, q = _run_sums(xs, k)
-    if not (abs(s) <= _MAXF and q <= _MAXF):
+    if not (abs(s) <= _MAXF and q <= _MAXF and abs(k) <= _MAXF):
         return False
     n = c + xs.size
-    s += acc[j, _S]
-    q += acc[j, _Q]
-    if c < RECENTER and n >= RECENTER:
-        k, s, q = _recenter(n, k, s, q)
+    s += s0
+    q += q0
     acc[j, _C] = n
     acc[j, _K] = k
     acc[j, _S] = s
@@ -332,32 +384,6 @@ def _acc_run(acc, j, xs):
         acc[j, _HI] = hi if first else max(acc[j, _HI], hi)
         acc[j, _NZ] += nz
     return True
-
-
-def _scan_values(xs, ls, i0, G, L, acc):
-    """The values ``xs`` (rows i0, i0+1, ...) into their slots one at a time,
-    lane (i0 + i) % L of group ``ls[i]``; returns (non-finite values met,
-    largest label >= G or -1). Inlined with ``L`` a constant. The loop runs
-    over slices from 0 and the slot index is unsigned: Numba then adds no
-    negative-index wraparound to each access (a third of the time)."""
-    nonfinite = 0
-    bad = -1
-    for i in range(ls.size):
-        g = ls[i]
-        if np.uint64(g) >= np.uint64(G):  # a negative label too
-            if g >= G:
-                bad = max(bad, np.int64(g))
-            continue
-        v = np.float64(xs[i])
-        if abs(v) <= _MAXF:
-            if L == 1:
-                j = np.uint64(g)
-            else:
-                j = np.uint64(((i0 + i) & (L - 1)) * G + g)
-            _acc_one(acc, j, v)
-        else:
-            nonfinite += 1
-    return nonfinite, bad
 
 
 def _scan_runs(xs, ls, G, acc):
@@ -430,7 +456,7 @@ def _scan_values(xs, ls, i0, G, L, fast, acc):
     return nonfinite, bad
 
 
-def _first_pass(x, lab, r0, r1, G, lanes, runs, acc):
+def _first_pass(x, lab, r0, r1, G, lanes, mode, acc):
     """Shifted sums of rows r0..r1; returns (non-finite values met, largest label >= G or -1)."""
     m = x.shape[1]
     ls = lab[r0:r1]
@@ -440,15 +466,16 @@ def _first_pass(x, lab, r0, r1, G, lanes, runs, acc):
         # 1.8x the time). The lanes' loop is the exception: 15-20% faster
         # with it (measured, not understood).
         xs = x[r0:r1].reshape(r1 - r0)
-        if runs:
+        if mode == RUNS:
             return _scan_runs(xs, ls, G, acc)
         if lanes != 1:
             return _scan_values(x[r0:r1, 0], ls, r0, G, LANES, False, acc)
-        if G <= FEW_SLOTS:
+        if mode == FAST:
             return _scan_values(xs, ls, r0, G, 1, True, acc)
-        # Many slots (the partitioned buckets): most hold a few values, and
-        # the shifts' passes and first values cost more than they save
-        # (10**6 groups: 8% more time).
+        # Many slots (the partitioned buckets: most hold a few values; the
+        # shifts' passes and first values cost more than they save, 10**6
+        # groups 8% more time), or labels in short runs (the first values
+        # miss most groups).
         return _scan_values(xs, ls, r0, G, 1, False, acc)
     xs = x[r0:r1]
     nonfinite = 0
@@ -469,11 +496,50 @@ def _first_pass(x, lab, r0, r1, G, lanes, runs, acc):
     return nonfinite, bad
 
 
-def _second_pass(x, lab, r0, r1, G, lanes, acc):
+def _second_runs(xs, ls, G, acc):
+    """_second_pass of one column in long runs: a block of one marked slot
+    summed at once (as in _scan_runs: shorter chains of sums, so also
+    closer ones)."""
+    n = ls.size
+    b0 = 0
+    while b0 < n:
+        b1 = min(n, b0 + RUN)
+        lb = ls[b0:b1]
+        xb = xs[b0:b1]
+        b0 = b1
+        if lb.size == RUN and lb[0] == lb[RUN - 1] and _same(lb, lb[0]):
+            g = lb[0]
+            if np.uint64(g) >= np.uint64(G):
+                continue
+            j = np.uint64(g)
+            if acc[j, _C] >= 0.0:
+                continue
+            s, q = _run_sums(xb, acc[j, _K])
+            if abs(s) <= _MAXF and q <= _MAXF:
+                acc[j, _S] += s
+                acc[j, _Q] += q
+                continue
+        for i in range(lb.size):
+            g = lb[i]
+            if np.uint64(g) >= np.uint64(G):
+                continue
+            j = np.uint64(g)
+            if acc[j, _C] < 0.0:
+                v = np.float64(xb[i])
+                if abs(v) <= _MAXF:
+                    d = v - acc[j, _K]
+                    acc[j, _S] += d
+                    acc[j, _Q] += d * d
+
+
+def _second_pass(x, lab, r0, r1, G, lanes, mode, acc):
     """Sums around the first-pass means of the slots marked by a negative count."""
     m = x.shape[1]
     mask = lanes - 1
     ls = lab[r0:r1]
+    if m == 1 and mode == RUNS:
+        _second_runs(x[r0:r1].reshape(r1 - r0), ls, G, acc)
+        return
     xs = x[r0:r1]
     for i in range(ls.size):
         g = ls[i]
@@ -547,7 +613,7 @@ def _lane_states(acc, slots, lanes, out):
         out[j, 6] = nz
 
 
-def _task(x, lab, r0, r1, G, lanes, runs, si, sf, sh, t):
+def _task(x, lab, r0, r1, G, lanes, mode, si, sf, sh, t):
     """The states of rows r0..r1 into row ``t`` of (field, task, slot)
     ``si``/``sf``, each mean relative to the slot's shift, written to
     ``sh[t, slot]`` (see merge_tasks); returns (largest label >= G or -1, slots
@@ -560,7 +626,7 @@ def _task(x, lab, r0, r1, G, lanes, runs, si, sf, sh, t):
         if KIND == SUMMARY:
             acc[j, _LO] = np.inf
             acc[j, _HI] = -np.inf
-    nonfinite, bad = _first_pass(x, lab, r0, r1, G, lanes, runs, acc)
+    nonfinite, bad = _first_pass(x, lab, r0, r1, G, lanes, mode, acc)
     redo = False
     for j in range(slots * lanes):
         c = acc[j, _C]
@@ -576,7 +642,7 @@ def _task(x, lab, r0, r1, G, lanes, runs, si, sf, sh, t):
                 acc[j, _C] = -c
                 redo = True
     if redo:
-        _second_pass(x, lab, r0, r1, G, lanes, acc)
+        _second_pass(x, lab, r0, r1, G, lanes, mode, acc)
         for j in range(slots * lanes):
             if acc[j, _C] < 0.0:
                 acc[j, _C] = -acc[j, _C]
@@ -623,7 +689,7 @@ def _task(x, lab, r0, r1, G, lanes, runs, si, sf, sh, t):
     return bad, overflowed
 
 
-def group_tasks(x, lab, G, rows, lanes, runs, si, sf, sh):
+def group_tasks(x, lab, G, rows, lanes, mode, si, sf, sh):
     """Task states of the (n, m) array ``x`` by the labels ``lab``: task t
     holds rows [t*rows, (t+1)*rows) and writes row t of (field, tasks, G*m)
     ``si``/``sf``, means relative to ``sh`` (see _task). Returns (largest
@@ -635,7 +701,7 @@ def group_tasks(x, lab, G, rows, lanes, runs, si, sf, sh):
     for t in prange(ntask):
         r0 = t * rows
         r1 = min(n, r0 + rows)
-        bads[t], overs[t] = _task(x, lab, r0, r1, G, lanes, runs, si, sf, sh, t)
+        bads[t], overs[t] = _task(x, lab, r0, r1, G, lanes, mode, si, sf, sh, t)
     bad = -1
     over = 0
     for t in range(ntask):
@@ -741,7 +807,7 @@ def bucket_tasks(vals, loc, starts, G, si, sf, sh):
         hi = min(G, lo + (1 << PART_BITS))
         o0 = starts[b]
         o1 = starts[b + 1]
-        _, overs[b] = _task(vals[o0:o1], loc[o0:o1], 0, o1 - o0, hi - lo, 1, False,
+        _, overs[b] = _task(vals[o0:o1], loc[o0:o1], 0, o1 - o0, hi - lo, 1, PLAIN,
                             si[:, :, lo:hi], sf[:, :, lo:hi], sh[:, lo:hi], 0)
     return overs.sum()
 
@@ -755,10 +821,12 @@ _SPEC = {
     "_same": (False, True, False),
     "_run_sums": (True, True, False),
     "_run_extremes": (False, True, False),
+    "_block_shift": (False, True, False),
     "_acc_run": (False, True, False),
     "_scan_runs": (False, True, False),
     "_scan_values": (False, True, False),
     "_first_pass": (False, False, False),
+    "_second_runs": (False, True, False),
     "_second_pass": (False, False, False),
     "_count_nonfinite": (False, False, False),
     "_lane_states": (False, False, False),
@@ -780,4 +848,4 @@ def kernels_for(kind):
     return compile_variant(dict(globals(), KIND=kind), _SPEC, f"k{kind}", kind=kind)
 
 
-__all__ = ["MOMENTS", "MOMENTS_SKIPNA", "SUMMARY", "LANES", "lanes_for", "long_runs", "task_rows", "kernels_for"]
+__all__ = ["MOMENTS", "MOMENTS_SKIPNA", "SUMMARY", "LANES", "lanes_for", "long_runs", "scan_mode", "PLAIN", "FAST", "RUNS", "task_rows", "kernels_for"]
