@@ -303,12 +303,16 @@ def _preshift(xs, ls, G, acc):
         acc[j, _Q] = 0.0
 
 
-def _same(ls, g):
-    """Whether every label of ``ls`` is ``g``: one OR of XORs, which LLVM
-    vectorizes (no early exit)."""
-    a = ls[0] ^ g
-    for i in range(ls.size):
-        a |= ls[i] ^ g
+def _one_label(lb):
+    """Whether the block ``lb`` holds RUN labels, all one: its ends first
+    (random labels rarely pass), then one OR of XORs, which LLVM vectorizes
+    (no early exit)."""
+    if lb.size != RUN or lb[0] != lb[RUN - 1]:
+        return False
+    g = lb[0]
+    a = g ^ g
+    for i in range(lb.size):
+        a |= lb[i] ^ g
     return a == 0
 
 
@@ -404,7 +408,7 @@ def _scan_runs(xs, ls, G, acc):
         lb = ls[b0:b1]
         xb = xs[b0:b1]
         b0 = b1
-        if lb.size == RUN and lb[0] == lb[RUN - 1] and _same(lb, lb[0]):
+        if _one_label(lb):
             g = lb[0]
             if np.uint64(g) >= np.uint64(G):
                 if g >= G:
@@ -509,7 +513,7 @@ def _second_runs(xs, ls, G, acc):
         lb = ls[b0:b1]
         xb = xs[b0:b1]
         b0 = b1
-        if lb.size == RUN and lb[0] == lb[RUN - 1] and _same(lb, lb[0]):
+        if _one_label(lb):
             g = lb[0]
             if np.uint64(g) >= np.uint64(G):
                 continue
@@ -820,7 +824,7 @@ _SPEC = {
     "_acc_one": (False, True, False),
     "_acc_fast": (False, True, False),
     "_preshift": (False, False, False),
-    "_same": (False, True, False),
+    "_one_label": (False, True, False),
     "_run_sums": (True, True, False),
     "_run_extremes": (False, True, False),
     "_block_shift": (False, True, False),
