@@ -1,4 +1,4 @@
-"""The Parquet reader's summaries on a thread of their own (readers/tables.py::_Behind),
+"""The readers' summaries on a thread of their own (readers/behind.py::_Behind),
 and the CPU wing's serial kernels for a thread that asked Numba for one thread."""
 
 import threading
@@ -9,7 +9,8 @@ import pytest
 
 import fastmoments
 import fastmoments.cpu as cpu
-from fastmoments.readers.tables import _Behind, _worker
+import fastmoments.readers.behind as behind_mod
+from fastmoments.readers.behind import _Behind, _worker
 
 
 def _describe_threads():
@@ -144,12 +145,10 @@ def test_an_error_setting_the_thread_count_is_raised_as_is(monkeypatch):
     """A Numba whose threading layer cannot load raises on set_num_threads;
     that error must reach the caller as it is (the CLI's one line), not as
     a broken pool with a printed traceback."""
-    import fastmoments.readers.tables as tables
-
     def no_layer():
         raise ValueError("No threading layer could be loaded")
 
-    monkeypatch.setattr(tables, "_one_core", no_layer)
+    monkeypatch.setattr(behind_mod, "_one_core", no_layer)
     acc = _Recorder()
     with pytest.raises(ValueError, match="No threading layer"):
         with _Behind(acc) as behind:
@@ -201,3 +200,89 @@ def _in_child():
         for b in range(5):
             behind.add(b)
     return acc.seen
+
+
+def _wait_for(cond, seconds=30.0):
+    import time
+
+    end = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+class _Forget:
+    """Stands for _Columns: keeps nothing of what it is given."""
+
+    def add_group(self, batches):
+        pass
+
+
+def test_the_summary_thread_ends_when_idle_and_holds_nothing(monkeypatch):
+    """No idle thread of ours stays in the process after a describe (it did:
+    a ThreadPoolExecutor's, for the process's life), nor the last batches
+    handed to it; the next reader starts a new one."""
+    import weakref
+
+    monkeypatch.setattr(behind_mod, "IDLE_S", 0.2)
+
+    class Batch:
+        pass
+
+    batch = Batch()
+    ref = weakref.ref(batch)
+    with _Behind(_Forget()) as behind:
+        behind.add(batch)
+    del batch
+    threads = _describe_threads()
+    assert all(t.daemon for t in threads)  # an idle one never holds the interpreter's exit
+    assert _wait_for(lambda: ref() is None)  # before the thread ends: nothing of a finished task kept
+    assert _wait_for(lambda: not _describe_threads())
+    assert not _worker().alive()
+    acc = _Recorder()
+    with _Behind(acc) as behind:
+        for b in range(5):
+            behind.add(b)
+    assert acc.seen == list(range(5)) and threading.get_ident() not in acc.threads
+
+
+def test_no_thread_left_after_a_describe(monkeypatch, tmp_path):
+    """The CLI in process, as a library user would call it: its summary
+    thread is gone once idle."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.feather as feather
+
+    from fastmoments.cli import main
+
+    monkeypatch.setattr(behind_mod, "IDLE_S", 0.2)
+    p = tmp_path / "t.feather"
+    feather.write_feather(pa.table({"f": np.arange(50_000.0)}), str(p), compression="uncompressed",
+                          chunksize=1000)
+    assert main(["describe", str(p), "--no-progress", "--json"]) == 0
+    assert _wait_for(lambda: not _describe_threads())
+
+
+def test_tasks_from_many_threads_while_the_thread_ends(monkeypatch):
+    """A task handed over just as the idle thread ends is run (by a new
+    thread), never lost, whichever thread hands it over."""
+    import time
+
+    monkeypatch.setattr(behind_mod, "IDLE_S", 0.001)
+    w = _worker()
+    bad = []
+
+    def hand_over(j):
+        for k in range(100):
+            if k % 10 == j % 10:
+                time.sleep(0.003)  # let the thread end now and then
+            if w.submit(lambda v=(j, k): v).result(timeout=10) != (j, k):
+                bad.append((j, k))
+
+    ts = [threading.Thread(target=hand_over, args=(j,)) for j in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert bad == []

@@ -293,7 +293,9 @@ def test_a_fork_while_the_worker_lock_is_held(tmp_path):
     from test_describe_behind import _in_child
 
     ctx = multiprocessing.get_context("fork")
-    with tables._WORKER_LOCK:
+    from fastmoments.readers import behind
+
+    with behind._WORKER_LOCK:
         pool = ctx.Pool(1)
     try:
         assert pool.apply_async(_in_child).get(timeout=60) == list(range(5))

@@ -9,18 +9,17 @@ even converted where the format lets us leave them out (every format here).
 
 from __future__ import annotations
 
-import concurrent.futures
 import mmap
 import os
 import re
 import sys
-import threading
 
 import numpy as np
 
 from ..reductions import summarize_each
 from ..state import Summary
 from ._base import InputError, TableStats, require
+from .behind import _Behind
 from .detect import compression_of, inner_name
 
 #: Arrow's default null spellings minus those of NaN: "nan" is a value (non-finite), not a missing one.
@@ -104,91 +103,6 @@ class _Columns:
 #: Column states kept before they are merged (see _Columns.add_group):
 #: 256 batches of 16 columns, ~230 kB.
 FOLD_STATES = 4096
-
-
-def _one_core():
-    """Numba's thread count is per thread: this one runs serial kernels."""
-    import numba
-
-    numba.set_num_threads(1)
-
-
-_WORKER = None  # the executor of the thread that summarizes behind the readers
-_WORKER_LOCK = threading.Lock()
-
-
-def _worker():
-    """The one thread that summarizes behind the readers (_Behind), started
-    on first use and kept: a thread started per file cost ~1.5 ms a file
-    (its start, and Numba's first call on it), 7% of reading a 400 MB
-    Feather file. Concurrent readers share it: their summaries take turns."""
-    global _WORKER
-    with _WORKER_LOCK:
-        if _WORKER is None:
-            _WORKER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fastmoments-describe")
-        return _WORKER
-
-
-def _forget_worker():
-    """In a forked child: the parent's thread is not there, and the lock may
-    have been held by another of its threads at the fork."""
-    global _WORKER, _WORKER_LOCK
-    _WORKER, _WORKER_LOCK = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_worker)
-
-
-class _Behind:
-    """Summarizes batches on a thread of its own (_worker), on one core,
-    while the reader reads or decodes the next on its own threads.
-
-    Arrow decodes a Parquet batch on both cores and waits for us meanwhile;
-    summarized in turn, the summary's parallel region also left its OpenMP
-    worker spinning for ~10 ms (libgomp's default wait), on a core Arrow's
-    next decode needed (bench/README, "OpenMP workers spin after each
-    parallel region"). An uncompressed Feather batch is copied from the
-    page cache while the one before is summarized. One group at a time: the
-    reader waits for the previous summary before handing over the next, so
-    memory holds the batches summarized and those being read, as in turn.
-    """
-
-    def __init__(self, acc):
-        self.acc = acc
-        self._pool = _worker()
-        self._pending = None
-
-    def _add(self, batches):
-        _one_core()  # in the task: its errors then reach result() as they are
-        self.acc.add_group(batches)
-
-    def add(self, batch):
-        self.add_group([batch])
-
-    def add_group(self, batches):
-        """Summarize ``batches`` together (see _Columns.add_group), behind."""
-        self.wait()
-        try:
-            self._pending = self._pool.submit(self._add, batches)
-        except RuntimeError:  # the interpreter is shutting down (an atexit handler): in turn
-            self.acc.add_group(batches)
-
-    def wait(self):
-        if self._pending is not None:
-            self._pending.result()  # re-raises what the summary raised
-            self._pending = None  # only once done: interrupted, __exit__ still waits for it
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            if exc[0] is None:
-                pending.result()
-            else:  # the reader failed: what was handed over is finished, not left running on acc
-                concurrent.futures.wait([pending])
 
 
 def _numeric_fields(pa, schema, notes, path, what="column"):
