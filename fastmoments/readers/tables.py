@@ -21,6 +21,7 @@ from ..state import Summary
 from ._base import InputError, TableStats, require
 from .behind import _Behind
 from .detect import compression_of, inner_name
+from .ipc_footer import batch_blocks, batch_head
 
 #: Arrow's default null spellings minus those of NaN: "nan" is a value (non-finite), not a missing one.
 _NAN_SPELLINGS = {"NaN", "nan", "-NaN", "-nan"}
@@ -47,6 +48,7 @@ class _Columns:
         self.nrows = 0
         self._parts = []  # per batch states (fields of shape (batches, columns)) not yet merged
         self._held = 0  # column states in _parts
+        self._empty = None  # fields of empty states, one per column (add_column)
 
     def add(self, batch):
         """Fold in a record batch whose columns are ours, in order."""
@@ -85,6 +87,32 @@ class _Columns:
         self._held += k * len(self.names)
         if self._held >= FOLD_STATES:
             self._fold()
+
+    def add_column(self, j, col):
+        """Fold in values of column ``j`` alone (an Arrow array), for a batch
+        read a few columns at a time; its rows are counted by add_rows."""
+        if self.pa.types.is_null(col.type):
+            self.missing[j] += len(col)
+            return
+        if col.null_count:
+            self.missing[j] += col.null_count
+            col = col.drop_null()
+        one = summarize_each([col.to_numpy(zero_copy_only=False)])
+        if self._empty is None:
+            self._empty = summarize_each([np.empty(0)] * len(self.names)).fields
+        # the other columns' states empty: merge's identity
+        fields = []
+        for e, f in zip(self._empty, one.fields):
+            row = e.copy()
+            row[j] = f[0]
+            fields.append(row.reshape((1,) + row.shape))
+        self._parts.append(tuple(fields))
+        self._held += len(self.names)
+        if self._held >= FOLD_STATES:
+            self._fold()
+
+    def add_rows(self, n):
+        self.nrows += n
 
     def _fold(self):
         if not self._parts:
@@ -358,6 +386,79 @@ class _Copier:
         self._src = self._reader = None
 
 
+class _Parts:
+    """Batches of an IPC file read some of our columns at a time, through
+    readers opened with ``included_fields`` (Arrow then decompresses, or
+    copies, only those columns): the first column of a batch, then groups
+    of columns of at most half a chunk.
+    Arrow reads a compressed batch whole, so without this a batch larger
+    than the chunk needed its whole decompressed size in memory."""
+
+    def __init__(self, pa, mm, keep, col_bytes, nbatches, path):
+        self.pa, self.mm, self.keep, self.col_bytes = pa, mm, list(keep), list(col_bytes)
+        self.nbatches, self.path = nbatches, path
+        self._kept = {}  # fields -> (source, reader) kept open across batches
+
+    def open_reader(self, options):
+        """Through the map where there is one: a plain file reader reads a
+        batch's whole body, the columns left out too, before it selects."""
+        pa = self.pa
+        src = pa.BufferReader(pa.py_buffer(self.mm)) if self.mm is not None else pa.OSFile(self.path)
+        try:
+            return src, pa.ipc.open_file(src, options=options)
+        except BaseException:
+            src.close()
+            raise
+
+    def drop_pages(self, pool=False):
+        """The map's pages read so far let go (the parts are copies, not
+        views); with ``pool``, also the memory Arrow's pool keeps of parts
+        freed: mimalloc kept each large part's (RSS grew by one 8 MB column
+        per part, ~7 MB each, 2026-12-07)."""
+        if self.mm is not None:
+            self.mm.madvise(mmap.MADV_DONTNEED)
+        if pool:
+            self.pa.default_memory_pool().release_unused()
+
+    def batch(self, i, fields, keep_open=True):
+        """Batch ``i`` of the file's fields ``fields`` (indices in the file's schema)."""
+        _still_whole(self.mm, self.path)
+        key = tuple(fields)
+        entry = self._kept.get(key)
+        if entry is None:
+            entry = self.open_reader(self.pa.ipc.IpcReadOptions(included_fields=list(key)))
+            if entry[1].num_record_batches != self.nbatches:
+                entry[0].close()
+                raise InputError(f"{self.path} changed while it was read")
+            if keep_open:
+                self._kept[key] = entry
+        try:
+            return _batch(entry[1], i, self.path)
+        finally:
+            if not keep_open:
+                entry[0].close()
+
+    def groups(self, rows, chunk):
+        """(fields, our column indices) of the columns after the first, in
+        groups of at most half a chunk of ``rows`` rows (one column at least)."""
+        fields, ours, nbytes = [], [], 0
+        for j in range(1, len(self.keep)):
+            k = rows * self.col_bytes[j]
+            if ours and nbytes + k > chunk // 2:
+                yield fields, ours
+                fields, ours, nbytes = [], [], 0
+            fields.append(self.keep[j])
+            ours.append(j)
+            nbytes += k
+        if ours:
+            yield fields, ours
+
+    def close(self):
+        for src, _ in self._kept.values():
+            src.close()
+        self._kept = {}
+
+
 def read_arrow(path, args, bar) -> TableStats:
     """Numeric columns of an Arrow IPC file or stream (Feather v2), batch by batch.
 
@@ -375,13 +476,22 @@ def read_arrow(path, args, bar) -> TableStats:
     are summarized in turn, gathered to about one chunk (counted as NumPy
     holds them: booleans a byte each) or GROUP_BATCHES batches, and after
     each group the map's pages are dropped from the process (they stay in
-    the page cache), so memory follows the chunk, not the file. With columns to skip, plain file reads of our
-    columns only (``included_fields``, which on a map would copy them
-    anyway, and whose skipped columns a map would decompress): a copy of
-    each batch. So too without a map (no ``madvise`` on this platform, or a
-    file that cannot be mapped). A mapped file whose size, inode or
-    modification time differ at the end from when it was mapped is an
-    error: what was read may mix old and new data.
+    the page cache), so memory follows the chunk, not the file.
+
+    With columns to skip, a file's batches are read in parts of our columns
+    only (_Parts: ``included_fields`` through the map, which copies or
+    decompresses only those), a batch larger than a chunk a few columns at
+    a time; a stream's by plain reads of our columns, a batch at a time.
+    So too without a map (no ``madvise`` on this platform, or a file that
+    cannot be mapped), by plain reads, which read a batch's whole body.
+    A mapped file whose size, inode or modification time differ at the end
+    from when it was mapped is an error: what was read may mix old and new
+    data.
+
+    Still whole in memory: a compressed batch of a file whose columns are
+    all ours (telling whether a batch of the map is compressed takes
+    opening it whole, and ``included_fields`` copies even on the map), and
+    a stream's batch.
     """
     pa = require("pyarrow", "Arrow IPC / Feather files")
     with open(path, "rb") as fp:
@@ -392,6 +502,7 @@ def read_arrow(path, args, bar) -> TableStats:
         raise InputError(f"{path} is a Feather version 1 file; rewrite it as version 2 (pyarrow.feather.write_feather)")
     stream = not head.startswith(b"ARROW1")
     mm, ident = _mapped(path)
+    pmap = None  # the map batches are read in parts through (_Parts)
 
     def open_reader(options=None):
         src = pa.BufferReader(pa.py_buffer(mm)) if mm is not None else pa.OSFile(path)
@@ -416,24 +527,37 @@ def read_arrow(path, args, bar) -> TableStats:
             types = [schema.field(i).type for i in keep]
             acc = _Columns(pa, [schema.field(i).name for i in keep], types)
             if mm is not None and len(keep) < len(schema):
-                mm = _unmap(mm)
+                # whole batches would hold the skipped columns: a file's batches are read in parts
+                # through the map (only those columns copied or decompressed), a stream's by plain reads
+                if stream:
+                    mm = _unmap(mm)
+                else:
+                    pmap, mm = mm, None
             src, reader = open_reader(None if mm is not None else pa.ipc.IpcReadOptions(included_fields=keep))
             copier = None if mm is None or stream else _Copier(pa, path, ident, reader.num_record_batches)
+            parts = None if stream else _Parts(
+                pa, pmap if mm is None else mm, keep, [_row_bytes(pa, [t]) for t in types],
+                reader.num_record_batches, path)
             try:
-                _read_batches(reader, stream, acc, mm, _row_bytes(pa, types), args.chunk_size, bar, path, copier)
-                if mm is not None and _identity(os.stat(path)) != ident:
+                _read_batches(reader, stream, acc, mm, _row_bytes(pa, types), args.chunk_size, bar, path, copier,
+                              parts)
+                if (mm is not None or pmap is not None) and _identity(os.stat(path)) != ident:
                     # written meanwhile: what the map and the copies read may mix old and new data
                     raise InputError(f"{path} changed while it was read")
             finally:
                 src.close()
                 if copier is not None:
                     copier.close()
-                del src, reader, copier
+                if parts is not None:
+                    parts.close()
+                del src, reader, copier, parts
         except (pa.ArrowException, OSError, EOFError) as e:
             raise InputError(f"{path}: not a readable Arrow IPC / Feather file ({_msg(e)})") from None
     finally:
         if mm is not None:
             _unmap(mm)
+        if pmap is not None:
+            _unmap(pmap)
     kind = "Arrow IPC stream" if stream else "Arrow IPC / Feather"
     return acc.result(kind, notes)
 
@@ -449,6 +573,9 @@ GROUP_ARRAYS = 4096
 COPY_MIN_COLUMN = 4096
 #: Bytes of copied batches per summary behind the reads (see _read_batches).
 COPY_GROUP = 4 << 20
+#: Batches between drops of the pages their heads were read from, where the
+#: file is read without the map of all columns (see _read_batches).
+HEADS_DROP = 64
 
 
 def _unmap(mm):
@@ -499,7 +626,7 @@ def _within(batch, span):
     return False
 
 
-def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=None):
+def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=None, parts=None):
     """Summarize the batches of ``reader`` into ``acc``.
 
     A batch that is a copy (``mm`` None), or one of the map that ``copier``
@@ -516,14 +643,73 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=N
     The map's pages are dropped after each chunk's worth of batches, copied
     or not (opening a batch of the map reads its metadata, and the kernel
     maps the pages around it too).
+
+    A file's batch larger than a chunk that Arrow would decompress or read
+    whole (compressed, or any where columns are skipped: no map of all
+    columns), as its head in the file tells before it is opened, is read in
+    parts (_Parts): its first column, then a few columns at a time, each
+    column summarized alone a chunk of rows at a time, so memory holds at
+    most one column and half a chunk of others.
     """
     size = os.path.getsize(path)
     if stream:
         batches, n = iter(reader), None
     else:
         n = reader.num_record_batches
-        batches = (_batch(reader, i, path) for i in range(n))
     span = _span(mm)
+    # Each batch's head (rows, compressed: readers/ipc_footer.py), read just before it
+    # from the map (the parts' map where columns are skipped). On the map of all columns
+    # only until a batch is seen uncompressed (a writer compresses all its batches or
+    # none): from then on batches are views, whatever their size.
+    heads_on = mm if mm is not None else (parts.mm if parts is not None else None)
+    blocks = batch_blocks(heads_on) if heads_on is not None and not stream else None
+    if blocks is not None and len(blocks) != n:
+        blocks = None
+
+    def next_batch(i):
+        """(batch, by_columns): by_columns means only the batch's first
+        column was read, the rest to be read by columns."""
+        nonlocal blocks
+        if stream:
+            return next(batches, None), False
+        if i >= n:
+            return None, False
+        head = batch_head(heads_on, blocks[i]) if blocks is not None else None
+        if mm is None and i % HEADS_DROP == HEADS_DROP - 1:
+            parts.drop_pages()  # the heads' pages
+        if mm is not None and head is not None and not head[1]:
+            blocks = None
+        if head is None or head[0] * row_bytes <= chunk or (mm is not None and (not head[1] or len(parts.keep) == 1)):
+            return _batch(reader, i, path), False
+        # larger than a chunk, and compressed or read without the map of all columns:
+        # opened whole, Arrow would decompress or read it whole
+        first = parts.batch(i, parts.keep[:1])
+        parts.drop_pages()
+        return first, len(parts.keep) > 1
+
+    def by_columns(i, held):
+        """Summarize batch ``i``, of which ``held`` holds the first column
+        alone (taken from it: the column is let go before the others are read)."""
+        first = held.pop()
+        rows = first.num_rows
+        acc.add_rows(rows)
+        step = max(1, chunk // 8)  # rows per summary: a column's nulls or booleans are copied
+
+        def add(j, col):
+            for start in range(0, rows, step):
+                acc.add_column(j, col.slice(start, step))
+
+        add(0, first.column(0))
+        del first
+        parts.drop_pages(pool=True)
+        for fields, ours in parts.groups(rows, chunk):
+            part = parts.batch(i, fields, keep_open=False)
+            parts.drop_pages()
+            for c, j in enumerate(ours):
+                add(j, part.column(c))
+            del part
+            parts.drop_pages(pool=True)
+
     copy_max = chunk // 2
     copy_group = min(COPY_GROUP, copy_max)
     group, nbytes = [], 0  # summarized in turn
@@ -557,12 +743,21 @@ def _read_batches(reader, stream, acc, mm, row_bytes, chunk, bar, path, copier=N
         i = 0
         while True:
             _still_whole(mm, path)
-            batch = next(batches, None)
+            batch, columns = next_batch(i)
             if batch is None:
                 break
             k = batch.num_rows * row_bytes
             if bar is not None and n:
                 bar.update(size / n)
+            if columns:
+                behind_next()
+                in_turn()
+                behind.wait()  # one running state
+                held = [batch]
+                del batch
+                by_columns(i, held)
+                i += 1
+                continue
             cols = max(batch.num_columns, 1)
             copy = None
             if k <= copy_max:
