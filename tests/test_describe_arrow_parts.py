@@ -58,6 +58,13 @@ def _check(got, data, nulls):
     assert_matches(got, ref, NAMES)
 
 
+@pytest.fixture(autouse=True)
+def small_parts(monkeypatch):
+    """Batches of any size above the chunk read in parts (in process), so
+    that small files show the paths of large ones."""
+    monkeypatch.setattr(tables, "PARTS_MIN", 0)
+
+
 @pytest.fixture
 def reads(monkeypatch):
     """Every part read: (rows, columns, bytes Arrow holds for it)."""
@@ -201,3 +208,68 @@ def test_memory_bound_on_one_compressed_batch(tmp_path, skip):
     np.testing.assert_allclose([got[c]["mean"] for c in names], sums / rows, rtol=1e-12)
     msg = f"peak {peak / 2**20:.0f} MiB, baseline {base / 2**20:.0f} MiB"
     assert peak < base + 2 * chunk + 48 * 1024 * 1024, msg
+
+
+def test_batches_just_above_a_tiny_chunk_are_read_whole(tmp_path, capsys, reads, monkeypatch):
+    """Review: with a chunk of a few kB, batches just above it were read a
+    column slice at a time, 2-3x slower; parts only from PARTS_MIN bytes."""
+    monkeypatch.setattr(tables, "PARTS_MIN", 1 << 22)
+    p = tmp_path / "t.arrow"
+    data, nulls = _write(p, [3000, 5000, 200], "zstd")
+    got, _ = run_json(capsys, p, "--chunk-size", 4096)
+    _check(got, data, nulls)
+    assert reads == []
+
+
+def test_the_batch_positions_are_not_held_per_batch(tmp_path):
+    """Review: a list of every batch's (offset, length) held ~130 bytes a
+    batch for the whole read (300,000 batches: 37 MiB)."""
+    import tracemalloc
+
+    from fastmoments.readers.ipc_footer import batch_blocks, batch_head
+
+    p = tmp_path / "t.arrow"
+    schema = pa.schema([("x", pa.float64())])
+    with pa.OSFile(str(p), "wb") as sink, pa.ipc.new_file(sink, schema) as w:
+        one = pa.record_batch([pa.array([1.0])], schema=schema)
+        for _ in range(20_000):
+            w.write_batch(one)
+    buf = p.read_bytes()
+    tracemalloc.start()
+    blocks = batch_blocks(buf)
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(blocks) == 20_000 and size < 20_000  # bytes: not per batch
+    assert batch_head(buf, blocks[19_999]) == (1, False)
+
+
+_SHRINK = r"""
+import os, sys
+from fastmoments.readers import tables
+from fastmoments import cli
+orig, calls = tables._batch, [0]
+def cut(reader, i, path):
+    b = orig(reader, i, path)
+    calls[0] += 1
+    if calls[0] == 3:  # another process truncates the file while it is read
+        os.truncate(path, os.path.getsize(path) // 4)
+    return b
+tables._batch = cut
+sys.exit(cli.main(["describe", sys.argv[1], "--no-progress"]))
+"""
+
+
+def test_a_file_cut_while_heads_are_read_is_one_error_line(tmp_path):
+    """Review: with a column to skip, each batch's head is read from the map;
+    a file cut meanwhile killed the process (SIGBUS) instead of one line."""
+    import subprocess
+    import sys
+
+    p = tmp_path / "t.arrow"
+    schema = pa.schema([("x", pa.float64()), ("s", pa.string())])
+    with pa.OSFile(str(p), "wb") as sink, pa.ipc.new_file(sink, schema) as w:
+        for _ in range(50):
+            w.write_batch(pa.record_batch([pa.array(RNG.random(20_000)), pa.array(["ab"] * 20_000)], schema=schema))
+    r = subprocess.run([sys.executable, "-c", _SHRINK, str(p)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, (r.returncode, r.stderr[-500:])
+    assert r.stderr.count("\n") == 1 and "shrank while it was read" in r.stderr and "Traceback" not in r.stderr

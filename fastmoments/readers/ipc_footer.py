@@ -62,10 +62,28 @@ class _Flat:
         return default if at is None else self._unpack(fmt, at)
 
 
+class Blocks:
+    """The footer's record batch blocks, each read from the file when asked
+    for: a list of them cost ~130 bytes a batch for the whole read (300,000
+    batches: 37 MiB)."""
+
+    def __init__(self, buf, at, count):
+        self.buf, self.at, self.count = buf, at, count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, i):
+        """(offset, metadata length) of batch ``i``."""
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        return struct.unpack_from("<qi", self.buf, self.at + 24 * i)
+
+
 def batch_blocks(buf):
-    """``[(offset, metadata length), ...]`` of the record batches of the
-    Arrow IPC file in ``buf`` (a memory map or bytes), in the footer's order
-    (``get_batch``'s), or None where anything is not as expected."""
+    """The :class:`Blocks` of the record batches of the Arrow IPC file in
+    ``buf`` (a memory map or bytes), in the footer's order (``get_batch``'s),
+    or None where anything is not as expected."""
     try:
         return _blocks(buf)
     except (_Bad, struct.error, ValueError, OverflowError):
@@ -73,7 +91,7 @@ def batch_blocks(buf):
 
 
 def batch_head(buf, block):
-    """``(rows, compressed)`` of the record batch at ``block`` (of
+    """``(rows, compressed)`` of the record batch at ``block`` (an item of
     batch_blocks), read from its message's metadata alone, or None."""
     try:
         return _message_head(buf, *block, len(buf))
@@ -93,12 +111,12 @@ def _blocks(buf):
     table = footer.root()
     at = footer.field(table, 3)  # recordBatches
     if at is None:
-        return []
+        return Blocks(buf, 0, 0)
     vec = footer.ref(at)
     count = footer.scalar("<I", vec)
     if vec + 4 + 24 * count > footer.end:
         raise _Bad
-    return [struct.unpack_from("<qi", buf, vec + 4 + 24 * k) for k in range(count)]
+    return Blocks(buf, vec + 4, count)
 
 
 def _message_head(buf, offset, meta_len, n):
