@@ -386,6 +386,16 @@ class _Copier:
         self._src = self._reader = None
 
 
+def _open_ipc(pa, mm, path, stream, options=None):
+    """(source, reader) of an IPC file or stream: on the map ``mm``, or by plain reads."""
+    src = pa.BufferReader(pa.py_buffer(mm)) if mm is not None else pa.OSFile(path)
+    try:
+        return src, (pa.ipc.open_stream if stream else pa.ipc.open_file)(src, options=options)
+    except BaseException:
+        src.close()
+        raise
+
+
 class _Parts:
     """Batches of an IPC file read some of our columns at a time, through
     readers opened with ``included_fields`` (Arrow then decompresses, or
@@ -402,13 +412,7 @@ class _Parts:
     def open_reader(self, options):
         """Through the map where there is one: a plain file reader reads a
         batch's whole body, the columns left out too, before it selects."""
-        pa = self.pa
-        src = pa.BufferReader(pa.py_buffer(self.mm)) if self.mm is not None else pa.OSFile(self.path)
-        try:
-            return src, pa.ipc.open_file(src, options=options)
-        except BaseException:
-            src.close()
-            raise
+        return _open_ipc(self.pa, self.mm, self.path, False, options)
 
     def drop_pages(self, pool=False):
         """The map's pages read so far let go (the parts are copies, not
@@ -480,12 +484,11 @@ def read_arrow(path, args, bar) -> TableStats:
     each group the map's pages are dropped from the process (they stay in
     the page cache), so memory follows the chunk, not the file.
 
-    With columns to skip, a file's batches are read in parts of our columns
-    only (_Parts: ``included_fields`` through the map, which copies or
-    decompresses only those), a batch larger than a chunk a few columns at
-    a time; a stream's by plain reads of our columns, a batch at a time.
-    So too without a map (no ``madvise`` on this platform, or a file that
-    cannot be mapped), by plain reads, which read a batch's whole body.
+    With columns to skip, plain reads of our columns (``included_fields``,
+    which on a map would copy them anyway), a batch at a time; so too
+    without a map (no ``madvise`` on this platform, or a file that cannot be
+    mapped). A file's batch larger than a chunk that Arrow would decompress
+    or read whole is read in parts instead (see _read_batches).
     A mapped file whose size, inode or modification time differ at the end
     from when it was mapped is an error: what was read may mix old and new
     data.
@@ -505,14 +508,7 @@ def read_arrow(path, args, bar) -> TableStats:
     pmap = None  # the map batches are read in parts through (_Parts)
 
     def open_reader(options=None):
-        src = pa.BufferReader(pa.py_buffer(mm)) if mm is not None else pa.OSFile(path)
-        try:
-            if stream:
-                return src, pa.ipc.open_stream(src, options=options)
-            return src, pa.ipc.open_file(src, options=options)
-        except BaseException:
-            src.close()
-            raise
+        return _open_ipc(pa, mm, path, stream, options)
 
     notes = []
     try:
