@@ -56,7 +56,9 @@ or returns is of its own array type (NumPy for ``fastmoments.cpu``, CuPy for
     negative labels are left out, a label >= ``ngroups`` is a ValueError
     with ``_inputs.label_error``'s message. The results have ``x``'s shape
     with ``axis`` replaced by ``ngroups``; groups without values are empty
-    states.
+    states. None where it does not take these arguments (the GPU: more
+    groups x columns than its one-pass kernel holds); the layer above then
+    computes in array code.
 ``group_weighted_moments(x, w, labels, axis, ngroups, skipna, order) -> fields of kind "weighted<order>"``
     Optional (without it the layer above computes in array code). As
     ``group_moments`` for ``weighted_moments``' fields: ``w`` None or

@@ -57,7 +57,9 @@ def group_moments(x, by, *, axis=0, ngroups=None, skipna=False, weights=None, or
     be = backend_for(x, by) if weights is None else backend_for(x, by, weights)
     arr, lab, ax, G = _prepare(be, x, by, axis, ngroups)
     if weights is None and order == 2 and hasattr(be, "group_moments"):
-        return Moments._wrap(be.group_moments(arr, lab, ax, G, bool(skipna)))
+        fields = be.group_moments(arr, lab, ax, G, bool(skipna))
+        if fields is not None:  # None: too many groups for the backend's kernel
+            return Moments._wrap(fields)
     w = None
     if weights is not None:
         w = _weights_for(be, weights, x if axis is None else arr, axis)

@@ -147,6 +147,11 @@ def _units():
             parts = max(2, min(8, os.cpu_count() or 2))
             for j, text in enumerate(_kernel_wrappers(path, names, parts)):
                 units.append((f"{path.name}[{j}]", text))
+        elif path == srcmod.GROUPED_SOURCE:
+            names = srcmod.grouped_kernel_names()
+            parts = max(2, min(8, os.cpu_count() or 2))
+            for j, text in enumerate(_kernel_wrappers(path, names, parts)):
+                units.append((f"{path.name}[{j}]", text))
         elif path.suffix == ".cuh":
             units.append((path.name, f'#include "{path}"\n'))
         else:

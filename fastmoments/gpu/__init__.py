@@ -8,9 +8,12 @@ Launches per call: ``moments``/``summarize``/``weighted_moments`` one
 kernel, or two when a reduced slice is long enough to be split across blocks
 (partial states, then a merge); ``summarize_each`` two whatever the number of
 arrays; ``merge`` one ElementwiseKernel; ``reduce`` one kernel;
+``group_moments``/``group_summarize`` for few groups x columns one kernel
+and a finalize (reading the largest label: one synchronization); for more,
 ``group_summarize`` a sort and a gather of the rows into label order, then
 the pair of ``summarize_each`` (reading the largest label and the table's
-size: two synchronizations).
+size: two synchronizations), and ``group_moments`` None (the caller's array
+code serves).
 ``weighted_moments`` with float or signed integer weights also reads back one
 flag (one synchronization) that its kernel sets for negative, NaN or
 infinite weights. Layouts that do not fit the
@@ -39,7 +42,7 @@ except ImportError:  # only reachable by importing fastmoments.gpu directly
     cupy = None
 
 __all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "weighted_moments", "merge", "reduce",
-           "group_summarize"]
+           "group_moments", "group_summarize"]
 
 xp = cupy
 
@@ -98,7 +101,7 @@ def _finalize_tpo(c):
     return THREADS
 
 
-def _finalize(kind, M, C, offs, offs_stride, parts, outs, origin=_NULL):
+def _finalize(kind, M, C, offs, offs_stride, parts, outs, origin=_NULL, shift=_NULL):
     tpo = _finalize_tpo(C)
     from . import _kernels
 
@@ -107,7 +110,7 @@ def _finalize(kind, M, C, offs, offs_stride, parts, outs, origin=_NULL):
     kern(
         (grid,),
         (THREADS,),
-        (np.int64(M), np.int64(C), offs, np.int64(offs_stride), origin, *_ptrs(parts), *_ptrs(outs)),
+        (np.int64(M), np.int64(C), offs, np.int64(offs_stride), origin, shift, *_ptrs(parts), *_ptrs(outs)),
     )
 
 
@@ -253,6 +256,16 @@ def _summarize_each(arrays, hist=None):
     _finalize(src.SUMMARY, n, max_chunks, chunk0, 4, parts, outs, origin)
     del keep
     return outs
+
+
+def group_moments(x, labels, axis, ngroups, skipna):
+    """(count, mean, m2) per group of ``labels`` along ``axis`` in one pass, or
+    None where the groups x columns are too many for it (see .grouped)."""
+    _require()
+    from .grouped import group_moments as run
+
+    with x.device:
+        return run(x, labels, axis, ngroups, skipna)
 
 
 def group_summarize(x, labels, axis, ngroups):

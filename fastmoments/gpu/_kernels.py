@@ -1,8 +1,9 @@
 """The CuPy kernels of the GPU wing, compiled on first use and cached.
 
 ``fm_reduce.cu`` (with ``fm_state.cuh`` inlined) becomes one small RawModule
-per (dtype, kind), and ``fm_weighted.cu`` (with ``fm_wstate.cuh``) one per
-(data dtype, weights dtype, order), so a first call compiles only what it
+per (dtype, kind), ``fm_weighted.cu`` (with ``fm_wstate.cuh``) one per
+(data dtype, weights dtype, order), and ``fm_grouped.cu`` one per (dtype,
+kind), so a first call compiles only what it
 needs; CuPy keeps the binaries in its on-disk cache. The merges are
 ElementwiseKernels whose preamble is ``fm_state.cuh`` or ``fm_wstate.cuh``,
 the same device functions the reductions use.
@@ -15,7 +16,7 @@ import cupy
 from . import _sources as src
 
 __all__ = ["partial_kernels", "each_kernel", "finalize_kernel", "merge_kernel", "weighted_partial_kernels",
-           "weighted_finalize_kernel"]
+           "weighted_finalize_kernel", "group_partial_kernel"]
 
 _OPTIONS = ("-std=c++17",)
 _modules: dict = {}
@@ -58,6 +59,12 @@ def weighted_partial_kernels(dtype, wdtype, order):
 def weighted_finalize_kernel(order, tpo):
     names = tuple(src.weighted_finalize_name(order, t) for t in src.FINALIZE_TPO)
     return _function(names, src.weighted_finalize_name(order, tpo), src.WEIGHTED_SOURCE)
+
+
+def group_partial_kernel(dtype, kind):
+    """fm_grouped.cu's partial kernel for data of ``dtype`` and ``kind`` (one module per pair)."""
+    name = src.group_partial_name(dtype, kind)
+    return _function((name,), name, src.GROUPED_SOURCE)
 
 
 def merge_kernel(kind: str):

@@ -35,6 +35,9 @@ __all__ = [
     "weighted_partial_names",
     "weighted_finalize_name",
     "weighted_kernel_names",
+    "GROUPED_SOURCE",
+    "group_partial_name",
+    "grouped_kernel_names",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -42,6 +45,7 @@ STATE_HEADER = HERE / "fm_state.cuh"
 REDUCE_SOURCE = HERE / "fm_reduce.cu"
 WSTATE_HEADER = HERE / "fm_wstate.cuh"
 WEIGHTED_SOURCE = HERE / "fm_weighted.cu"
+GROUPED_SOURCE = HERE / "fm_grouped.cu"
 
 # Storage type of each accepted dtype, as named in the kernels' templates, and
 # its code in the summarize_each table (FM_DT_* in fm_reduce.cu).
@@ -225,3 +229,16 @@ def weighted_kernel_names(full: bool = False) -> list[str]:
         for tpo in FINALIZE_TPO:
             names.append(weighted_finalize_name(order, tpo))
     return names
+
+
+# -- grouped moments and summaries (fm_grouped.cu) ------------------------------------
+
+
+def group_partial_name(dtype, kind: int) -> str:
+    """Name expression of the grouped partial kernel for data of ``dtype`` and ``kind``."""
+    return f"fm_group_partial<{ctype_of(dtype)}, {kind}>"
+
+
+def grouped_kernel_names() -> list[str]:
+    """Every instantiation of fm_grouped.cu the GPU wing may ask for."""
+    return [group_partial_name(dt, kind) for dt in CTYPES for kind in KINDS]

@@ -276,13 +276,17 @@ __global__ void __launch_bounds__(FM_THREADS)
 // TPO threads per output (1, 32 or FM_THREADS). The ranges are o * C .. o * C
 // + C, or, when offs is given, offs[o * offs_stride] .. offs[(o + 1) *
 // offs_stride]. With origin, the input means are relative to origin[o] (the
-// partial kernels' split reductions); without, the mean of the first
-// nonempty state among the first FM_ORIGIN_SCAN of the range serves.
+// partial kernels' split reductions); with shift (fm_grouped.cu), each input
+// mean is relative to its own shift[j], and the origin is the shift of the
+// range's first nonempty state (each mean moved to it: mean + (shift[j] -
+// origin)); with neither, the mean of the first nonempty state among the
+// first FM_ORIGIN_SCAN of the range serves.
 // Grid: ceil(M * TPO / FM_THREADS) blocks of FM_THREADS.
 template <int KIND, int TPO>
 __global__ void __launch_bounds__(FM_THREADS)
     fm_finalize(long long M, long long C, const long long* __restrict__ offs, long long offs_stride,
-                const double* __restrict__ origin, const long long* in_n, const double* in_mean,
+                const double* __restrict__ origin, const double* __restrict__ shift, const long long* in_n,
+                const double* in_mean,
                 const double* in_m2, const double* in_lo, const double* in_hi, const long long* in_nnf,
                 const long long* in_nz, long long* n, double* mean, double* m2, double* lo, double* hi,
                 long long* nnf, long long* nz) {
@@ -295,6 +299,12 @@ __global__ void __launch_bounds__(FM_THREADS)
         long long end = offs ? offs[(o + 1) * offs_stride] : begin + C;
         if (origin) {
             org = origin[o];
+        } else if (shift) {
+            for (long long j = begin; j < end; ++j)
+                if (in_n[j] > 0) {
+                    org = shift[j];
+                    break;
+                }
         } else if (end > begin) {  // states from outside: as fm_origin, over their means
             double c[FM_ORIGIN_SAMPLES];
             int k = 0;
@@ -314,9 +324,11 @@ __global__ void __launch_bounds__(FM_THREADS)
             }
         }
         // From the partial kernels the loaded means already are relative (subtract nothing).
-        double shift = origin ? 0.0 : org;
-        for (long long j = begin + lane; j < end; j += TPO)
-            s = fm_merge<KIND>(s, fm_load<KIND>(j, shift, in_n, in_mean, in_m2, in_lo, in_hi, in_nnf, in_nz));
+        double sub = origin ? 0.0 : org;
+        for (long long j = begin + lane; j < end; j += TPO) {
+            if (shift) sub = org - shift[j];
+            s = fm_merge<KIND>(s, fm_load<KIND>(j, sub, in_n, in_mean, in_m2, in_lo, in_hi, in_nnf, in_nz));
+        }
     }
     if (TPO == 32) s = fm_warp_reduce<KIND>(s);
     if (TPO == FM_THREADS) s = fm_block_reduce<KIND>(s);

@@ -1,14 +1,26 @@
-"""``group_summarize`` on CuPy arrays: per-label summaries from the
-``summarize_each`` kernel.
+"""Grouped moments and summaries on CuPy arrays: ``group_moments`` and
+``group_summarize``.
 
-The rows of ``x`` (the slices along the grouped axis) are put in label order
-by a sort on unique keys (label, row), so the order, and with it every
-result, is the same on every run and device. Each (column, group) is then
-one contiguous run of the gathered array, read by pointer from a table built
-on the device: the kernel pair of ``summarize_each``, with its exact merges,
-over ``columns x groups`` runs. Launches: the sort, a gather, a few array
-operations to build the table, the summarize_each pair; one synchronization
-reads the largest label (the bound check) and one the table's size.
+Few slots (groups x columns, see ``plan``): one pass of ``fm_grouped.cu``,
+each block's warps keeping private states of every slot in shared memory,
+then ``fm_finalize`` merging the blocks' states of each slot in a tree.
+Launches: the partial kernel and the finalize; one synchronization reads
+the largest label (the bound check, before any kernel writes by label).
+
+More slots: ``group_summarize`` puts the rows of ``x`` (the slices along the
+grouped axis) in label order by a sort on unique keys (label, row), so the
+order, and with it every result, is the same on every run and device. Each
+(column, group) is then one contiguous run of the gathered array, read by
+pointer from a table built on the device: the kernel pair of
+``summarize_each``, with its exact merges, over ``columns x groups`` runs.
+Launches: the sort, a gather, a few array operations to build the table,
+the summarize_each pair; one synchronization reads the largest label and
+one the table's size. ``group_moments`` returns None there, and the caller
+takes its array code (``bincount`` passes).
+
+Which of the two is faster for which number of slots has not been measured
+on a device yet (issue 20); ``plan``'s limit is that of a block's static
+shared memory.
 """
 
 from __future__ import annotations
@@ -19,25 +31,107 @@ from .._inputs import label_error
 from . import _sources as src
 from ._layout import EACH_CHUNK
 
-__all__ = ["group_summarize"]
+_NULL = np.uint64(0)
+
+__all__ = ["group_moments", "group_summarize", "plan"]
+
+# fm_grouped.cu: doubles of shared memory per block (FM_GSHARED) and per
+# slot and warp (FM_GSTATE_FIELDS).
+SHARED = 6144
+FIELDS = {src.MOMENTS: 4, src.MOMENTS_SKIPNA: 4, src.SUMMARY: 8}
+# Warps per block at most, and 32-value steps per warp and block at least
+# (so that a block's partial states, one per slot, stay few beside its values).
+WARPS = 8
+STEPS = 64
 
 
-def group_summarize(x, labels, axis, ngroups):
+def plan(slots, kind, total):
+    """(warps per block, values per block, blocks) for ``total`` values in
+    ``slots`` slots, or None where a warp's states of all slots would not fit
+    in a block's shared memory. The values per block are also at least 32 per
+    slot: the blocks' partial states then take at most about a fifth of the
+    values' bytes. A function of the shape alone, so results are too."""
+    warps = min(WARPS, SHARED // (max(slots, 1) * FIELDS[kind]))
+    if warps < 1:
+        return None
+    step = 32 * warps
+    chunk = max(step * STEPS, 32 * slots)
+    chunk = -(-chunk // step) * step
+    return warps, chunk, max(-(-total // chunk), 1)
+
+
+def _rows(x, labels, axis, ngroups):
+    """x as (n, m) rows along ``axis``, the labels as int64, after the bound
+    check; and the output's shape and a function laying (G * m,) slot-major
+    fields out in it."""
     import cupy
-
-    from . import _alloc, _empty_states, _finalize, _kernels, _ptrs, THREADS, _NULL
 
     G = int(ngroups)
     x2 = cupy.moveaxis(x, axis, 0)
-    rest = x2.shape[1:]
+    rest = tuple(x2.shape[1:])
     n = x2.shape[0]
     m = int(np.prod(rest, dtype=np.int64))
-    x2 = x2.reshape(n, m)
     lab = labels.astype(np.int64, copy=False)
     if lab.size:
         top = int(lab.max())
         if top >= G:
             raise ValueError(label_error(top, G))
+    return x2.reshape(n, m), lab, G, rest
+
+
+def _one_pass(kind, x2, lab, G, rest, axis):
+    """The fields of ``kind`` per group by fm_grouped.cu, or None where its
+    states do not fit (see plan)."""
+    import cupy
+
+    from . import _alloc, _empty_states, _finalize, _kernels, _ptrs
+
+    n, m = x2.shape
+    S = G * m
+    out_shape = (G,) + rest
+
+    def laid(f):  # (G * m,), slot g * m + column -> x's layout
+        return cupy.moveaxis(f.reshape(out_shape), 0, axis)
+
+    if S == 0 or n == 0:
+        return tuple(laid(f) for f in _empty_states(kind, (S,)))
+    p = plan(S, kind, n * m)
+    if p is None:
+        return None
+    warps, chunk, C = p
+    data = x2 if x2.dtype in src.DTYPE_CODES else x2.astype(np.float64)
+    data = cupy.ascontiguousarray(data)
+    lab = cupy.ascontiguousarray(lab)
+    parts = _alloc(kind, (S * C,))
+    shift = cupy.empty(S * C)
+    _kernels.group_partial_kernel(data.dtype, kind)(
+        (C,), (32 * warps,),
+        (data, lab, np.int64(n), np.int64(m), np.int64(G), np.int64(C), np.int64(chunk), shift, *_ptrs(parts)))
+    outs = _alloc(kind, (S,))
+    _finalize(kind, S, C, _NULL, 0, parts, outs, shift=shift)
+    return tuple(laid(f) for f in outs)
+
+
+def group_moments(x, labels, axis, ngroups, skipna):
+    """(count, mean, m2) per group in one pass, or None for more slots than
+    fit (the caller's array code then serves)."""
+    x2, lab, G, rest = _rows(x, labels, axis, ngroups)
+    return _one_pass(src.MOMENTS_SKIPNA if skipna else src.MOMENTS, x2, lab, G, rest, axis)
+
+
+def group_summarize(x, labels, axis, ngroups):
+    """The 7 summary fields per group: in one pass for few slots, else by a sort."""
+    x2, lab, G, rest = _rows(x, labels, axis, ngroups)
+    fields = _one_pass(src.SUMMARY, x2, lab, G, rest, axis)
+    return fields if fields is not None else _sorted_summaries(x2, lab, G, rest, axis)
+
+
+def _sorted_summaries(x2, lab, G, rest, axis):
+    import cupy
+
+    from . import _alloc, _empty_states, _finalize, _kernels, _ptrs, THREADS
+
+    n, m = x2.shape
     out_shape = (G,) + tuple(rest)
 
     def laid(f):  # (m * G,) in column-major order of (column, group) -> x's layout

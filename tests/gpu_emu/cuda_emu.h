@@ -410,6 +410,12 @@ inline void try_complete(int warp, unsigned mask) {
                  ", which does not take part (mask " + hex32(mask) + ")");
         }
         p.result = lanes[p.src].value;
+        if (std::strcmp(p.site_what, "__match_any_sync") == 0) {  // the lanes holding p's value
+            unsigned same = 0;
+            for (int k = 0; k < 32; ++k)
+                if ((need >> k & 1u) && lanes[k].value == p.value) same |= 1u << k;
+            p.result = same;
+        }
         p.ballot = vote;
         p.need = need;
         p.state = READY;
@@ -491,6 +497,13 @@ inline T shfl(unsigned mask, T v, int src_lane, int width, const char* file, int
     int lane = self()->lane;
     int src = (lane / width) * width + (src_lane % width + width) % width;
     return from_bits<T>(exchange(mask, to_bits(v), src, "__shfl_sync", file, line));
+}
+
+// The lanes of `mask` whose value equals the caller's (its bits, 4 or 8 bytes).
+template <typename T>
+inline unsigned match_any(unsigned mask, T v, const char* file, int line) {
+    static_assert(sizeof(T) == 4 || sizeof(T) == 8, "__match_any_sync takes 32- or 64-bit values");
+    return (unsigned)exchange(mask, to_bits(v), self()->lane, "__match_any_sync", file, line);
 }
 
 // Votes: the ballot of the predicates of the lanes that took part.
@@ -838,6 +851,7 @@ inline int launch(void (*k)(A...), const long long* grid, const long long* block
 #define __shfl_up_sync(mask, v, d, ...) ::fmemu::shfl_up((mask), (v), (d), FMEMU_WIDTH(__VA_ARGS__), __FILE__, __LINE__)
 #define __shfl_xor_sync(mask, v, m, ...) ::fmemu::shfl_xor((mask), (v), (m), FMEMU_WIDTH(__VA_ARGS__), __FILE__, __LINE__)
 #define __shfl_sync(mask, v, s, ...) ::fmemu::shfl((mask), (v), (s), FMEMU_WIDTH(__VA_ARGS__), __FILE__, __LINE__)
+#define __match_any_sync(mask, v) ::fmemu::match_any((mask), (v), __FILE__, __LINE__)
 #define __ballot_sync(mask, p) ::fmemu::vote((mask), (p), "__ballot_sync", __FILE__, __LINE__, 0)
 #define __any_sync(mask, p) (::fmemu::vote((mask), (p), "__any_sync", __FILE__, __LINE__, 1) != 0u)
 #define __all_sync(mask, p) (::fmemu::vote((mask), (p), "__all_sync", __FILE__, __LINE__, 2) != 0u)

@@ -1,0 +1,188 @@
+"""group_moments on the GPU wing (fm_grouped.cu's one pass, or the array code
+for more slots than it holds) against NumPy per group and the CPU wing.
+
+Runs on a CUDA device, or in CI on the CPU emulator (FASTMOMENTS_GPU_EMULATOR=1),
+whose thread and block orders change from launch to launch: equal results of
+repeated calls are the determinism the kernel promises.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import fastmoments as fm
+
+from gpu_skip import REASON, cupy, pytestmark  # noqa: F401 (the module's marks)
+
+
+def _reference(x, lab, axis, G, skipna):
+    """Per group, NumPy in float64: count, mean, m2 by the kernels' NaN/Inf rules."""
+    xm = np.moveaxis(np.asarray(x, np.float64), axis, 0)
+    count, mean, m2 = [], [], []
+    for g in range(G):
+        v = xm[lab == g]
+        if skipna:
+            keep = ~np.isnan(v)
+            cnt = keep.sum(axis=0)
+        else:
+            keep = np.ones(v.shape, bool)
+            cnt = np.full(v.shape[1:], v.shape[0])
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            s = np.where(keep, v, 0.0).sum(axis=0)
+            mu = np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
+            q = np.where(keep, (v - mu) ** 2, 0.0).sum(axis=0)
+            finite = np.where(keep, np.isfinite(v), True).all(axis=0)
+            q = np.where(finite, q, np.nan)
+        count.append(cnt)
+        mean.append(mu)
+        m2.append(np.where(cnt > 0, q, 0.0))
+    return tuple(np.moveaxis(np.array(a), 0, axis) for a in (count, mean, m2))
+
+
+def _check(gpu, ref, m2_rtol=1e-10):
+    host = gpu.to_numpy()
+    count, mean, m2 = ref
+    np.testing.assert_array_equal(host.count, count)
+    np.testing.assert_allclose(host.mean, mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(host.m2, m2, rtol=m2_rtol, atol=1e-9)
+    return host
+
+
+CASES = [  # shape, axis, groups: slots = groups x the other axes' size
+    ((20_000,), 0, 7),  # several blocks of 8 warps
+    ((70_001,), 0, 3),  # blocks and a ragged last warp
+    ((3000, 5), 0, 40),  # 200 slots: fewer warps per block
+    ((4, 2500), 1, 3),  # rows of the kept axis: a copy to (n, m)
+    ((30, 200, 3), 1, 9),  # 810 slots: one warp per block
+]
+
+
+@pytest.mark.parametrize("shape,axis,G", CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32])
+@pytest.mark.parametrize("skipna", [False, True])
+def test_against_numpy_and_the_cpu_wing(shape, axis, G, dtype, skipna):
+    rng = np.random.default_rng(sum(shape) + G)
+    x = (rng.standard_normal(shape) * 3 + 1e3).astype(dtype)
+    if dtype != np.int32:
+        x.reshape(-1)[::997] = np.nan
+        x.reshape(-1)[5::1301] = -np.inf
+    lab = rng.integers(-1, G, shape[axis])  # -1: left out
+    lab[lab == G - 2] = -1  # one empty group
+    xg, lg = cupy.asarray(x), cupy.asarray(lab)
+    gpu = fm.group_moments(xg, lg, axis=axis, ngroups=G, skipna=skipna)
+    assert isinstance(gpu.count, cupy.ndarray)
+    expect = list(shape)
+    expect[axis] = G
+    assert gpu.count.shape == tuple(expect)
+    host = _check(gpu, _reference(x, lab, axis, G, skipna))
+    cpu = fm.group_moments(x, lab, axis=axis, ngroups=G, skipna=skipna)
+    np.testing.assert_array_equal(host.count, cpu.count)
+    np.testing.assert_array_equal(np.isnan(host.mean), np.isnan(cpu.mean))
+    np.testing.assert_allclose(host.m2, cpu.m2, rtol=1e-10, atol=1e-9)
+    again = fm.group_moments(xg, lg, axis=axis, ngroups=G, skipna=skipna).to_numpy()
+    for f in ("count", "mean", "m2"):  # other thread and block orders, the same bits
+        np.testing.assert_array_equal(getattr(again, f), getattr(host, f), err_msg=f)
+    np.testing.assert_array_equal(xg.get(), x)  # the input is left as it was
+    np.testing.assert_array_equal(lg.get(), lab)
+
+
+def test_infinities_and_nan_follow_the_cpu_rules():
+    # Per group: only +Inf, +Inf and -Inf, a NaN among finite values, only
+    # finite values; first in a batch and alone in one.
+    x = np.array([np.inf, 1.0, np.inf, -np.inf, 2.0, np.nan, 3.0, 4.0, 5.0, np.inf] * 7)
+    lab = np.array([0, 2, 0, 1, 2, 2, 3, 3, 1, 1] * 7)
+    for skipna in (False, True):
+        gpu = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), ngroups=5, skipna=skipna).to_numpy()
+        cpu = fm.group_moments(x, lab, ngroups=5, skipna=skipna)
+        np.testing.assert_array_equal(gpu.count, cpu.count)
+        np.testing.assert_array_equal(gpu.mean, cpu.mean)  # +-Inf and NaN where the CPU has them
+        np.testing.assert_allclose(gpu.m2, cpu.m2, rtol=1e-15)  # NaN where the CPU has it
+
+
+def test_offset_and_exact_integers():
+    rng = np.random.default_rng(5)
+    # Values near 1e9: the warps' and blocks' origins (values of the data)
+    # keep the digits of the spread.
+    x = rng.standard_normal(30_000) + 1e9
+    lab = rng.integers(0, 6, x.size)
+    _check(fm.group_moments(cupy.asarray(x), cupy.asarray(lab)), _reference(x, lab, 0, 6, False), m2_rtol=1e-9)
+    # Integers near 2**40 as float64: deviations from a value of the data are
+    # exact, so are sums of their squares below 2**53: exact counts, means, m2.
+    v = rng.integers(-50, 50, 20_000) + 2**40
+    lab = rng.integers(0, 4, v.size)
+    gpu = fm.group_moments(cupy.asarray(v.astype(np.float64)), cupy.asarray(lab)).to_numpy()
+    for g in range(4):
+        vals = [int(a) for a in v[lab == g]]
+        mean = Fraction(sum(vals), len(vals))
+        m2 = sum((Fraction(a) - mean) ** 2 for a in vals)
+        assert gpu.count[g] == len(vals)
+        assert abs(Fraction(gpu.mean[g]) - mean) <= Fraction(2**40) * 2**-52
+        assert abs(Fraction(gpu.m2[g]) - m2) <= m2 * Fraction(1, 2**45)
+
+
+def test_axis_none_int32_labels_and_bool_data():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((60, 70))
+    lab = rng.integers(0, 5, x.shape).astype(np.int32)
+    gpu = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), axis=None)
+    _check(gpu, _reference(x.reshape(-1), lab.reshape(-1), 0, 5, False))
+    b = rng.random(5000) < 0.3
+    lab = rng.integers(0, 3, b.size)
+    _check(fm.group_moments(cupy.asarray(b), cupy.asarray(lab)), _reference(b, lab, 0, 3, False))
+
+
+def test_overflowing_batches_take_single_values():
+    # Batches whose sum overflows float64 go one value at a time (Chan
+    # merges of values near the range's end), as the CPU wing's redo does.
+    x = np.array([1.5e308, 1.6e308, 1.7e308, -1.7e308, 1.0, 2.0] * 40)
+    lab = np.array([0, 0, 0, 1, 1, 2] * 40)
+    gpu = fm.group_moments(cupy.asarray(x), cupy.asarray(lab)).to_numpy()
+    cpu = fm.group_moments(x, lab)
+    np.testing.assert_array_equal(gpu.count, cpu.count)
+    np.testing.assert_allclose(gpu.mean, cpu.mean, rtol=1e-12)
+    np.testing.assert_array_equal(np.isinf(gpu.m2), np.isinf(cpu.m2))
+    np.testing.assert_allclose(gpu.m2[2], cpu.m2[2], rtol=1e-12)
+
+
+def test_many_slots_take_the_array_code():
+    from fastmoments.gpu import grouped as GG
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(6000)
+    lab = rng.integers(0, 2000, x.size)
+    assert GG.plan(2000, 0, x.size) is None  # 2,000 slots: no block holds a warp's states
+    assert fm.gpu.group_moments(cupy.asarray(x), cupy.asarray(lab), 0, 2000, False) is None
+    gpu = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), ngroups=2000)
+    _check(gpu, _reference(x, lab, 0, 2000, False))
+
+
+@pytest.mark.parametrize("slots", [1, 7, 100, 768, 1536])
+@pytest.mark.parametrize("kind", [0, 2])
+def test_plan_fits_shared_memory(slots, kind):
+    from fastmoments.gpu import grouped as GG
+
+    for total in (1, 1000, 10**7):
+        p = GG.plan(slots, kind, total)
+        if slots * GG.FIELDS[kind] > GG.SHARED:
+            assert p is None
+            continue
+        warps, chunk, blocks = p
+        assert 1 <= warps <= GG.WARPS and warps * slots * GG.FIELDS[kind] <= GG.SHARED
+        assert chunk % (32 * warps) == 0 and chunk >= 32 * slots
+        assert (blocks - 1) * chunk < total <= blocks * chunk or (total <= chunk and blocks == 1)
+
+
+def test_empty_inputs_and_bad_labels():
+    x = cupy.arange(6.0)
+    none = fm.group_moments(x, cupy.full(6, -1), ngroups=3).to_numpy()
+    np.testing.assert_array_equal(none.count, 0)
+    assert np.isnan(none.mean).all() and (none.m2 == 0).all()
+    assert fm.group_moments(x, cupy.full(6, -1), ngroups=0).count.shape == (0,)
+    assert fm.group_moments(cupy.zeros((0, 3)), cupy.zeros(0, np.int64), ngroups=2).count.shape == (2, 3)
+    with pytest.raises(ValueError, match="label"):
+        fm.group_moments(x, cupy.asarray([0, 1, 2, 3, 9, 0]), ngroups=4)
+    with pytest.raises(TypeError):
+        fm.group_moments(x, cupy.asarray([0.0, 1, 2, 3, 1, 0]), ngroups=4)
