@@ -19,6 +19,14 @@ baselines measured in the same run on the same device (CONTRIBUTING.md):
   summarize_each (wall time per call, host overhead included); and bytes read
   per second against the copy's.
 
+- group_moments / group_summarize of 10^8 float64 values with int64 labels
+  (random in 10 and 1,000 groups, sorted in 1,000; issue 20): bytes read
+  (values and labels) per second against the copy's, and the time of the
+  alternatives over ours: the ``bincount`` array code (``group_moments``'
+  path for more slots than the one-pass kernel holds) and the sort-based
+  ``summarize_each`` path of ``group_summarize``. Whichever is faster for
+  which number of slots decides ``fastmoments.gpu.grouped.plan``'s limit.
+
 The table (device, date, versions, figures) is printed and written to
 bench/results/gpu-<date>-<device>.md. Targets from issue 4 are shown next to
 each ratio; the script reports, it does not assert.
@@ -205,6 +213,37 @@ def bench_summarize_each(cupy, fm, copy_bw):
     }
 
 
+def bench_groups(cupy, fm, copy_bw, G, sort, n=100_000_000):
+    """group_moments and group_summarize of ``n`` float64 values in ``G``
+    groups (int64 labels, random or sorted) against the bincount array code
+    and the sort-based summaries; results checked against a bincount
+    reference in float64."""
+    from fastmoments import grouped as api
+    from fastmoments.gpu import grouped as gg
+
+    rs = cupy.random.RandomState(7)
+    x = rs.standard_normal(n) * 2 + 1
+    lab = rs.randint(0, G, size=n, dtype=np.int64)
+    if sort:
+        lab.sort()
+    nbytes = x.nbytes + lab.nbytes
+    t = gpu_time(cupy, lambda: fm.group_moments(x, lab, ngroups=G))
+    t_bc = gpu_time(cupy, lambda: api._group_weighted(cupy, x, lab, 0, G, None, False, 2, plain=True), repeat=3)
+    t_sum = gpu_time(cupy, lambda: fm.group_summarize(x, lab, ngroups=G))
+    x2 = x.reshape(n, 1)
+    t_sorted = gpu_time(cupy, lambda: gg._sorted_summaries(x2, lab, G, (), 0), repeat=3)
+    got = fm.group_moments(x, lab, ngroups=G)
+    count = cupy.bincount(lab, minlength=G)
+    mean = cupy.bincount(lab, x, minlength=G) / count
+    var = cupy.bincount(lab, (x - mean[lab]) ** 2, minlength=G) / count
+    rel = float(cupy.max(cupy.abs(got.var() / var - 1)).get())
+    ok = bool((got.count == count).all().get())
+    del x, lab, x2
+    return {"time_ms": t * 1e3, "vs_copy": (nbytes / t) / copy_bw, "bincount_ms": t_bc * 1e3,
+            "speedup_vs_bincount": t_bc / t, "summary_ms": t_sum * 1e3, "sorted_summary_ms": t_sorted * 1e3,
+            "summary_vs_sorted": t_sorted / t_sum, "var_rel_err": rel, "counts_ok": ok}
+
+
 def sanitize_workload(cupy, fm):
     """Small calls that reach every kernel and code path, for compute-sanitizer."""
     cupy.cuda.set_allocator(None)  # no pool: out-of-bounds accesses hit unowned memory
@@ -242,6 +281,15 @@ def sanitize_workload(cupy, fm):
     wm = fm.moments(x, axis=1, weights=cupy.asarray(rs.random(4000)), order=4)
     wm.merge(wm[:1]).reduce(0)
     fm.moments(x[::3, ::-2], axis=0, weights=cupy.asarray(rs.random((300, 4000)))[::3, ::-2], order=3)
+    # grouped: the one-pass kernel (every dtype, kinds, columns, ragged ends), the sort path
+    for dt in dtypes:
+        for shape, axis, G in [((37,), 0, 3), ((70001,), 0, 10), ((3000, 5), 0, 40), ((4, 2500), 1, 3),
+                               ((30, 200, 3), 1, 9), ((6000,), 0, 1536)]:
+            x = cupy.asarray((rs.standard_normal(shape) * 3).astype(dt))
+            lab = cupy.asarray(rs.integers(-1, G, shape[axis]))
+            fm.group_moments(x, lab, axis=axis, ngroups=G)
+            fm.group_moments(x, lab, axis=axis, ngroups=G, skipna=True)
+            fm.group_summarize(x, lab, axis=axis, ngroups=G)
     cupy.cuda.Device().synchronize()
 
 
@@ -250,7 +298,8 @@ def sanitize_workload(cupy, fm):
 
 def run_tests(timeout):
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py",
-           "tests/test_gpu_weighted.py", "tests/test_gpu_layout.py", "tests/test_gpu_histogram.py"]
+           "tests/test_gpu_weighted.py", "tests/test_gpu_layout.py", "tests/test_gpu_histogram.py",
+           "tests/test_gpu_groups.py", "tests/test_gpu_group_moments.py"]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -315,7 +364,8 @@ def main(argv=None):
     t_start = time.perf_counter()
     if not args.skip_tests:
         tr = run_tests(timeout=300)
-        rows.append(("GPU tests (tests/test_gpu.py, test_gpu_weighted.py, test_gpu_layout.py, test_gpu_histogram.py)", str(tr["summary"]), f"rc {tr['rc']}",
+        rows.append(("GPU tests (tests/test_gpu.py, test_gpu_weighted.py, test_gpu_layout.py, test_gpu_histogram.py,"
+                     " test_gpu_groups.py, test_gpu_group_moments.py)", str(tr["summary"]), f"rc {tr['rc']}",
                      f"{tr['seconds']:.0f} s"))
     if args.sanitize:
         sr = run_sanitizer(timeout=150)
@@ -347,6 +397,18 @@ def main(argv=None):
                      f"ours {r['wall_ms']:.3f} ms wall, loop {r['loop_wall_ms']:.2f} ms wall"))
         rows.append(("summarize_each ResNet-50: read/s vs copy", f"{r['vs_copy']:.2f}", ">= 0.5",
                      f"{r['device_ms']:.3f} ms device time"))
+        cupy.get_default_memory_pool().free_all_blocks()
+        for G, sort in ((10, False), (1000, False), (1000, True)):
+            r = bench_groups(cupy, fm, copy_bw, G, sort)
+            what = f"{'sorted' if sort else 'random'} labels in {G} groups, 1e8 float64"
+            rows.append((f"group_moments {what}: read/s vs copy", f"{r['vs_copy']:.2f}", "(issue 20: none on GPU)",
+                         f"{r['time_ms']:.3f} ms; var rel. err {r['var_rel_err']:.1e}; counts "
+                         f"{'exact' if r['counts_ok'] else 'WRONG'}"))
+            rows.append((f"group_moments {what}: bincount array code / ours", f"{r['speedup_vs_bincount']:.1f}x", "> 1",
+                         f"bincount {r['bincount_ms']:.3f} ms"))
+            rows.append((f"group_summarize {what}: sort path / one pass", f"{r['summary_vs_sorted']:.1f}x", "> 1",
+                         f"one pass {r['summary_ms']:.3f} ms, sort {r['sorted_summary_ms']:.3f} ms"))
+            cupy.get_default_memory_pool().free_all_blocks()
     table = ["| check | result | target | detail |", "|---|---|---|---|"]
     table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     text = "\n".join(head + table + ["", f"total {time.perf_counter() - t_start:.0f} s", ""])

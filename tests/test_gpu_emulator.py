@@ -228,6 +228,14 @@ __global__ void in_block(unsigned* u, float* f) {
 }
 }
 
+extern "C" __global__ void match_any(const long long* keys, const int* vals, unsigned* out32, unsigned* out64) {
+    // Lanes 0..23 only (a partial mask): 32-bit values, then 64-bit keys.
+    if (threadIdx.x % 32 < 24) {
+        out32[threadIdx.x] = __match_any_sync(0x00ffffffu, vals[threadIdx.x]);
+        out64[threadIdx.x] = __match_any_sync(0x00ffffffu, keys[threadIdx.x]);
+    }
+}
+
 extern "C" __global__ void partial_warp(int* out) {
     out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (int)threadIdx.x, 1);
 }
@@ -273,6 +281,23 @@ def test_shuffles_and_votes_follow_cuda(order):
     dd = vals[base + np.where(lane + 1 < 32, lane + 1, lane)] * 0.5
     for got, want in zip(outs, (down, up, xr, bc, vote, dd)):
         np.testing.assert_array_equal(got.get(), want)
+
+
+def test_match_any_follows_cuda(order):
+    n = 64  # two warps, lanes 24..31 of each left out
+    rng = np.random.default_rng(4)
+    vals = rng.integers(0, 4, n).astype(np.int32)
+    keys = rng.integers(-2, 3, n) * (1 << 40)  # equal in their low 32 bits: the whole key must count
+    out32, out64 = cupy.zeros(n, np.uint32), cupy.zeros(n, np.uint32)
+    _module().get_function("match_any")((1,), (n,), (cupy.asarray(keys), cupy.asarray(vals), out32, out64))
+    for src, got in ((vals, out32.get()), (keys, out64.get())):
+        for t in range(n):
+            w, lane = divmod(t, 32)
+            if lane >= 24:
+                assert got[t] == 0
+                continue
+            want = sum(1 << j for j in range(24) if src[32 * w + j] == src[t])
+            assert got[t] == want, (t, hex(got[t]), hex(want))
 
 
 def test_block_reduction_with_barriers(order):
