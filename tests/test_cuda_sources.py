@@ -147,8 +147,8 @@ def _units():
             parts = max(2, min(8, os.cpu_count() or 2))
             for j, text in enumerate(_kernel_wrappers(path, names, parts)):
                 units.append((f"{path.name}[{j}]", text))
-        elif path == srcmod.GROUPED_SOURCE:
-            names = srcmod.grouped_kernel_names()
+        elif path in (srcmod.GROUPED_SOURCE, srcmod.WGROUPED_SOURCE):
+            names = srcmod.grouped_kernel_names() if path == srcmod.GROUPED_SOURCE else srcmod.wgrouped_kernel_names()
             parts = max(2, min(8, os.cpu_count() or 2))
             for j, text in enumerate(_kernel_wrappers(path, names, parts)):
                 units.append((f"{path.name}[{j}]", text))

@@ -153,7 +153,7 @@ def test_many_slots_take_the_array_code():
     rng = np.random.default_rng(9)
     x = rng.standard_normal(6000)
     lab = rng.integers(0, 2000, x.size)
-    assert GG.plan(2000, 0, x.size) is None  # 2,000 slots: no block holds a warp's states
+    assert GG.plan(2000, GG.FIELDS[0], x.size) is None  # 2,000 slots: no block holds a warp's states
     assert fm.gpu.group_moments(cupy.asarray(x), cupy.asarray(lab), 0, 2000, False) is None
     gpu = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), ngroups=2000)
     _check(gpu, _reference(x, lab, 0, 2000, False))
@@ -165,7 +165,7 @@ def test_plan_fits_shared_memory(slots, kind):
     from fastmoments.gpu import grouped as GG
 
     for total in (1, 1000, 10**7):
-        p = GG.plan(slots, kind, total)
+        p = GG.plan(slots, GG.FIELDS[kind], total)
         if slots * GG.FIELDS[kind] > GG.SHARED:
             assert p is None
             continue
@@ -186,3 +186,133 @@ def test_empty_inputs_and_bad_labels():
         fm.group_moments(x, cupy.asarray([0, 1, 2, 3, 9, 0]), ngroups=4)
     with pytest.raises(TypeError):
         fm.group_moments(x, cupy.asarray([0.0, 1, 2, 3, 1, 0]), ngroups=4)
+
+
+# -- weights and orders 3 and 4 (fm_wgrouped.cu) ---------------------------------------
+
+
+def _wreference(x, lab, axis, G, w, order, skipna):
+    """Per group, NumPy in float64: (count, W, W2, mean, m2..m<order>) of the
+    values of positive weight (NaN left out with skipna), finite data only."""
+    xm = np.moveaxis(np.asarray(x, np.float64), axis, 0)
+    wm = np.moveaxis(np.broadcast_to(np.ones(1) if w is None else np.asarray(w, np.float64), np.shape(x)), axis, 0)
+    out = [[] for _ in range(3 + order)]
+    for g in range(G):
+        v, wt = xm[lab == g], wm[lab == g]
+        take = wt > 0
+        if skipna:
+            take &= ~np.isnan(v)
+        wt = np.where(take, wt, 0.0)
+        v = np.where(take, v, 0.0)
+        W = wt.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu = np.where(W > 0, (wt * v).sum(axis=0) / np.where(W > 0, W, 1), np.nan)
+            d = np.where(take, v - mu, 0.0)
+        out[0].append(take.sum(axis=0))
+        out[1].append(W)
+        out[2].append((wt * wt).sum(axis=0))
+        out[3].append(mu)
+        for q in range(2, order + 1):
+            out[2 + q].append((wt * d**q).sum(axis=0))
+    return tuple(np.moveaxis(np.array(a), 0, axis) for a in out)
+
+
+WCASES = [((20_000,), 0, 7), ((3000, 5), 0, 40), ((4, 2500), 1, 3), ((30, 20, 3), 1, 9)]
+
+
+@pytest.mark.parametrize("shape,axis,G", WCASES)
+@pytest.mark.parametrize("order", [2, 3, 4])
+@pytest.mark.parametrize("weights", ["float64", "along axis", "int32", None])
+def test_weighted_against_numpy_and_the_cpu_wing(shape, axis, G, order, weights):
+    if weights is None and order == 2:
+        pytest.skip("unweighted order 2 is group_moments' kernel")
+    rng = np.random.default_rng(sum(shape) + G + order)
+    x = rng.standard_normal(shape) * 3 + 1e3
+    x.reshape(-1)[::389] = np.nan  # left out by skipna, NaN moments without it
+    lab = rng.integers(-1, G, shape[axis])
+    lab[lab == G - 2] = -1
+    if weights == "float64":
+        w = rng.random(shape) * 2
+        w.reshape(-1)[::7] = 0.0  # weight 0: left out
+    elif weights == "along axis":
+        w = rng.random(shape[axis])
+    elif weights == "int32":
+        w = rng.integers(0, 4, shape).astype(np.int32)
+    else:
+        w = None
+    wg = None if w is None else cupy.asarray(w)
+    kw = dict(axis=axis, ngroups=G, weights=wg, order=order)
+    for skipna in (True, False):
+        gpu = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), skipna=skipna, **kw)
+        assert isinstance(gpu.count, cupy.ndarray)
+        host = gpu.to_numpy()
+        cpu = fm.group_moments(x, lab, axis=axis, ngroups=G, weights=w, order=order, skipna=skipna)
+        for f in host._fields:
+            a, b = getattr(host, f), getattr(cpu, f)
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=f)
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-6, err_msg=f)
+        again = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), skipna=skipna, **kw).to_numpy()
+        for f in host._fields:
+            np.testing.assert_array_equal(getattr(again, f), getattr(host, f), err_msg=f)
+    wfull = None if w is None else np.broadcast_to(
+        w.reshape([-1 if i == axis else 1 for i in range(x.ndim)]) if weights == "along axis" else w, shape)
+    ref = _wreference(x, lab, axis, G, wfull, order, True)
+    host = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), skipna=True, **kw).to_numpy()
+    for f, r in zip(host._fields, ref):
+        scale = 1e-9 * (1.0 + np.nanmax(np.abs(r)))
+        np.testing.assert_allclose(getattr(host, f), r, rtol=1e-10, atol=scale, err_msg=f)
+
+
+def test_weighted_offset_infinities_and_bad_weights():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(20_000) + 1e9
+    lab = rng.integers(0, 5, x.size)
+    w = rng.random(x.size)
+    got = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), weights=cupy.asarray(w), order=4).to_numpy()
+    # The reference on x - 1e9 (exact: within a factor 2): its own mean's rounding
+    # at 1e9 (1e-7) would move m3 by ~3e-7 * m2, more than the kernel's error.
+    ref = list(_wreference(x - 1e9, lab, 0, 5, w, 4, False))
+    ref[3] = ref[3] + 1e9
+    for f, r in zip(got._fields, ref):  # origins from the data: the spread's digits kept at 1e9
+        np.testing.assert_allclose(getattr(got, f), r, rtol=1e-9, atol=1e-9 * (1 + np.nanmax(np.abs(r))), err_msg=f)
+    cpu = fm.group_moments(x, lab, weights=w, order=4)
+    for f in got._fields:
+        np.testing.assert_allclose(getattr(got, f), getattr(cpu, f), rtol=1e-9, atol=1e-7, err_msg=f)
+    x = np.array([np.inf, 1.0, np.inf, -np.inf, 2.0, np.nan, 3.0, 4.0, 1e308, 1.7e308] * 9)
+    lab = np.array([0, 2, 0, 1, 2, 2, 3, 3, 4, 4] * 9)
+    w = np.linspace(0.5, 2, x.size)
+    for skipna in (False, True):
+        gpu = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), weights=cupy.asarray(w), order=4,
+                               skipna=skipna).to_numpy()
+        cpu = fm.group_moments(x, lab, weights=w, order=4, skipna=skipna)
+        for f in gpu._fields:
+            a, b = getattr(gpu, f), getattr(cpu, f)
+            if f in ("m3", "m4"):
+                # Group 4's spread overflows (values near 1e308): undefined on
+                # both wings, but not alike (m4 NaN on the GPU, inf on the CPU;
+                # so too for the ungrouped moments).
+                np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b), err_msg=f)
+                a, b = a[np.isfinite(b)], b[np.isfinite(b)]
+            np.testing.assert_allclose(a, b, rtol=1e-12, err_msg=f)  # NaN and Inf where the CPU has them
+    for bad in (-1.0, np.nan, np.inf):
+        wb = np.ones(x.size)
+        wb[17] = bad
+        with pytest.raises(ValueError, match="weight"):
+            fm.group_moments(cupy.asarray(x), cupy.asarray(lab), weights=cupy.asarray(wb), order=3)
+
+
+def test_weighted_many_slots_take_the_array_code():
+    from fastmoments.gpu import grouped as GG
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal(4000)
+    lab = rng.integers(0, 1000, x.size)
+    w = rng.random(x.size)
+    assert GG.plan(1000, 4 + 4, x.size) is None
+    assert fm.gpu.group_weighted_moments(cupy.asarray(x), cupy.asarray(w), cupy.asarray(lab), 0, 1000, False,
+                                         4) is None
+    got = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), ngroups=1000, weights=cupy.asarray(w),
+                           order=4).to_numpy()
+    cpu = fm.group_moments(x, lab, ngroups=1000, weights=w, order=4)
+    for f in got._fields:
+        np.testing.assert_allclose(getattr(got, f), getattr(cpu, f), rtol=1e-9, atol=1e-12, err_msg=f)

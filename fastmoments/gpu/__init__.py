@@ -8,8 +8,10 @@ Launches per call: ``moments``/``summarize``/``weighted_moments`` one
 kernel, or two when a reduced slice is long enough to be split across blocks
 (partial states, then a merge); ``summarize_each`` two whatever the number of
 arrays; ``merge`` one ElementwiseKernel; ``reduce`` one kernel;
-``group_moments``/``group_summarize`` for few groups x columns one kernel
-and a finalize (reading the largest label: one synchronization); for more,
+``group_moments``/``group_summarize``/``group_weighted_moments`` for few
+groups x columns one kernel and a finalize (reading the largest label: one
+synchronization; with float or signed weights, a second reads the kernel's
+flag of bad weights); for more,
 ``group_summarize`` a sort and a gather of the rows into label order, then
 the pair of ``summarize_each`` (reading the largest label and the table's
 size: two synchronizations), and ``group_moments`` None (the caller's array
@@ -42,7 +44,7 @@ except ImportError:  # only reachable by importing fastmoments.gpu directly
     cupy = None
 
 __all__ = ["xp", "asarray", "moments", "summarize", "summarize_each", "weighted_moments", "merge", "reduce",
-           "group_moments", "group_summarize"]
+           "group_moments", "group_weighted_moments", "group_summarize"]
 
 xp = cupy
 
@@ -268,6 +270,17 @@ def group_moments(x, labels, axis, ngroups, skipna):
         return run(x, labels, axis, ngroups, skipna)
 
 
+def group_weighted_moments(x, w, labels, axis, ngroups, skipna, order):
+    """The fields of kind ``weighted<order>`` per group in one pass (``w``
+    None or weights of ``x``'s shape, possibly a broadcast view), or None
+    where the groups x columns are too many for it (see .grouped)."""
+    _require()
+    from .grouped import group_weighted_moments as run
+
+    with x.device:
+        return run(x, w, labels, axis, ngroups, bool(skipna), int(order))
+
+
 def group_summarize(x, labels, axis, ngroups):
     """The 7 summary fields per group of ``labels`` along ``axis`` (see .grouped)."""
     _require()
@@ -360,13 +373,13 @@ def _wptrs(fields):
     return tuple(fields) + (_NULL,) * (7 - len(fields))
 
 
-def _wfinalize(order, M, C, origin, parts, outs):
+def _wfinalize(order, M, C, origin, parts, outs, shift=_NULL):
     from . import _kernels
 
     tpo = _finalize_tpo(C)
     kern = _kernels.weighted_finalize_kernel(order, tpo)
     grid = (M * tpo + THREADS - 1) // THREADS
-    kern((grid,), (THREADS,), (np.int64(M), np.int64(C), origin, *_wptrs(parts), *_wptrs(outs)))
+    kern((grid,), (THREADS,), (np.int64(M), np.int64(C), origin, shift, *_wptrs(parts), *_wptrs(outs)))
 
 
 def weighted_moments(x, w, axes, skipna, order):

@@ -2,8 +2,8 @@
 
 ``fm_reduce.cu`` (with ``fm_state.cuh`` inlined) becomes one small RawModule
 per (dtype, kind), ``fm_weighted.cu`` (with ``fm_wstate.cuh``) one per
-(data dtype, weights dtype, order), and ``fm_grouped.cu`` one per (dtype,
-kind), so a first call compiles only what it
+(data dtype, weights dtype, order), ``fm_grouped.cu`` one per (dtype,
+kind) and ``fm_wgrouped.cu`` one per (data dtype, weights dtype, order), so a first call compiles only what it
 needs; CuPy keeps the binaries in its on-disk cache. The merges are
 ElementwiseKernels whose preamble is ``fm_state.cuh`` or ``fm_wstate.cuh``,
 the same device functions the reductions use.
@@ -16,7 +16,7 @@ import cupy
 from . import _sources as src
 
 __all__ = ["partial_kernels", "each_kernel", "finalize_kernel", "merge_kernel", "weighted_partial_kernels",
-           "weighted_finalize_kernel", "group_partial_kernel"]
+           "weighted_finalize_kernel", "group_partial_kernel", "wgroup_partial_kernel"]
 
 _OPTIONS = ("-std=c++17",)
 _modules: dict = {}
@@ -65,6 +65,13 @@ def group_partial_kernel(dtype, kind):
     """fm_grouped.cu's partial kernel for data of ``dtype`` and ``kind`` (one module per pair)."""
     name = src.group_partial_name(dtype, kind)
     return _function((name,), name, src.GROUPED_SOURCE)
+
+
+def wgroup_partial_kernel(dtype, wdtype, order):
+    """fm_wgrouped.cu's partial kernel for data of ``dtype``, weights of
+    ``wdtype`` (None: unweighted) and ``order`` (one module per triple)."""
+    name = src.wgroup_partial_name(dtype, wdtype, order)
+    return _function((name,), name, src.WGROUPED_SOURCE)
 
 
 def merge_kernel(kind: str):

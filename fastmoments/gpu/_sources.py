@@ -38,6 +38,9 @@ __all__ = [
     "GROUPED_SOURCE",
     "group_partial_name",
     "grouped_kernel_names",
+    "WGROUPED_SOURCE",
+    "wgroup_partial_name",
+    "wgrouped_kernel_names",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +49,7 @@ REDUCE_SOURCE = HERE / "fm_reduce.cu"
 WSTATE_HEADER = HERE / "fm_wstate.cuh"
 WEIGHTED_SOURCE = HERE / "fm_weighted.cu"
 GROUPED_SOURCE = HERE / "fm_grouped.cu"
+WGROUPED_SOURCE = HERE / "fm_wgrouped.cu"
 
 # Storage type of each accepted dtype, as named in the kernels' templates, and
 # its code in the summarize_each table (FM_DT_* in fm_reduce.cu).
@@ -242,3 +246,23 @@ def group_partial_name(dtype, kind: int) -> str:
 def grouped_kernel_names() -> list[str]:
     """Every instantiation of fm_grouped.cu the GPU wing may ask for."""
     return [group_partial_name(dt, kind) for dt in CTYPES for kind in KINDS]
+
+
+def wgroup_partial_name(dtype, wdtype, order: int) -> str:
+    """Name expression of fm_wgrouped.cu's kernel for data of ``dtype``,
+    weights of ``wdtype`` (None: unweighted) and ``order``."""
+    return f"fm_wgroup_partial<{ctype_of(dtype)}, {weight_ctype_of(wdtype)}, {order}>"
+
+
+def wgrouped_kernel_names(full: bool = False) -> list[str]:
+    """Instantiations of fm_wgrouped.cu: ``full`` every one the GPU wing may
+    ask for; otherwise the compile check's sample (every data type with
+    float64 weights and without, every weight type with float64 data, each
+    at every order)."""
+    wtypes = [None, *CTYPES]
+    f64 = np.dtype(np.float64)
+    if full:
+        combos = [(dt, wt) for dt in CTYPES for wt in wtypes]
+    else:
+        combos = [(dt, wt) for dt in CTYPES for wt in (None, f64)] + [(f64, wt) for wt in CTYPES if wt != f64]
+    return [wgroup_partial_name(dt, wt, order) for order in ORDERS for dt, wt in combos]

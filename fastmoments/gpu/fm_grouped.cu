@@ -14,7 +14,7 @@
 // slot (__match_any_sync) are one batch, reduced by the corrected two-pass
 // algorithm around the value of its first lane (a value of the data: the
 // deviations of integer data are exact), in a binary tree over the batch's
-// lanes (fm_peer_sums); the batch's first lane then merges it into the
+// lanes (fm_peers.cuh); the batch's first lane then merges it into the
 // warp's state of the slot (Chan et al.). A warp's state of a slot is kept
 // relative to the first value it met there (its origin), as the CPU's tasks
 // keep theirs around a value of the data. Non-finite values (and a batch
@@ -26,6 +26,7 @@
 // shift, moves them to the origin of the slot's first nonempty block and
 // merges the C blocks in a tree.
 #include "fm_state.cuh"
+#include "fm_peers.cuh"
 
 // Doubles of shared memory for the warps' states: the static limit of a
 // block (48 KiB), so that no launch needs an opt-in attribute. A warp keeps
@@ -36,48 +37,6 @@
 
 // Field f of slot o of a warp's states (structure of arrays over S slots).
 #define FM_GF(base, f, o, S) ((base) + (long long)(f) * (S) + (o))
-
-// Sums of x and y over the lanes of `peers` (the calling lane among them),
-// in a binary tree over their ranks: the first lane of `peers` holds them.
-// Every lane of the warp calls it (each with its own peers); the tree's shape
-// depends on the peer set alone.
-__device__ __forceinline__ void fm_peer_sums(unsigned peers, double& x, double& y) {
-    int lane = threadIdx.x & 31;
-    int rank = __popc(peers & ((1u << lane) - 1u));
-    unsigned above = peers & ~((2u << lane) - 1u);  // lane 31: 2u << 31 wraps to 0, above = 0
-    while (__any_sync(0xffffffffu, above != 0u)) {
-        int next = __ffs(above) - 1;
-        int from = next < 0 ? lane : next;
-        double tx = __shfl_sync(0xffffffffu, x, from);
-        double ty = __shfl_sync(0xffffffffu, y, from);
-        if (next >= 0) {
-            x += tx;
-            y += ty;
-        }
-        // Odd ranks have just been taken in by the lane below them.
-        above &= ~__ballot_sync(0xffffffffu, rank & 1);
-        rank >>= 1;
-    }
-}
-
-// fm_peer_sums' tree for the extremes (fmin/fmax: NaN never wins).
-__device__ __forceinline__ void fm_peer_extremes(unsigned peers, double& lo, double& hi) {
-    int lane = threadIdx.x & 31;
-    int rank = __popc(peers & ((1u << lane) - 1u));
-    unsigned above = peers & ~((2u << lane) - 1u);
-    while (__any_sync(0xffffffffu, above != 0u)) {
-        int next = __ffs(above) - 1;
-        int from = next < 0 ? lane : next;
-        double tl = __shfl_sync(0xffffffffu, lo, from);
-        double th = __shfl_sync(0xffffffffu, hi, from);
-        if (next >= 0) {
-            lo = fmin(lo, tl);
-            hi = fmax(hi, th);
-        }
-        above &= ~__ballot_sync(0xffffffffu, rank & 1);
-        rank >>= 1;
-    }
-}
 
 template <int KIND>
 __device__ __forceinline__ fm_state fm_gload(const double* base, long long o, long long S) {
@@ -153,13 +112,14 @@ __global__ void __launch_bounds__(256)
         int first = __ffs(peers) - 1;
         double k = __shfl_sync(0xffffffffu, v, first);
         int cnt = __popc(peers);
-        double s = v - k, unused = 0.0;
-        fm_peer_sums(peers, s, unused);
-        double mb = __shfl_sync(0xffffffffu, s / cnt, first);
+        double s[1] = {v - k};
+        fm_peer_sums<1>(peers, s);
+        double mb = __shfl_sync(0xffffffffu, s[0] / cnt, first);
         bool batched = finite && fm_finite(mb);
         double d = (v - k) - mb;
-        double cs = d, q = d * d;
-        fm_peer_sums(peers, cs, q);
+        double cq[2] = {d, d * d};
+        fm_peer_sums<2>(peers, cq);
+        double cs = cq[0], q = cq[1];
         double blo = v, bhi = v;
         if (KIND == FM_SUMMARY) fm_peer_extremes(peers, blo, bhi);
         unsigned zeros = __ballot_sync(0xffffffffu, finite && v == 0.0);

@@ -164,12 +164,16 @@ __global__ void __launch_bounds__(FM_THREADS)
 
 // Merge the states o * C .. o * C + C - 1 of each of M outputs into output o,
 // with TPO threads per output (1, 32 or FM_THREADS). With origin, the input
-// means are relative to origin[o] (fm_w*_partial's split reductions); without,
-// the mean of the first nonempty state of the first FM_ORIGIN_SCAN serves.
+// means are relative to origin[o] (fm_w*_partial's split reductions); with
+// shift (fm_wgrouped.cu), each input mean is relative to its own shift[j] and
+// the origin is the shift of the first nonempty state (each mean moved to it:
+// mean + (shift[j] - origin)); with neither, the mean of the first nonempty
+// state of the first FM_ORIGIN_SCAN serves.
 // Grid: ceil(M * TPO / FM_THREADS) blocks of FM_THREADS.
 template <int ORDER, int TPO>
 __global__ void __launch_bounds__(FM_THREADS)
-    fm_wfinalize(long long M, long long C, const double* __restrict__ origin, const long long* in_n,
+    fm_wfinalize(long long M, long long C, const double* __restrict__ origin, const double* __restrict__ shift,
+                 const long long* in_n,
                  const double* in_w, const double* in_w2, const double* in_mean, const double* in_m2,
                  const double* in_m3, const double* in_m4, long long* n, double* sw, double* sw2, double* mean,
                  double* m2, double* m3, double* m4) {
@@ -181,6 +185,12 @@ __global__ void __launch_bounds__(FM_THREADS)
         long long begin = o * C, end = begin + C;
         if (origin) {
             org = origin[o];
+        } else if (shift) {
+            for (long long j = begin; j < end; ++j)
+                if (in_n[j] > 0) {
+                    org = shift[j];
+                    break;
+                }
         } else {
             long long scan = C < FM_ORIGIN_SCAN ? C : FM_ORIGIN_SCAN;
             for (long long j = begin; j < begin + scan; ++j) {
@@ -193,9 +203,11 @@ __global__ void __launch_bounds__(FM_THREADS)
         }
         // The loaded means are relative to org: from the partial kernels they
         // already are (subtract nothing).
-        double shift = origin ? 0.0 : org;
-        for (long long j = begin + lane; j < end; j += TPO)
-            fm_wmerge_into(s, fm_wload<ORDER>(j, shift, in_n, in_w, in_w2, in_mean, in_m2, in_m3, in_m4));
+        double sub = origin ? 0.0 : org;
+        for (long long j = begin + lane; j < end; j += TPO) {
+            if (shift) sub = org - shift[j];
+            fm_wmerge_into(s, fm_wload<ORDER>(j, sub, in_n, in_w, in_w2, in_mean, in_m2, in_m3, in_m4));
+        }
     }
     if (TPO == 32) s = fm_wwarp_reduce(s);
     if (TPO == FM_THREADS) s = fm_wblock_reduce(s);

@@ -1,11 +1,14 @@
-"""Grouped moments and summaries on CuPy arrays: ``group_moments`` and
-``group_summarize``.
+"""Grouped moments and summaries on CuPy arrays: ``group_moments``,
+``group_weighted_moments`` and ``group_summarize``.
 
-Few slots (groups x columns, see ``plan``): one pass of ``fm_grouped.cu``,
-each block's warps keeping private states of every slot in shared memory,
-then ``fm_finalize`` merging the blocks' states of each slot in a tree.
+Few slots (groups x columns, see ``plan``): one pass of ``fm_grouped.cu``
+(weights and orders 3/4: ``fm_wgrouped.cu``), each block's warps keeping
+private states of every slot in shared memory, then ``fm_finalize`` (or
+``fm_wfinalize``) merging the blocks' states of each slot in a tree.
 Launches: the partial kernel and the finalize; one synchronization reads
-the largest label (the bound check, before any kernel writes by label).
+the largest label (the bound check, before any kernel writes by label), and
+with float or signed integer weights one more the kernel's flag of bad
+weights.
 
 More slots: ``group_summarize`` puts the rows of ``x`` (the slices along the
 grouped axis) in label order by a sort on unique keys (label, row), so the
@@ -15,8 +18,9 @@ pointer from a table built on the device: the kernel pair of
 ``summarize_each``, with its exact merges, over ``columns x groups`` runs.
 Launches: the sort, a gather, a few array operations to build the table,
 the summarize_each pair; one synchronization reads the largest label and
-one the table's size. ``group_moments`` returns None there, and the caller
-takes its array code (``bincount`` passes).
+one the table's size. ``group_moments`` and ``group_weighted_moments``
+return None there, and the caller takes its array code (``bincount``
+passes).
 
 Which of the two is faster for which number of slots has not been measured
 on a device yet (issue 20); ``plan``'s limit is that of a block's static
@@ -33,7 +37,7 @@ from ._layout import EACH_CHUNK
 
 _NULL = np.uint64(0)
 
-__all__ = ["group_moments", "group_summarize", "plan"]
+__all__ = ["group_moments", "group_weighted_moments", "group_summarize", "plan"]
 
 # fm_grouped.cu: doubles of shared memory per block (FM_GSHARED) and per
 # slot and warp (FM_GSTATE_FIELDS).
@@ -45,13 +49,14 @@ WARPS = 8
 STEPS = 64
 
 
-def plan(slots, kind, total):
+def plan(slots, fields, total):
     """(warps per block, values per block, blocks) for ``total`` values in
-    ``slots`` slots, or None where a warp's states of all slots would not fit
-    in a block's shared memory. The values per block are also at least 32 per
+    ``slots`` slots of ``fields`` doubles each (``FIELDS[kind]``, or
+    ``order + 4`` for weighted states), or None where a warp's states of all
+    slots would not fit in a block's shared memory. The values per block are also at least 32 per
     slot: the blocks' partial states then take at most about a fifth of the
     values' bytes. A function of the shape alone, so results are too."""
-    warps = min(WARPS, SHARED // (max(slots, 1) * FIELDS[kind]))
+    warps = min(WARPS, SHARED // (max(slots, 1) * fields))
     if warps < 1:
         return None
     step = 32 * warps
@@ -95,7 +100,7 @@ def _one_pass(kind, x2, lab, G, rest, axis):
 
     if S == 0 or n == 0:
         return tuple(laid(f) for f in _empty_states(kind, (S,)))
-    p = plan(S, kind, n * m)
+    p = plan(S, FIELDS[kind], n * m)
     if p is None:
         return None
     warps, chunk, C = p
@@ -117,6 +122,61 @@ def group_moments(x, labels, axis, ngroups, skipna):
     fit (the caller's array code then serves)."""
     x2, lab, G, rest = _rows(x, labels, axis, ngroups)
     return _one_pass(src.MOMENTS_SKIPNA if skipna else src.MOMENTS, x2, lab, G, rest, axis)
+
+
+def group_weighted_moments(x, w, labels, axis, ngroups, skipna, order):
+    """The fields of kind ``weighted<order>`` per group in one pass of
+    fm_wgrouped.cu, or None for more slots than fit (the caller's array code
+    then serves). ``w``: None, or weights of ``x``'s shape (a broadcast view
+    is read in place where moving ``axis`` first keeps it 2-D)."""
+    import cupy
+
+    from .._inputs import weights_error
+    from .._pebay import empty_weighted
+    from . import _kernels, _walloc, _wfinalize, _wptrs
+
+    x2, lab, G, rest = _rows(x, labels, axis, ngroups)
+    n, m = x2.shape
+    S = G * m
+    out_shape = (G,) + rest
+
+    def laid(f):
+        return cupy.moveaxis(f.reshape(out_shape), 0, axis)
+
+    if S == 0 or n == 0:
+        return tuple(laid(f) for f in empty_weighted(cupy, (S,), order))
+    p = plan(S, order + 4, n * m)
+    if p is None:
+        return None
+    warps, chunk, C = p
+    data = x2 if x2.dtype in src.DTYPE_CODES else x2.astype(np.float64)
+    if not data.dtype.isnative:
+        data = data.astype(data.dtype.newbyteorder("="))
+    data = cupy.ascontiguousarray(data)
+    wr = wc = 0
+    if w is not None:
+        w2 = cupy.moveaxis(w, axis, 0).reshape(n, m)  # a view where the layout allows, else a copy
+        if w2.dtype not in src.DTYPE_CODES:
+            w2 = w2.astype(np.float64)
+        if not w2.dtype.isnative:
+            w2 = w2.astype(w2.dtype.newbyteorder("="))
+        if any(st % w2.itemsize for st in w2.strides) or min(w2.strides) < 0:
+            w2 = cupy.ascontiguousarray(w2)
+        wr, wc = (st // w2.itemsize for st in w2.strides)
+    lab = cupy.ascontiguousarray(lab)
+    checked = w is not None and w2.dtype.kind not in "bu"
+    bad = cupy.zeros((), np.int32) if checked else None
+    parts = _walloc(order, (S * C,))
+    shift = cupy.empty(S * C)
+    _kernels.wgroup_partial_kernel(data.dtype, None if w is None else w2.dtype, order)(
+        (C,), (32 * warps,),
+        (data, _NULL if w is None else w2, np.int64(wr), np.int64(wc), lab, np.int64(n), np.int64(m), np.int64(G),
+         np.int32(skipna), np.int64(C), np.int64(chunk), _NULL if bad is None else bad, shift, *_wptrs(parts)))
+    outs = _walloc(order, (S,))
+    _wfinalize(order, S, C, _NULL, parts, outs, shift=shift)
+    if bad is not None and bool(bad):
+        raise ValueError(weights_error(w, cupy) or "weights must be non-negative and finite")
+    return tuple(laid(f) for f in outs)
 
 
 def group_summarize(x, labels, axis, ngroups):
