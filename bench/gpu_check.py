@@ -19,7 +19,8 @@ baselines measured in the same run on the same device (CONTRIBUTING.md):
   summarize_each (wall time per call, host overhead included); and bytes read
   per second against the copy's.
 
-- group_moments / group_summarize of 10^8 float64 values with int64 labels
+- group_moments (also with float64 weights at order 4) / group_summarize of
+  10^8 float64 values with int64 labels
   (random in 10 and 1,000 groups, sorted in 1,000; issue 20): bytes read
   (values and labels) per second against the copy's, and the time of the
   alternatives over ours: the ``bincount`` array code (``group_moments``'
@@ -232,6 +233,10 @@ def bench_groups(cupy, fm, copy_bw, G, sort, n=100_000_000):
     t_sum = gpu_time(cupy, lambda: fm.group_summarize(x, lab, ngroups=G))
     x2 = x.reshape(n, 1)
     t_sorted = gpu_time(cupy, lambda: gg._sorted_summaries(x2, lab, G, (), 0), repeat=3)
+    w = rs.random_sample(n)
+    t_w4 = gpu_time(cupy, lambda: fm.group_moments(x, lab, ngroups=G, weights=w, order=4))
+    t_w4_bc = gpu_time(cupy, lambda: api._group_weighted(cupy, x, lab, 0, G, w, False, 4), repeat=3)
+    del w
     got = fm.group_moments(x, lab, ngroups=G)
     count = cupy.bincount(lab, minlength=G)
     mean = cupy.bincount(lab, x, minlength=G) / count
@@ -241,7 +246,9 @@ def bench_groups(cupy, fm, copy_bw, G, sort, n=100_000_000):
     del x, lab, x2
     return {"time_ms": t * 1e3, "vs_copy": (nbytes / t) / copy_bw, "bincount_ms": t_bc * 1e3,
             "speedup_vs_bincount": t_bc / t, "summary_ms": t_sum * 1e3, "sorted_summary_ms": t_sorted * 1e3,
-            "summary_vs_sorted": t_sorted / t_sum, "var_rel_err": rel, "counts_ok": ok}
+            "summary_vs_sorted": t_sorted / t_sum, "var_rel_err": rel, "counts_ok": ok,
+            "weighted4_ms": t_w4 * 1e3, "weighted4_vs_copy": ((nbytes + n * 8) / t_w4) / copy_bw,
+            "weighted4_bincount_ms": t_w4_bc * 1e3}
 
 
 def sanitize_workload(cupy, fm):
@@ -290,6 +297,9 @@ def sanitize_workload(cupy, fm):
             fm.group_moments(x, lab, axis=axis, ngroups=G)
             fm.group_moments(x, lab, axis=axis, ngroups=G, skipna=True)
             fm.group_summarize(x, lab, axis=axis, ngroups=G)
+            for order in (2, 4):
+                fm.group_moments(x, lab, axis=axis, ngroups=G, weights=cupy.asarray(rs.random(shape)), order=order)
+            fm.group_moments(x, lab, axis=axis, ngroups=G, order=3, skipna=True)
     cupy.cuda.Device().synchronize()
 
 
@@ -408,6 +418,8 @@ def main(argv=None):
                          f"bincount {r['bincount_ms']:.3f} ms"))
             rows.append((f"group_summarize {what}: sort path / one pass", f"{r['summary_vs_sorted']:.1f}x", "> 1",
                          f"one pass {r['summary_ms']:.3f} ms, sort {r['sorted_summary_ms']:.3f} ms"))
+            rows.append((f"group_moments weights, order 4, {what}: read/s vs copy", f"{r['weighted4_vs_copy']:.2f}",
+                         "(none)", f"{r['weighted4_ms']:.3f} ms; bincount array code {r['weighted4_bincount_ms']:.3f} ms"))
             cupy.get_default_memory_pool().free_all_blocks()
     table = ["| check | result | target | detail |", "|---|---|---|---|"]
     table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]

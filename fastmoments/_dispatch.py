@@ -64,8 +64,9 @@ or returns is of its own array type (NumPy for ``fastmoments.cpu``, CuPy for
     ``group_moments`` for ``weighted_moments``' fields: ``w`` None or
     weights of ``x``'s shape (possibly a broadcast view), checked as there;
     ``order`` 2, 3 or 4. Groups without values are empty states. None
-    where it does not take these arguments (the CPU: too many groups x
-    columns); the layer above then computes in array code.
+    where it does not take these arguments (too many groups x columns: on
+    the CPU over 2**16, on the GPU over what a block's shared memory
+    holds); the layer above then computes in array code.
 ``group_summarize(x, labels, axis, ngroups) -> the 7 summary fields``
     The same for ``summarize``'s fields (optional: without it, a
     NotImplementedError).

@@ -5,9 +5,10 @@ of length ``ngroups``. Unweighted order-2 moments and summaries run on the
 backend's one-pass kernels (``group_moments``/``group_summarize`` of the
 backend protocol, :mod:`fastmoments._dispatch`); weights and orders 3 and 4
 take the backend's ``group_weighted_moments`` (the CPU: two reads of each
-task of rows, the second from cache) or, where it has none (the GPU),
-:func:`_group_weighted`, a few passes of array code (``bincount``) that any
-backend with NumPy's API runs.
+task of rows, the second from cache; the GPU: one pass). Where a backend
+has no kernel or returns None (too many groups x columns for it),
+:func:`_group_weighted` serves: a few passes of array code (``bincount``)
+that any backend with NumPy's API runs.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ def group_moments(x, by, *, axis=0, ngroups=None, skipna=False, weights=None, or
 
     Weights and orders 3 and 4 are computed by the corrected two-pass
     algorithm: on the CPU each task of rows read twice, the second time
-    from cache (up to ``2**16`` groups x columns); beyond that, and on the
-    GPU, in a few passes of array code (``bincount``).
+    from cache (up to ``2**16`` groups x columns); on the GPU in one pass,
+    batches of a warp's values two-pass in registers (up to 1,536 groups x
+    columns at order 2, 768 at order 4); beyond those, in a few passes of
+    array code (``bincount``).
 
     Returns:
         A :class:`Moments` whose shape is ``x``'s with ``axis`` replaced by
@@ -79,8 +82,9 @@ def group_summarize(x, by, *, axis=0, ngroups=None) -> Summary:
     As :func:`summarize` per group: NaN and +-Inf are counted in
     ``n_nonfinite`` and left out of everything else. ``by``, ``axis`` and
     ``ngroups`` as in :func:`group_moments`. NumPy and CuPy arrays (on the
-    GPU: the rows put in label order, then the ``summarize_each`` kernels
-    over each group's run; the same result on every run).
+    GPU: one pass for up to 768 groups x columns, beyond that the rows put
+    in label order, then the ``summarize_each`` kernels over each group's
+    run; the same result on every run).
 
     Returns:
         A :class:`Summary` whose shape is ``x``'s with ``axis`` replaced by
