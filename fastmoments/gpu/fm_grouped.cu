@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(256)
         }
         bool finite = slot >= 0 && fm_finite(v);
         // Lanes without a finite value share the key -1: a batch never merged.
-        unsigned peers = __match_any_sync(0xffffffffu, finite ? slot : -1LL);
+        unsigned peers = __match_any_sync(0xffffffffu, finite ? (int)slot : -1);  // 32-bit keys: slots fit in shared memory
         int first = __ffs(peers) - 1;
         double k = __shfl_sync(0xffffffffu, v, first);
         int cnt = __popc(peers);

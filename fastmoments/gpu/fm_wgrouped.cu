@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(256)
         }
         bool taken = slot >= 0 && wt > 0.0 && !(skipna && v != v);
         bool finite = taken && fm_finite(v);
-        unsigned peers = __match_any_sync(0xffffffffu, finite ? slot : -1LL);
+        unsigned peers = __match_any_sync(0xffffffffu, finite ? (int)slot : -1);  // 32-bit keys: slots fit in shared memory
         int first = __ffs(peers) - 1;
         double k = __shfl_sync(0xffffffffu, v, first);
         double a[2] = {finite ? wt * (v - k) : 0.0, finite ? wt : 0.0};
