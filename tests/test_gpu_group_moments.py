@@ -316,3 +316,45 @@ def test_weighted_many_slots_take_the_array_code():
     cpu = fm.group_moments(x, lab, ngroups=1000, weights=w, order=4)
     for f in got._fields:
         np.testing.assert_allclose(getattr(got, f), getattr(cpu, f), rtol=1e-9, atol=1e-12, err_msg=f)
+
+
+# -- origins (review of 8cff6c3) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_groups_spanning_the_float_range_keep_a_finite_mean(weighted):
+    # A warp's origin must be usable (|v| < 2**969): [1e308, -1e308] around
+    # 1e308 gave a mean of -inf and m2 NaN; the CPU gives 0 and inf.
+    cases = [np.array([1e308, -1e308]), np.array([1e308, 1e308, -1e308]), np.array([-1.5e308, 1e308, 1e308, 1e308])]
+    for at in ([0, 1], [0, 2048], [0, 30000]):  # one batch; two warps of a block; two blocks
+        x = np.zeros(40000)
+        lab = np.full(40000, -1)
+        x[at] = [1e308, -1e308]
+        lab[at] = 0
+        cases.append((x, lab))
+    for case in cases:
+        x, lab = case if isinstance(case, tuple) else (case, np.zeros(case.size, np.int64))
+        kw = dict(weights=np.ones(x.size), order=4) if weighted else {}
+        gkw = dict(weights=cupy.ones(x.size), order=4) if weighted else {}
+        gpu = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), ngroups=1, **gkw).to_numpy()
+        cpu = fm.group_moments(x, lab, ngroups=1, **kw)
+        assert np.isfinite(gpu.mean).all()
+        np.testing.assert_allclose(gpu.mean, cpu.mean, rtol=1e-12, atol=1e293)
+        assert np.isinf(gpu.m2).all() and np.isinf(cpu.m2).all()
+        if not weighted:
+            s = fm.group_summarize(cupy.asarray(x), cupy.asarray(lab), ngroups=1).to_numpy()
+            np.testing.assert_allclose(s.mean, cpu.mean, rtol=1e-12, atol=1e293)
+            assert np.isinf(s.m2).all()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_an_outlier_first_value_is_not_the_origin(weighted):
+    # The origin was a group's first value in a warp: 1e20 here, around which
+    # every value near 5 rounds to the same difference (mean 0.0 for 5.0085).
+    rng = np.random.default_rng(0)
+    x = np.array([1e20, -1e20] + list(rng.normal(5, 1, 98)))
+    lab = np.zeros(x.size, np.int64)
+    exact = float(sum(Fraction(float(t)) for t in x) / x.size)
+    kw = dict(weights=cupy.ones(x.size), order=3) if weighted else {}
+    got = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), **kw).to_numpy()
+    assert abs(got.mean[0] - exact) < 0.25, (got.mean[0], exact)  # float sums of 1e20 and 5: 1e20 * 2**-53 per add

@@ -12,13 +12,13 @@
 //
 // A warp reads 32 consecutive values per step. The lanes holding the same
 // slot (__match_any_sync) are one batch, reduced by the corrected two-pass
-// algorithm around the value of its first lane (a value of the data: the
-// deviations of integer data are exact), in a binary tree over the batch's
-// lanes (fm_peers.cuh); the batch's first lane then merges it into the
-// warp's state of the slot (Chan et al.). A warp's state of a slot is kept
-// relative to the first value it met there (its origin), as the CPU's tasks
-// keep theirs around a value of the data. Non-finite values (and a batch
-// whose mean overflows) take fm_push1 one lane at a time, in lane order.
+// algorithm in a binary tree over the batch's lanes (fm_peers.cuh), around
+// the slot's origin in this warp: a value of its first batch, that nearest
+// the batch's mean (fm_peer_origin), as the CPU's tasks take a value of the
+// data near the mean of their first values. The batch's first lane then
+// merges it into the warp's state of the slot (Chan et al.), kept relative to
+// that origin. Non-finite values (and a batch whose mean overflows) take
+// fm_push1 one lane at a time, in lane order.
 //
 // At the block's end its warps' states are merged per slot in warp order and
 // written relative to the block's origin of the slot (that of its first warp
@@ -110,8 +110,14 @@ __global__ void __launch_bounds__(256)
         // Lanes without a finite value share the key -1: a batch never merged.
         unsigned peers = __match_any_sync(0xffffffffu, finite ? (int)slot : -1);  // 32-bit keys: slots fit in shared memory
         int first = __ffs(peers) - 1;
-        double k = __shfl_sync(0xffffffffu, v, first);
         int cnt = __popc(peers);
+        // The batch is summed around its slot's origin in this warp, chosen by its first batch.
+        double k = finite ? *FM_GF(mine, 3, slot, S) : 0.0;
+        bool need = finite && k != k;
+        if (__any_sync(0xffffffffu, need)) {
+            double o = fm_peer_origin(peers, first, finite, v);
+            if (need) k = o;
+        }
         double s[1] = {v - k};
         fm_peer_sums<1>(peers, s);
         double mb = __shfl_sync(0xffffffffu, s[0] / cnt, first);
@@ -125,11 +131,10 @@ __global__ void __launch_bounds__(256)
         unsigned zeros = __ballot_sync(0xffffffffu, finite && v == 0.0);
         if (batched && lane == first) {
             fm_state st = fm_gload<KIND>(mine, slot, S);
-            double* org = FM_GF(mine, 3, slot, S);
-            if (*org != *org) *org = k;
+            *FM_GF(mine, 3, slot, S) = k;
             double inv = 1.0 / cnt;
             double bq = fm_finite(q) ? fmax(q - cs * (cs * inv), 0.0) : q;
-            fm_merge_moments_into(st, cnt, (k - *org) + (mb + cs * inv), bq);
+            fm_merge_moments_into(st, cnt, mb + cs * inv, bq);
             if (KIND == FM_SUMMARY) {
                 st.lo = fmin(st.lo, blo);
                 st.hi = fmax(st.hi, bhi);
@@ -148,8 +153,8 @@ __global__ void __launch_bounds__(256)
             if (lane == b) {
                 fm_state st = fm_gload<KIND>(mine, slot, S);
                 double o = *FM_GF(mine, 3, slot, S);
-                if (fm_finite(v) && o != o) {
-                    o = v;
+                if (finite && o != o) {  // an overflowed batch: the origin chosen above
+                    o = k;
                     *FM_GF(mine, 3, slot, S) = o;
                 }
                 fm_push1<KIND>(st, v, o == o ? o : 0.0);

@@ -10,6 +10,8 @@
 #ifndef FASTMOMENTS_FM_PEERS_CUH
 #define FASTMOMENTS_FM_PEERS_CUH
 
+#include "fm_state.cuh"
+
 // The lanes of `peers` above the calling one, and the caller's rank.
 __device__ __forceinline__ unsigned fm_peers_above(unsigned peers, int lane, int& rank) {
     rank = __popc(peers & ((1u << lane) - 1u));
@@ -51,6 +53,44 @@ __device__ __forceinline__ void fm_peer_extremes(unsigned peers, double& lo, dou
         above &= ~__ballot_sync(0xffffffffu, rank & 1);
         rank >>= 1;
     }
+}
+
+// The value of the lowest distance over the lanes of `peers` (ties: the
+// lower lane's, so the choice depends on the peer set alone); dist never NaN.
+__device__ __forceinline__ void fm_peer_nearest(unsigned peers, double& dist, double& value) {
+    int lane = threadIdx.x & 31, rank;
+    unsigned above = fm_peers_above(peers, lane, rank);
+    while (__any_sync(0xffffffffu, above != 0u)) {
+        int next = __ffs(above) - 1;
+        int from = next < 0 ? lane : next;
+        double td = __shfl_sync(0xffffffffu, dist, from);
+        double tv = __shfl_sync(0xffffffffu, value, from);
+        if (next >= 0 && td < dist) {
+            dist = td;
+            value = tv;
+        }
+        above &= ~__ballot_sync(0xffffffffu, rank & 1);
+        rank >>= 1;
+    }
+}
+
+// An origin for the batch of `peers` (first lane `first`; `finite`: the
+// caller's value v is one of the batch), as the CPU's tasks choose their
+// shifts: the batch's value nearest its mean, so that neither an outlier nor
+// a run of equal extremes becomes it, among the values usable as origins
+// (|v| < 2**969: every finite value less it stays finite); 0 where none is.
+// A value of the data, so that deviations of integer data stay exact.
+// Returned to every lane of the batch.
+__device__ __forceinline__ double fm_peer_origin(unsigned peers, int first, bool finite, double v) {
+    double s[1] = {finite ? v : 0.0};
+    fm_peer_sums<1>(peers, s);
+    double mean = __shfl_sync(0xffffffffu, s[0] / __popc(peers), first);
+    bool usable = finite && fm_origin_usable(v);
+    // Where the sum overflowed, the value nearest 0.
+    double dist = !usable ? fm_inf() : fabs(fm_finite(mean) ? v - mean : v);
+    double value = usable ? v : 0.0;
+    fm_peer_nearest(peers, dist, value);
+    return __shfl_sync(0xffffffffu, value, first);
 }
 
 #endif

@@ -5,9 +5,10 @@
 // of values of an (N, m) C-contiguous array, split among warps, each warp
 // keeping a private state per slot (group x column) in shared memory; the
 // lanes of a step holding the same slot are one batch, reduced by the
-// weighted two-pass of fm_wpush_group (around the value of its first lane,
-// corrected for the rounding of the batch's mean) in a tree over the lanes,
-// then merged by its first lane with Pebay's formulas (fm_wmerge_into). The
+// weighted two-pass of fm_wpush_group (around the slot's origin in the warp,
+// chosen as there; corrected for the rounding of the batch's mean) in a tree
+// over the lanes, then merged by its first lane with Pebay's formulas
+// (fm_wmerge_into). The
 // weight of value (row, column) is w[row * swr + column * swc]: a broadcast
 // view of 1-D weights along rows is read as it is. Values of weight 0 (and
 // NaN with skipna) are left out; non-finite values, and batches whose sums
@@ -99,7 +100,13 @@ __global__ void __launch_bounds__(256)
         bool finite = taken && fm_finite(v);
         unsigned peers = __match_any_sync(0xffffffffu, finite ? (int)slot : -1);  // 32-bit keys: slots fit in shared memory
         int first = __ffs(peers) - 1;
-        double k = __shfl_sync(0xffffffffu, v, first);
+        // Around the slot's origin in this warp, chosen by its first batch (fm_peer_origin).
+        double k = finite ? *FM_WGF(mine, OG, slot, S) : 0.0;
+        bool need = finite && k != k;
+        if (__any_sync(0xffffffffu, need)) {
+            double o = fm_peer_origin(peers, first, finite, v);
+            if (need) k = o;
+        }
         double a[2] = {finite ? wt * (v - k) : 0.0, finite ? wt : 0.0};
         fm_peer_sums<2>(peers, a);
         // Lanes outside any batch divide 0 by 0: NaN, never used.
@@ -116,15 +123,14 @@ __global__ void __launch_bounds__(256)
         bool batched = finite && batch_ok != 0;
         if (batched && lane == first) {
             fm_wstate<ORDER> st = fm_wgload<ORDER>(mine, slot, S);
-            double* org = FM_WGF(mine, OG, slot, S);
-            if (*org != *org) *org = k;
+            *FM_WGF(mine, OG, slot, S) = k;
             double cc = b[0], s2 = b[1], s3 = b[2], s4 = b[3];
             double ee = cc / Wb;
             fm_wstate<ORDER> bs;
             bs.n = __popc(peers);
             bs.w = Wb;
             bs.w2 = b[4];
-            bs.mean = (k - *org) + (mb + ee);
+            bs.mean = mb + ee;
             bs.m[0] = s2 - cc * ee;
             if (ORDER >= 3) bs.m[1 < ORDER - 1 ? 1 : 0] = s3 - 3.0 * ee * s2 + 2.0 * ee * (ee * cc);
             if (ORDER >= 4)
@@ -140,8 +146,8 @@ __global__ void __launch_bounds__(256)
             if (lane == lb) {
                 fm_wstate<ORDER> st = fm_wgload<ORDER>(mine, slot, S);
                 double o = *FM_WGF(mine, OG, slot, S);
-                if (fm_finite(v) && o != o) {
-                    o = v;
+                if (finite && o != o) {  // an overflowed batch: the origin chosen above
+                    o = k;
                     *FM_WGF(mine, OG, slot, S) = o;
                 }
                 fm_wpush1<ORDER>(st, v - (o == o ? o : 0.0), wt);
