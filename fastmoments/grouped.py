@@ -154,7 +154,8 @@ def _group_weighted(xp, x, lab, axis, G, w, skipna, order, plain=False):
     """The fields of kind ``weighted<order>`` per group (``plain``: those of
     kind "moments"), by the corrected two-pass algorithm in ``bincount``
     passes: the mean, its correction by the mean deviation, then the sums of
-    powers of the deviations. NaN and Inf follow the kernels' rules."""
+    powers of the deviations, corrected once more for the stored mean's
+    rounding. NaN and Inf follow the kernels' rules."""
     x2 = xp.moveaxis(x, axis, 0)
     rest = x2.shape[1:]
     n = x2.shape[0]
@@ -191,7 +192,19 @@ def _group_weighted(xp, x, lab, axis, G, w, skipna, order, plain=False):
         mean = xp.where(xp.isfinite(mean) & xp.isfinite(corr), mean + corr, mean)
         mean = xp.where(count > 0, mean, xp.nan)
         d = v - mean[idx]
-        ms = [total(wt * d**p) for p in range(2, order + 1)]
+        # The stored mean rounds to the ulps of its magnitude (1.2e-4 at 1e12):
+        # the sums of powers are taken around it, then moved to the mean by
+        # the binomial shift by e = sum(w * d) / W (as fm_wpush_group does).
+        c = total(wt * d)
+        e = c / safe
+        s = [total(wt * d**p) for p in range(2, order + 1)]
+        ms = [xp.maximum(s[0] - c * e, 0.0)]  # c * e <= s[0] but for roundings
+        if order >= 3:
+            ms.append(s[1] - 3.0 * e * s[0] + 2.0 * e * (e * c))
+        if order >= 4:
+            ms.append(s[2] - 4.0 * e * s[1] + 6.0 * e * (e * s[0]) - 3.0 * e * (e * (e * c)))
+        # Where a sum is not finite (Inf or NaN taken, or overflow), the plain one stands.
+        ms = [xp.where(xp.isfinite(m) & xp.isfinite(e), m, sp) for m, sp in zip(ms, s)]
     out_shape = (G,) + tuple(rest)
 
     def laid(a):

@@ -606,3 +606,23 @@ def test_weighted_many_slots_take_the_array_code(monkeypatch):
     assert calls == [1]
     for a, b in zip(kernel.fields, arrays.fields):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_array_code_keeps_the_spread_at_an_offset(order):
+    # The bincount passes' mean rounds at 1e12 (ulp 1.2e-4): deviations from
+    # it carry that offset, which m2 felt at ~(1e-4)**2 / var (2.4e-9 found in
+    # review); the binomial correction by the mean deviation takes it out.
+    rng = np.random.default_rng(31)
+    x = 1e12 + rng.normal(0, 1, 20000)
+    by = rng.integers(0, 4, x.size)
+    w = rng.random(x.size)
+    got = FG._group_weighted(np, x, by, 0, 4, w, False, order)
+    ref = FG._group_weighted(np, x - 1e12, by, 0, 4, w, False, order)  # exact shift: same spread, small mean
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_allclose(got[3], ref[3] + 1e12, rtol=1e-15)
+    for a, b in zip(got[4:], ref[4:]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
+    plain = FG._group_weighted(np, x, by, 0, 4, None, False, 2, plain=True)
+    ref = FG._group_weighted(np, x - 1e12, by, 0, 4, None, False, 2, plain=True)
+    np.testing.assert_allclose(plain[2], ref[2], rtol=1e-12)
