@@ -53,9 +53,11 @@ def plan(slots, fields, total):
     """(warps per block, values per block, blocks) for ``total`` values in
     ``slots`` slots of ``fields`` doubles each (``FIELDS[kind]``, or
     ``order + 4`` for weighted states), or None where a warp's states of all
-    slots would not fit in a block's shared memory. The values per block are also at least 32 per
-    slot: the blocks' partial states then take at most about a fifth of the
-    values' bytes. A function of the shape alone, so results are too."""
+    slots would not fit in a block's shared memory. The values per block are
+    also at least 32 per slot: a block's partial states (4 to 8 doubles a
+    slot, its shift included) then take at most an eighth to a quarter of
+    the bytes of its values for 8-byte data, up to twice them for 1-byte
+    data. A function of the shape alone, so results are too."""
     warps = min(WARPS, SHARED // (max(slots, 1) * fields))
     if warps < 1:
         return None
