@@ -299,6 +299,16 @@ def test_weighted_offset_infinities_and_bad_weights():
         wb[17] = bad
         with pytest.raises(ValueError, match="weight"):
             fm.group_moments(cupy.asarray(x), cupy.asarray(lab), weights=cupy.asarray(wb), order=3)
+        # on a value left out (label -1), and with no group at all: still an error, as on the CPU (review)
+        lo = lab.copy()
+        lo[17] = -1
+        for labels, G in ((lo, 5), (np.full(x.size, -1), 5), (lab, 0)):
+            if G == 0:
+                labels = np.full(x.size, -1)
+            with pytest.raises(ValueError, match="weight"):
+                fm.group_moments(x, labels, ngroups=G, weights=wb, order=3)
+            with pytest.raises(ValueError, match="weight"):
+                fm.group_moments(cupy.asarray(x), cupy.asarray(labels), ngroups=G, weights=cupy.asarray(wb), order=3)
 
 
 def test_weighted_many_slots_take_the_array_code():

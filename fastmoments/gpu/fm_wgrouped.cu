@@ -87,13 +87,14 @@ __global__ void __launch_bounds__(256)
         double v = 0.0, wt = 0.0;
         if (e < e1) {
             long long row = m == 1 ? e : e / m;
+            long long col = e - row * m;
+            // Every weight is checked, those of values left out too (as on the CPU).
+            wt = fm_weight_at(w, row * swr + col * swc);
+            flagged = flagged || fm_weight_bad(wt);
             long long g = lab[row];
             if (g >= 0) {
-                long long col = e - row * m;
                 slot = g * m + col;
                 v = fm_to_double(x[e]);
-                wt = fm_weight_at(w, row * swr + col * swc);
-                flagged = flagged || fm_weight_bad(wt);
             }
         }
         bool taken = slot >= 0 && wt > 0.0 && !(skipna && v != v);

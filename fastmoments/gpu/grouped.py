@@ -146,6 +146,10 @@ def group_weighted_moments(x, w, labels, axis, ngroups, skipna, order):
         return cupy.moveaxis(f.reshape(out_shape), 0, axis)
 
     if S == 0 or n == 0:
+        if w is not None:  # no kernel reads them: checked here, as the CPU does
+            err = weights_error(w, cupy)
+            if err:
+                raise ValueError(err)
         return tuple(laid(f) for f in empty_weighted(cupy, (S,), order))
     p = plan(S, order + 4, n * m)
     if p is None:
