@@ -368,3 +368,30 @@ def test_an_outlier_first_value_is_not_the_origin(weighted):
     kw = dict(weights=cupy.ones(x.size), order=3) if weighted else {}
     got = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), **kw).to_numpy()
     assert abs(got.mean[0] - exact) < 0.25, (got.mean[0], exact)  # float sums of 1e20 and 5: 1e20 * 2**-53 per add
+
+
+@pytest.mark.parametrize("order", [2, 4])
+def test_a_light_far_first_value_rounds_nothing_else(order):
+    # Review of 7fae377: 1e15 of weight 1e-40, group 0's first value alone in
+    # its first batch, became warp 0's origin and block 0's shift; every later
+    # value of the group rounded to ulp(1e15) = 0.125 around it (mean 0.375
+    # for 0.2926). Batches far from the origin against their spread are now
+    # summed around a value of their own, the heavier side gives the origin,
+    # and merges start from the heavier side's mean.
+    rng = np.random.default_rng(5)
+    n = 40000
+    x = rng.normal(0.3, 1.0, n)
+    w = rng.random(n) + 0.5
+    x[0], w[0] = 1e15, 1e-40
+    lab = rng.integers(0, 2, n)
+    lab[0] = 0
+    lab[1:32] = 1
+    got = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), weights=cupy.asarray(w), order=order).to_numpy()
+    v = [Fraction(float(t)) for t in x[lab == 0]]
+    wt = [Fraction(float(t)) for t in w[lab == 0]]
+    W = sum(wt)
+    mean = sum(a * b for a, b in zip(v, wt)) / W
+    assert abs(got.mean[0] - float(mean)) <= 1e-15
+    # m2 of the exact weights: the 1e15 value adds 1e-40 * 1e30 = 1e-10 to it
+    m2 = float(sum(b * (a - mean) ** 2 for a, b in zip(v, wt)))
+    assert abs(got.m2[0] / m2 - 1) <= 1e-12

@@ -21,10 +21,12 @@
 // fm_push1 one lane at a time, in lane order.
 //
 // At the block's end its warps' states are merged per slot in warp order and
-// written relative to the block's origin of the slot (that of its first warp
-// with one), stored in shift[o * C + c]: fm_finalize (fm_reduce.cu), given
-// shift, moves them to the origin of the slot's first nonempty block and
-// merges the C blocks in a tree.
+// written relative to the block's origin of the slot (that of its warp of
+// most values), stored in shift[o * C + c]: fm_finalize (fm_reduce.cu), given
+// shift, moves them to the origin of the slot's block of most values and
+// merges the C blocks in a tree. Merges start from the heavier side's mean
+// (fm_merge_moments_into), so a light state far from its slot's values (a
+// first value far off) rounds nothing but itself.
 #include "fm_state.cuh"
 #include "fm_peers.cuh"
 
@@ -126,15 +128,45 @@ __global__ void __launch_bounds__(256)
         double cq[2] = {d, d * d};
         fm_peer_sums<2>(peers, cq);
         double cs = cq[0], q = cq[1];
+        // A batch far from the slot's origin against its own spread (an origin
+        // from a distant or light first batch) lost digits in v - k: it is
+        // summed again around a value of its own, and the heavier of it and
+        // the warp's state gives the slot its origin (fm_far).
+        double kb = k;
+        bool again = fm_far(lane == first && batched, mb, q / cnt, first);
+        if (__any_sync(0xffffffffu, again)) {
+            double o = fm_peer_origin(peers, first, finite, v);
+            if (again) kb = o;
+            s[0] = v - kb;
+            fm_peer_sums<1>(peers, s);
+            mb = __shfl_sync(0xffffffffu, s[0] / cnt, first);
+            batched = finite && fm_finite(mb);
+            d = (v - kb) - mb;
+            cq[0] = d;
+            cq[1] = d * d;
+            fm_peer_sums<2>(peers, cq);
+            cs = cq[0];
+            q = cq[1];
+        }
         double blo = v, bhi = v;
         if (KIND == FM_SUMMARY) fm_peer_extremes(peers, blo, bhi);
         unsigned zeros = __ballot_sync(0xffffffffu, finite && v == 0.0);
         if (batched && lane == first) {
             fm_state st = fm_gload<KIND>(mine, slot, S);
-            *FM_GF(mine, 3, slot, S) = k;
             double inv = 1.0 / cnt;
+            double bmean = mb + cs * inv;  // relative to kb
+            double org = k;
+            if (kb != k) {
+                if (cnt > st.n) {  // the batch outweighs the state: its origin becomes the slot's
+                    if (st.n > 0) st.mean += k - kb;
+                    org = kb;
+                } else {
+                    bmean += kb - k;
+                }
+            }
+            *FM_GF(mine, 3, slot, S) = org;
             double bq = fm_finite(q) ? fmax(q - cs * (cs * inv), 0.0) : q;
-            fm_merge_moments_into(st, cnt, mb + cs * inv, bq);
+            fm_merge_moments_into(st, cnt, bmean, bq);
             if (KIND == FM_SUMMARY) {
                 st.lo = fmin(st.lo, blo);
                 st.hi = fmax(st.hi, bhi);
@@ -166,10 +198,19 @@ __global__ void __launch_bounds__(256)
     __syncthreads();
 
     // The block's state of each slot: its warps merged in order, relative to
-    // the origin of its first warp with one.
+    // the origin of its warp of most values (the first of them on a tie).
     for (long long o = threadIdx.x; o < S; o += blockDim.x) {
         double borg = fm_nan();
-        for (int w = 0; w < W && borg != borg; ++w) borg = *FM_GF(fm_gbuf + (long long)w * S * F, 3, o, S);
+        long long most = 0;
+        for (int w = 0; w < W; ++w) {
+            const double* base = fm_gbuf + (long long)w * S * F;
+            long long nw = __double_as_longlong(*FM_GF(base, 0, o, S));
+            double ow = *FM_GF(base, 3, o, S);
+            if (ow == ow && (borg != borg || nw > most)) {
+                borg = ow;
+                most = nw;
+            }
+        }
         if (borg != borg) borg = 0.0;
         fm_state s = fm_empty();
         for (int w = 0; w < W; ++w) {

@@ -278,7 +278,7 @@ __global__ void __launch_bounds__(FM_THREADS)
 // offs_stride]. With origin, the input means are relative to origin[o] (the
 // partial kernels' split reductions); with shift (fm_grouped.cu), each input
 // mean is relative to its own shift[j], and the origin is the shift of the
-// range's first nonempty state (each mean moved to it: mean + (shift[j] -
+// range's state of most values (each mean moved to it: mean + (shift[j] -
 // origin)); with neither, the mean of the first nonempty state among the
 // first FM_ORIGIN_SCAN of the range serves.
 // Grid: ceil(M * TPO / FM_THREADS) blocks of FM_THREADS.
@@ -299,11 +299,12 @@ __global__ void __launch_bounds__(FM_THREADS)
         long long end = offs ? offs[(o + 1) * offs_stride] : begin + C;
         if (origin) {
             org = origin[o];
-        } else if (shift) {
+        } else if (shift) {  // the shift of the state of most values (the first of them)
+            long long most = 0;
             for (long long j = begin; j < end; ++j)
-                if (in_n[j] > 0) {
+                if (in_n[j] > most) {
                     org = shift[j];
-                    break;
+                    most = in_n[j];
                 }
         } else if (end > begin) {  // states from outside: as fm_origin, over their means
             double c[FM_ORIGIN_SAMPLES];

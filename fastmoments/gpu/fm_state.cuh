@@ -122,7 +122,10 @@ __device__ __forceinline__ void fm_merge_moments_into(fm_state& s, long long nb,
         s.n = n;
         return;
     }
-    s.mean = s.mean + d * fb;
+    // From the heavier side's mean, which then moves least: a light state
+    // far away (a grouped kernel's slot whose origin lies far from its later
+    // values) does not round the result to its ulps.
+    s.mean = nb > s.n ? mb - d * ((double)s.n / (double)n) : s.mean + d * fb;
     // d * (d * w), not d * d * w: with w = na * nb / n < 1, d * d may pass
     // the range where the term does not.
     s.m2 = s.m2 + qb + d * (d * ((double)s.n * fb));

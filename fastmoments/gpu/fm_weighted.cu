@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(FM_THREADS)
 // with TPO threads per output (1, 32 or FM_THREADS). With origin, the input
 // means are relative to origin[o] (fm_w*_partial's split reductions); with
 // shift (fm_wgrouped.cu), each input mean is relative to its own shift[j] and
-// the origin is the shift of the first nonempty state (each mean moved to it:
+// the origin is the shift of the heaviest state (each mean moved to it:
 // mean + (shift[j] - origin)); with neither, the mean of the first nonempty
 // state of the first FM_ORIGIN_SCAN serves.
 // Grid: ceil(M * TPO / FM_THREADS) blocks of FM_THREADS.
@@ -185,11 +185,12 @@ __global__ void __launch_bounds__(FM_THREADS)
         long long begin = o * C, end = begin + C;
         if (origin) {
             org = origin[o];
-        } else if (shift) {
+        } else if (shift) {  // the shift of the heaviest state (the first of them)
+            double most = 0.0;
             for (long long j = begin; j < end; ++j)
-                if (in_n[j] > 0) {
+                if (in_n[j] > 0 && in_w[j] > most) {
                     org = shift[j];
-                    break;
+                    most = in_w[j];
                 }
         } else {
             long long scan = C < FM_ORIGIN_SCAN ? C : FM_ORIGIN_SCAN;

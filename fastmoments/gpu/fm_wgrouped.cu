@@ -16,8 +16,9 @@
 // are negative, NaN or infinite set *bad (when bad is given).
 //
 // The block's states, merged per slot in warp order, are written relative to
-// the block's origin of the slot (shift[o * C + c]); fm_wfinalize
-// (fm_weighted.cu), given shift, merges the C blocks of each slot.
+// the origin of the slot's heaviest warp (shift[o * C + c]); fm_wfinalize
+// (fm_weighted.cu), given shift, takes the heaviest block's as the slot's
+// origin and merges the C blocks of each slot.
 #include "fm_wstate.cuh"
 #include "fm_peers.cuh"
 
@@ -108,23 +109,39 @@ __global__ void __launch_bounds__(256)
             double o = fm_peer_origin(peers, first, finite, v);
             if (need) k = o;
         }
-        double a[2] = {finite ? wt * (v - k) : 0.0, finite ? wt : 0.0};
-        fm_peer_sums<2>(peers, a);
-        // Lanes outside any batch divide 0 by 0: NaN, never used.
-        double mb = __shfl_sync(0xffffffffu, a[0] / a[1], first);
-        double d = (v - k) - mb;
-        double wd = finite ? wt * d : 0.0;
-        double b[5] = {wd, wd * d, wd * d * d, (wd * d * d) * d, finite ? wt * wt : 0.0};
-        fm_peer_sums<5>(peers, b);
-        double Wb = a[1];
-        // Overflow of a sum (the lanes' values are finite): one value at a time instead.
-        bool ok = fm_finite(mb) && fm_finite(Wb) && fm_finite(b[1]) && (ORDER < 3 || fm_finite(b[2])) &&
-                  (ORDER < 4 || fm_finite(b[3]));
+        // Twice where the batch lies far from the slot's origin against its own
+        // spread (fm_far: an origin from a distant or light first batch): then
+        // around a value of its own, and the heavier of it and the warp's state
+        // gives the slot its origin.
+        double kb = k, mb, Wb, b[5];
+        bool ok;
+        for (int pass = 0;; ++pass) {
+            double a[2] = {finite ? wt * (v - kb) : 0.0, finite ? wt : 0.0};
+            fm_peer_sums<2>(peers, a);
+            // Lanes outside any batch divide 0 by 0: NaN, never used.
+            mb = __shfl_sync(0xffffffffu, a[0] / a[1], first);
+            double d = (v - kb) - mb;
+            double wd = finite ? wt * d : 0.0;
+            b[0] = wd;
+            b[1] = wd * d;
+            b[2] = wd * d * d;
+            b[3] = (wd * d * d) * d;
+            b[4] = finite ? wt * wt : 0.0;
+            fm_peer_sums<5>(peers, b);
+            Wb = a[1];
+            // Overflow of a sum (the lanes' values are finite): one value at a time instead.
+            ok = fm_finite(mb) && fm_finite(Wb) && fm_finite(b[1]) && (ORDER < 3 || fm_finite(b[2])) &&
+                 (ORDER < 4 || fm_finite(b[3]));
+            if (pass == 1) break;
+            bool again = fm_far(lane == first && finite && ok, mb, b[1] / Wb, first);
+            if (!__any_sync(0xffffffffu, again)) break;
+            double o = fm_peer_origin(peers, first, finite, v);
+            if (again) kb = o;
+        }
         int batch_ok = __shfl_sync(0xffffffffu, (int)ok, first);  // every lane: not behind finite &&
         bool batched = finite && batch_ok != 0;
         if (batched && lane == first) {
             fm_wstate<ORDER> st = fm_wgload<ORDER>(mine, slot, S);
-            *FM_WGF(mine, OG, slot, S) = k;
             double cc = b[0], s2 = b[1], s3 = b[2], s4 = b[3];
             double ee = cc / Wb;
             fm_wstate<ORDER> bs;
@@ -136,6 +153,16 @@ __global__ void __launch_bounds__(256)
             if (ORDER >= 3) bs.m[1 < ORDER - 1 ? 1 : 0] = s3 - 3.0 * ee * s2 + 2.0 * ee * (ee * cc);
             if (ORDER >= 4)
                 bs.m[2 < ORDER - 1 ? 2 : 0] = s4 - 4.0 * ee * s3 + 6.0 * ee * (ee * s2) - 3.0 * ee * (ee * (ee * cc));
+            double org = k;  // bs.mean is relative to kb
+            if (kb != k) {
+                if (bs.w > st.w) {  // the batch outweighs the state: its origin becomes the slot's
+                    if (st.n > 0) st.mean += k - kb;
+                    org = kb;
+                } else {
+                    bs.mean += kb - k;
+                }
+            }
+            *FM_WGF(mine, OG, slot, S) = org;
             fm_wmerge_into(st, bs);
             fm_wgstore<ORDER>(mine, slot, S, st);
         }
@@ -160,9 +187,17 @@ __global__ void __launch_bounds__(256)
     if (bad && flagged) *bad = 1;
     __syncthreads();
 
+    // Relative to the origin of the slot's heaviest warp (the first of them on a tie).
     for (long long o = threadIdx.x; o < S; o += blockDim.x) {
-        double borg = fm_nan();
-        for (int q = 0; q < W && borg != borg; ++q) borg = *FM_WGF(fm_wgbuf + (long long)q * S * F, OG, o, S);
+        double borg = fm_nan(), most = 0.0;
+        for (int q = 0; q < W; ++q) {
+            const double* base = fm_wgbuf + (long long)q * S * F;
+            double ww = *FM_WGF(base, 1, o, S), ow = *FM_WGF(base, OG, o, S);
+            if (ow == ow && (borg != borg || ww > most)) {
+                borg = ow;
+                most = ww;
+            }
+        }
         if (borg != borg) borg = 0.0;
         fm_wstate<ORDER> s = fm_wempty<ORDER>();
         for (int q = 0; q < W; ++q) {

@@ -101,7 +101,7 @@ __device__ __forceinline__ void fm_wmerge_into(fm_wstate<ORDER>& a, const fm_wst
     double d2 = d * d;
     double war = Wa * rb;
     double a2 = a.m[0], b2 = b.m[0];
-    a.mean = ma + d * rb;
+    a.mean = Wb > Wa ? mb - d * ra : ma + d * rb;  // from the heavier side's mean (see fm_merge_moments_into)
     // d * (d * war), not d * d * war: d * d may pass the range where the term does not.
     a.m[0] = a2 + b2 + d * (d * war);
     if (ORDER >= 3) {
