@@ -70,12 +70,12 @@ def merge_weighted(xp, order, a, b):
         if order >= 3:
             out.append(Ma[1] + Mb[1] + d2 * d * war * (ra - rb) + 3.0 * d * (ra * Mb[0] - rb * Ma[0]))
         if order >= 4:
-            out.append(
-                Ma[2] + Mb[2]
-                + d2 * d2 * war * (ra * ra - ra * rb + rb * rb)
-                + 6.0 * d2 * (ra * ra * Mb[0] + rb * rb * Ma[0])
-                + 4.0 * d * (ra * Mb[1] - rb * Ma[1])
-            )
+            t4 = d2 * d2 * war * (ra * ra - ra * rb + rb * rb)
+            m4 = Ma[2] + Mb[2] + t4 + 6.0 * d2 * (ra * ra * Mb[0] + rb * rb * Ma[0]) + 4.0 * d * (ra * Mb[1] - rb * Ma[1])
+            # M4 >= 0: where a side's M4 or the spread term overflowed, inf - inf
+            # from the M3 term is no reason for NaN (the kernels sum to inf there).
+            over = (Ma[2] == xp.inf) | (Mb[2] == xp.inf) | (t4 == xp.inf)
+            out.append(xp.where(xp.isnan(m4) & over, xp.inf, m4))
         spread_over = [xp.inf, xp.nan, xp.inf]
         for q in range(len(out) - 1):
             out[q + 1] = xp.where(finite, xp.where(wide, spread_over[q], out[q + 1]), xp.nan)

@@ -583,3 +583,19 @@ def test_count_overflow_in_merge_and_reduce():
     stacked = tuple(np.concatenate([f, f, f]) for f in big)
     with pytest.raises(ValueError, match="2\\*\\*63"):
         C.reduce("weighted4", stacked, (0,))
+
+
+def test_merge_of_an_overflowing_m4_is_inf():
+    # M4 >= 0: a merge whose M3 term gives inf - inf beside an overflowed M4
+    # (or spread term) is inf, in the array code (_pebay) and the CPU kernel's
+    # merge alike, bit for bit (found in review of the GPU's grouped kernels,
+    # 2026-12-08: the GPU merged to NaN where its sums gave inf).
+    a = (np.array([3, 3], np.int64), np.array([3.0, 3.0]), np.array([3.0, 3.0]), np.array([0.0, 0.0]),
+         np.array([1e201, 1e201]), np.array([np.inf, -np.inf]), np.array([np.inf, np.inf]))
+    b = (np.array([1, 1], np.int64), np.array([1.0, 1.0]), np.array([1.0, 1.0]), np.array([1e100, -1e100]),
+         np.zeros(2), np.zeros(2), np.zeros(2))
+    exp = merge_weighted(np, 4, a, b)
+    got = C.merge("weighted4", a, b)
+    assert np.isinf(exp[6]).all() and (exp[6] > 0).all()
+    for name, g, e in zip(NAMES, got, exp):
+        np.testing.assert_array_equal(g, e, err_msg=name)

@@ -38,10 +38,11 @@ def _merge_values(na, Wa, W2a, ma, M2a, M3a, M4a, nb, Wb, W2b, mb, M2b, M3b, M4b
     if ORDER >= 3:
         m3 = M3a + M3b + d2 * d * war * (ra - rb) + 3.0 * d * (ra * M2b - rb * M2a)
     if ORDER >= 4:
-        m4 = (M4a + M4b
-              + d2 * d2 * war * (ra * ra - ra * rb + rb * rb)
-              + 6.0 * d2 * (ra * ra * M2b + rb * rb * M2a)
-              + 4.0 * d * (ra * M3b - rb * M3a))
+        t4 = d2 * d2 * war * (ra * ra - ra * rb + rb * rb)
+        m4 = M4a + M4b + t4 + 6.0 * d2 * (ra * ra * M2b + rb * rb * M2a) + 4.0 * d * (ra * M3b - rb * M3a)
+        # M4 >= 0: inf - inf from the M3 term beside an overflowed M4 or spread term is inf (as _pebay)
+        over = (M4a == np.inf) | (M4b == np.inf) | (t4 == np.inf)
+        m4 = np.inf if (m4 != m4) & over else m4
     m2 = (np.inf if wide else m2) if finite else np.nan
     m3 = (np.nan if wide else m3) if finite else np.nan
     m4 = (np.inf if wide else m4) if finite else np.nan

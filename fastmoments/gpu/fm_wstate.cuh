@@ -110,8 +110,13 @@ __device__ __forceinline__ void fm_wmerge_into(fm_wstate<ORDER>& a, const fm_wst
         a.m[i3] = a3 + b3 + d2 * d * war * (ra - rb) + 3.0 * d * (ra * b2 - rb * a2);
         if (ORDER >= 4) {
             const int i4 = 2 < ORDER - 1 ? 2 : 0;
-            a.m[i4] = a.m[i4] + b.m[i4] + d2 * d2 * war * (ra * ra - ra * rb + rb * rb) +
-                      6.0 * d2 * (ra * ra * b2 + rb * rb * a2) + 4.0 * d * (ra * b3 - rb * a3);
+            double a4 = a.m[i4], b4 = b.m[i4], t4 = d2 * d2 * war * (ra * ra - ra * rb + rb * rb);
+            double m4 = a4 + b4 + t4 + 6.0 * d2 * (ra * ra * b2 + rb * rb * a2) + 4.0 * d * (ra * b3 - rb * a3);
+            // M4 >= 0: where a side's M4 or the spread term overflowed, inf - inf
+            // from the M3 term (of either sign) is no reason for NaN (the CPU's
+            // kernels give inf there).
+            if (m4 != m4 && (a4 == fm_inf() || b4 == fm_inf() || t4 == fm_inf())) m4 = fm_inf();
+            a.m[i4] = m4;
         }
     }
 }
