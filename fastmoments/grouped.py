@@ -46,9 +46,9 @@ def group_moments(x, by, *, axis=0, ngroups=None, skipna=False, weights=None, or
     Weights and orders 3 and 4 are computed by the corrected two-pass
     algorithm: on the CPU each task of rows read twice, the second time
     from cache (up to ``2**16`` groups x columns); on the GPU in one pass,
-    batches of a warp's values two-pass in registers (up to 1,536 groups x
-    columns at order 2, 768 at order 4); beyond those, in a few passes of
-    array code (``bincount``).
+    batches of a warp's values two-pass in registers (up to 1,024 groups x
+    columns with weights at order 2, 877 at order 3, 768 at order 4);
+    beyond those, in a few passes of array code (``bincount``).
 
     Returns:
         A :class:`Moments` whose shape is ``x``'s with ``axis`` replaced by
