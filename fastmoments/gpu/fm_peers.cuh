@@ -18,60 +18,57 @@ __device__ __forceinline__ unsigned fm_peers_above(unsigned peers, int lane, int
     return peers & ~((2u << lane) - 1u);  // lane 31: 2u << 31 wraps to 0, leaving none above
 }
 
-// Sums of x[0..K-1] over the lanes of `peers`.
-template <int K>
-__device__ __forceinline__ void fm_peer_sums(unsigned peers, double (&x)[K]) {
+// The tree itself: each round, every lane calls combine(from, take) with the
+// lane whose value it takes in (take), or with its own lane (nothing to take:
+// the shuffles inside need every lane all the same).
+template <typename Combine>
+__device__ __forceinline__ void fm_peer_tree(unsigned peers, Combine combine) {
     int lane = threadIdx.x & 31, rank;
     unsigned above = fm_peers_above(peers, lane, rank);
     while (__any_sync(0xffffffffu, above != 0u)) {
         int next = __ffs(above) - 1;
-        int from = next < 0 ? lane : next;
-#pragma unroll
-        for (int i = 0; i < K; ++i) {
-            double t = __shfl_sync(0xffffffffu, x[i], from);
-            if (next >= 0) x[i] += t;
-        }
+        combine(next < 0 ? lane : next, next >= 0);
         // Odd ranks have just been taken in by the lane below them.
         above &= ~__ballot_sync(0xffffffffu, rank & 1);
         rank >>= 1;
     }
 }
 
-// The same tree for the extremes (fmin/fmax: NaN never wins).
+// Sums of x[0..K-1] over the lanes of `peers`.
+template <int K>
+__device__ __forceinline__ void fm_peer_sums(unsigned peers, double (&x)[K]) {
+    fm_peer_tree(peers, [&](int from, bool take) {
+#pragma unroll
+        for (int i = 0; i < K; ++i) {
+            double t = __shfl_sync(0xffffffffu, x[i], from);
+            if (take) x[i] += t;
+        }
+    });
+}
+
+// The extremes (fmin/fmax: NaN never wins).
 __device__ __forceinline__ void fm_peer_extremes(unsigned peers, double& lo, double& hi) {
-    int lane = threadIdx.x & 31, rank;
-    unsigned above = fm_peers_above(peers, lane, rank);
-    while (__any_sync(0xffffffffu, above != 0u)) {
-        int next = __ffs(above) - 1;
-        int from = next < 0 ? lane : next;
+    fm_peer_tree(peers, [&](int from, bool take) {
         double tl = __shfl_sync(0xffffffffu, lo, from);
         double th = __shfl_sync(0xffffffffu, hi, from);
-        if (next >= 0) {
+        if (take) {
             lo = fmin(lo, tl);
             hi = fmax(hi, th);
         }
-        above &= ~__ballot_sync(0xffffffffu, rank & 1);
-        rank >>= 1;
-    }
+    });
 }
 
-// The value of the lowest distance over the lanes of `peers` (ties: the
-// lower lane's, so the choice depends on the peer set alone); dist never NaN.
+// The value of the lowest distance (ties: the lower lane's, so the choice
+// depends on the peer set alone); dist never NaN.
 __device__ __forceinline__ void fm_peer_nearest(unsigned peers, double& dist, double& value) {
-    int lane = threadIdx.x & 31, rank;
-    unsigned above = fm_peers_above(peers, lane, rank);
-    while (__any_sync(0xffffffffu, above != 0u)) {
-        int next = __ffs(above) - 1;
-        int from = next < 0 ? lane : next;
+    fm_peer_tree(peers, [&](int from, bool take) {
         double td = __shfl_sync(0xffffffffu, dist, from);
         double tv = __shfl_sync(0xffffffffu, value, from);
-        if (next >= 0 && td < dist) {
+        if (take && td < dist) {
             dist = td;
             value = tv;
         }
-        above &= ~__ballot_sync(0xffffffffu, rank & 1);
-        rank >>= 1;
-    }
+    });
 }
 
 // An origin for the batch of `peers` (first lane `first`; `finite`: the
