@@ -363,8 +363,8 @@ def test_an_outlier_first_value_is_not_the_origin(weighted):
     assert abs(got.mean[0] - exact) < 0.25, (got.mean[0], exact)  # float sums of 1e20 and 5: 1e20 * 2**-53 per add
 
 
-@pytest.mark.parametrize("order", [2, 4])
-def test_a_light_far_first_value_rounds_nothing_else(order):
+@pytest.mark.parametrize("order,groups", [(2, 2), (4, 2), (4, 500)])
+def test_a_light_far_first_value_rounds_nothing_else(order, groups):
     # Review of 7fae377: 1e15 of weight 1e-40, group 0's first value alone in
     # its first batch, became warp 0's origin and block 0's shift; every later
     # value of the group rounded to ulp(1e15) = 0.125 around it (mean 0.375
@@ -376,10 +376,11 @@ def test_a_light_far_first_value_rounds_nothing_else(order):
     x = rng.normal(0.3, 1.0, n)
     w = rng.random(n) + 0.5
     x[0], w[0] = 1e15, 1e-40
-    lab = rng.integers(0, 2, n)
+    lab = rng.integers(0, groups, n)  # 500 groups: batches of one value (one warp a block)
     lab[0] = 0
     lab[1:32] = 1
-    got = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), weights=cupy.asarray(w), order=order).to_numpy()
+    got = fm.group_moments(cupy.asarray(x), cupy.asarray(lab), ngroups=groups, weights=cupy.asarray(w),
+                           order=order).to_numpy()
     v = [Fraction(float(t)) for t in x[lab == 0]]
     wt = [Fraction(float(t)) for t in w[lab == 0]]
     W = sum(wt)

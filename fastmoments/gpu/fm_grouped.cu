@@ -128,12 +128,13 @@ __global__ void __launch_bounds__(256)
         double cq[2] = {d, d * d};
         fm_peer_sums<2>(peers, cq);
         double cs = cq[0], q = cq[1];
-        // A batch far from the slot's origin against its own spread (an origin
-        // from a distant or light first batch) lost digits in v - k: it is
-        // summed again around a value of its own, and the heavier of it and
-        // the warp's state gives the slot its origin (fm_far).
+        // A batch that outweighs the warp's state of its slot and lies far from
+        // the slot's origin against its own spread (the origin came from a
+        // lighter first batch far off) lost digits in v - k: it is summed again
+        // around a value of its own, which becomes the slot's origin (fm_far).
         double kb = k;
-        bool again = fm_far(lane == first && batched, mb, q / cnt, first);
+        bool lead = lane == first && batched && cnt > __double_as_longlong(*FM_GF(mine, 0, slot, S));
+        bool again = fm_far(lead, mb, q / cnt, first);
         if (__any_sync(0xffffffffu, again)) {
             double o = fm_peer_origin(peers, first, finite, v);
             if (again) kb = o;
@@ -156,13 +157,9 @@ __global__ void __launch_bounds__(256)
             double inv = 1.0 / cnt;
             double bmean = mb + cs * inv;  // relative to kb
             double org = k;
-            if (kb != k) {
-                if (cnt > st.n) {  // the batch outweighs the state: its origin becomes the slot's
-                    if (st.n > 0) st.mean += k - kb;
-                    org = kb;
-                } else {
-                    bmean += kb - k;
-                }
+            if (kb != k) {  // summed again (it outweighs the state): its origin becomes the slot's
+                if (st.n > 0) st.mean += k - kb;
+                org = kb;
             }
             *FM_GF(mine, 3, slot, S) = org;
             double bq = fm_finite(q) ? fmax(q - cs * (cs * inv), 0.0) : q;

@@ -93,8 +93,10 @@ __device__ __forceinline__ double fm_peer_origin(unsigned peers, int first, bool
 // Whether a batch summed around an origin lies so far from it against its
 // own spread that more than ~10 bits of its deviations were lost (its mean
 // less the origin, mb, past 2**10 times its root-mean-square deviation, msd
-// being the mean square): decided by the batch's first lane (lead), returned
-// to every lane of the batch.
+// being the mean square): decided by the batch's first lane where lead (the
+// callers: where the batch outweighs its slot's state, so that summing it
+// again moves the slot's origin to it; a batch of one value then always is),
+// returned to every lane of the batch.
 #define FM_FAR 0x1p20
 __device__ __forceinline__ bool fm_far(bool lead, double mb, double msd, int first) {
     int far = lead && mb * mb > FM_FAR * msd;

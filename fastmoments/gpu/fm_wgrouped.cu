@@ -109,10 +109,10 @@ __global__ void __launch_bounds__(256)
             double o = fm_peer_origin(peers, first, finite, v);
             if (need) k = o;
         }
-        // Twice where the batch lies far from the slot's origin against its own
-        // spread (fm_far: an origin from a distant or light first batch): then
-        // around a value of its own, and the heavier of it and the warp's state
-        // gives the slot its origin.
+        // Twice where the batch outweighs the warp's state of its slot and lies
+        // far from the slot's origin against its own spread (fm_far: the
+        // origin came from a lighter first batch far off): then around a value
+        // of its own, which becomes the slot's origin.
         double kb = k, mb, Wb, b[5];
         bool ok;
         for (int pass = 0;; ++pass) {
@@ -133,7 +133,8 @@ __global__ void __launch_bounds__(256)
             ok = fm_finite(mb) && fm_finite(Wb) && fm_finite(b[1]) && (ORDER < 3 || fm_finite(b[2])) &&
                  (ORDER < 4 || fm_finite(b[3]));
             if (pass == 1) break;
-            bool again = fm_far(lane == first && finite && ok, mb, b[1] / Wb, first);
+            bool lead = lane == first && finite && ok && Wb > *FM_WGF(mine, 1, slot, S);
+            bool again = fm_far(lead, mb, b[1] / Wb, first);
             if (!__any_sync(0xffffffffu, again)) break;
             double o = fm_peer_origin(peers, first, finite, v);
             if (again) kb = o;
@@ -154,13 +155,9 @@ __global__ void __launch_bounds__(256)
             if (ORDER >= 4)
                 bs.m[2 < ORDER - 1 ? 2 : 0] = s4 - 4.0 * ee * s3 + 6.0 * ee * (ee * s2) - 3.0 * ee * (ee * (ee * cc));
             double org = k;  // bs.mean is relative to kb
-            if (kb != k) {
-                if (bs.w > st.w) {  // the batch outweighs the state: its origin becomes the slot's
-                    if (st.n > 0) st.mean += k - kb;
-                    org = kb;
-                } else {
-                    bs.mean += kb - k;
-                }
+            if (kb != k) {  // summed again (it outweighs the state): its origin becomes the slot's
+                if (st.n > 0) st.mean += k - kb;
+                org = kb;
             }
             *FM_WGF(mine, OG, slot, S) = org;
             fm_wmerge_into(st, bs);
