@@ -68,9 +68,8 @@ def plan(slots, fields, total):
 
 
 def _rows(x, labels, axis, ngroups):
-    """x as (n, m) rows along ``axis``, the labels as int64, after the bound
-    check; and the output's shape and a function laying (G * m,) slot-major
-    fields out in it."""
+    """(x as (n, m) rows along ``axis``, the labels as int64, the number of
+    groups, the shape of the other axes), after the bound check of the labels."""
     import cupy
 
     G = int(ngroups)
